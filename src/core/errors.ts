@@ -1,0 +1,104 @@
+// Error classes with stable codes: handler-facing (JobError, UnrecoverableError) and library-raised ones.
+
+/** Base of every error the library raises; `code` is stable across versions. */
+export class RespondAsyncError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'RespondAsyncError';
+    this.code = code;
+  }
+}
+
+export interface JobErrorOptions {
+  /** A stable machine-readable code, served as `error.code`. */
+  code?: string;
+  /** `false` fails the job at once, without further attempts. Default `true`. */
+  retry?: boolean;
+  /** Serve the message to clients. Default `true` for a JobError. */
+  expose?: boolean;
+  cause?: unknown;
+}
+
+/**
+ * Throw from a handler to fail with a message clients may see.
+ * @example throw new JobError('report failed', { code: 'REPORT_FAILED', retry: false })
+ */
+export class JobError extends Error {
+  readonly code: string | undefined;
+  readonly retry: boolean;
+  readonly expose: boolean;
+  constructor(message: string, options: JobErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'JobError';
+    this.code = options.code;
+    this.retry = options.retry ?? true;
+    this.expose = options.expose ?? true;
+  }
+}
+
+/** Throw from a handler to fail at once, whatever attempts are left. Its message stays private unless `expose`. */
+export class UnrecoverableError extends Error {
+  readonly retry = false;
+  readonly expose: boolean;
+  readonly code: string | undefined;
+  constructor(message: string, options: { code?: string; expose?: boolean; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'UnrecoverableError';
+    this.expose = options.expose ?? false;
+    this.code = options.code;
+  }
+}
+
+/** The store cannot be reached or failed: submit answers 503 with Retry-After. */
+export class StoreUnavailableError extends RespondAsyncError {
+  readonly store: string;
+  constructor(store: string, cause: unknown) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    super('ERR_RESPOND_ASYNC_STORE_UNAVAILABLE', `${store} store unavailable: ${detail}`, { cause });
+    this.name = 'StoreUnavailableError';
+    this.store = store;
+  }
+}
+
+/** The store holds as many jobs as it may: submit answers 503 with Retry-After. */
+export class QueueFullError extends RespondAsyncError {
+  constructor(store: string, limit: number) {
+    super('ERR_RESPOND_ASYNC_QUEUE_FULL', `${store} store is full (${limit} jobs)`);
+    this.name = 'QueueFullError';
+  }
+}
+
+/** Reason a handler's signal aborts when the job is canceled. */
+export class CanceledError extends RespondAsyncError {
+  constructor() {
+    super('ERR_RESPOND_ASYNC_CANCELED', 'The job was canceled');
+    this.name = 'CanceledError';
+  }
+}
+
+/** Reason a handler's signal aborts when an attempt runs past `timeoutMs`. */
+export class TimeoutError extends RespondAsyncError {
+  constructor(ms: number) {
+    super('ERR_RESPOND_ASYNC_TIMEOUT', `The job timed out after ${ms} ms`);
+    this.name = 'TimeoutError';
+  }
+}
+
+/** Reason a handler's signal aborts when `jobs.close()` passes its deadline. */
+export class ShutdownError extends RespondAsyncError {
+  constructor() {
+    super('ERR_RESPOND_ASYNC_SHUTDOWN', 'The worker is shutting down');
+    this.name = 'ShutdownError';
+  }
+}
+
+/** Errors a store should treat as "cannot serve now" (connection refused, reset, timeouts). */
+export function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return (
+    typeof code === 'string' &&
+    (/^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|57P0[1-3]|08\d\d\d|SQLITE_BUSY)$/.test(code) ||
+      code === 'SQLITE_BUSY_SNAPSHOT')
+  );
+}

@@ -1,0 +1,602 @@
+// The runtime: createJobs(), define(), submit, and the worker loop (claim, run, heartbeat, retry, timeout, cancel).
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import { MemoryStore } from '../stores/memory.js';
+import { type Backoff, backoffDelay } from './backoff.js';
+import {
+  CanceledError,
+  JobError,
+  QueueFullError,
+  RespondAsyncError,
+  ShutdownError,
+  StoreUnavailableError,
+  TimeoutError,
+} from './errors.js';
+import { newJobId } from './ids.js';
+import { assertJobStore, type CancelOutcome, type JobStore } from './store.js';
+import type { JobChange, JobContext, JobErrorInfo, JobHandler, JobRecord } from './types.js';
+import { isTerminal } from './types.js';
+
+export interface Logger {
+  error(message: string, details?: unknown): void;
+  warn?(message: string, details?: unknown): void;
+}
+
+export interface JobsOptions {
+  /** Where jobs live. Default: a new `MemoryStore()` (one process, lost on exit). */
+  store?: JobStore;
+  /** Jobs this process runs at once. Default 10. */
+  concurrency?: number;
+  /** Run jobs in this process. `false` makes an API-only process that submits and serves status. Default true. */
+  worker?: boolean;
+  /** Lease length in ms; the runner renews it every third of this while the handler runs. Default 30 000. */
+  leaseMs?: number;
+  /** How often to look for due jobs when nothing woke the worker (delayed retries, other processes), in ms. Default 1000. */
+  pollIntervalMs?: number;
+  /** How long finished jobs stay readable (and idempotency keys stay bound), in ms. Default 24 h. */
+  retentionMs?: number;
+  /** Largest result a handler may return, in bytes of JSON; larger fails the job. Default 1 MiB. */
+  maxResultBytes?: number;
+  /** Where handler errors are reported (the full error, stack included, stays on the server). Default `console`. */
+  logger?: Logger;
+}
+
+export interface DefineOptions {
+  /** Attempts in all, the first included. Default 3. */
+  attempts?: number;
+  /** Delay between attempts. Default exponential from 1 s, capped at 5 min, with jitter. */
+  backoff?: Backoff;
+  /** Abort the handler's signal and fail the attempt after this many ms. Default: no limit. */
+  timeoutMs?: number;
+}
+
+/** A job registered with `jobs.define()`: pass it to a framework adapter's `route()`. */
+export interface JobDefinition<Input = unknown, Result = unknown> {
+  readonly name: string;
+  readonly handler: JobHandler<Input, Result>;
+  readonly options: Readonly<Required<Pick<DefineOptions, 'attempts'>> & DefineOptions>;
+  /** Phantom fields carrying the types to the routes and status documents. */
+  readonly __types?: { input: Input; result: Result };
+}
+
+export interface SubmitOptions {
+  owner?: string | null;
+  idempotencyKey?: string | null;
+  requestHash?: string | null;
+  callbackUrl?: string | null;
+}
+
+export interface CloseOptions {
+  /** How long running handlers may take to finish before their signals abort and leases go back. Default 10 000 ms. */
+  timeoutMs?: number;
+}
+
+/** What `handler` may return to make the status URL answer `303 See Other` to `url` when complete. */
+export interface SeeOther<Result = unknown> {
+  readonly [SEE_OTHER]: true;
+  readonly url: string;
+  readonly result: Result | undefined;
+}
+const SEE_OTHER = Symbol.for('respond-async.seeOther');
+
+/**
+ * Return `seeOther(url)` from a handler to make the status URL of the complete job redirect there
+ * (`303 See Other`), the Azure Async Request-Reply way. `result` is still stored and served in the document.
+ * @example
+ * jobs.define('export', async () => { const file = await render(); return seeOther(`/files/${file.id}`) });
+ */
+export function seeOther<Result = undefined>(url: string, result?: Result): SeeOther<Result> {
+  return { [SEE_OTHER]: true, url, result };
+}
+
+function isSeeOther(value: unknown): value is SeeOther {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[SEE_OTHER] === true;
+}
+
+interface Running {
+  job: JobRecord;
+  controller: AbortController;
+}
+
+const DEFAULTS = {
+  concurrency: 10,
+  leaseMs: 30_000,
+  pollIntervalMs: 1000,
+  retentionMs: 24 * 60 * 60 * 1000,
+  maxResultBytes: 1024 * 1024,
+};
+
+/**
+ * The job runtime: registers handlers, submits jobs to the store, and runs them in this process.
+ * @example
+ * const jobs = createJobs({ store: new MemoryStore(), concurrency: 4 });
+ * const report = jobs.define('report', async (req: RequestSnapshot<{ steps: number }>, ctx) => {
+ *   await ctx.progress(50);
+ *   return { ok: true };
+ * });
+ */
+export class Jobs {
+  readonly store: JobStore;
+  readonly workerId: string;
+  readonly options: Readonly<Required<Omit<JobsOptions, 'store' | 'logger'>>>;
+  readonly logger: Logger;
+  readonly #definitions = new Map<string, JobDefinition<never, unknown>>();
+  readonly #running = new Map<string, Running>();
+  readonly #changes = new EventEmitter();
+  #ready: Promise<void> | undefined;
+  #closing = false;
+  #closed: Promise<void> | undefined;
+  #pumping = false;
+  #pumpAgain = false;
+  #pollTimer: NodeJS.Timeout | undefined;
+  #heartbeatTimer: NodeJS.Timeout | undefined;
+  #purgeTimer: NodeJS.Timeout | undefined;
+  #unsubscribe: (() => Promise<void>) | undefined;
+  readonly #idle = new Set<() => void>();
+  readonly #background: Array<{ start(): void; stop(): Promise<void> }> = [];
+
+  constructor(options: JobsOptions = {}) {
+    const store = options.store ?? new MemoryStore();
+    assertJobStore(store);
+    this.store = store;
+    this.logger = options.logger ?? console;
+    this.options = {
+      concurrency: positive('concurrency', options.concurrency ?? DEFAULTS.concurrency),
+      worker: options.worker ?? true,
+      leaseMs: positive('leaseMs', options.leaseMs ?? DEFAULTS.leaseMs),
+      pollIntervalMs: positive('pollIntervalMs', options.pollIntervalMs ?? DEFAULTS.pollIntervalMs),
+      retentionMs: positive('retentionMs', options.retentionMs ?? DEFAULTS.retentionMs),
+      maxResultBytes: positive('maxResultBytes', options.maxResultBytes ?? DEFAULTS.maxResultBytes),
+    };
+    this.workerId = `${hostname()}:${process.pid}:${newJobId().slice(0, 8)}`;
+    this.#changes.setMaxListeners(0);
+  }
+
+  /**
+   * Register a handler under a stable name. Any process that defines the same name can run the job.
+   * The handler's input type flows to the route and its result type to the status document.
+   */
+  define<Input = unknown, Result = unknown>(
+    name: string,
+    handler: JobHandler<Input, Result>,
+    options: DefineOptions = {},
+  ): JobDefinition<Input, Awaited<Result> extends SeeOther<infer R> ? R : Awaited<Result>> {
+    if (typeof name !== 'string' || name.length === 0 || name.length > 200) {
+      throw new TypeError('respond-async: a job name must be a non-empty string of at most 200 characters');
+    }
+    if (typeof handler !== 'function')
+      throw new TypeError(`respond-async: the handler of job "${name}" must be a function`);
+    if (this.#definitions.has(name)) throw new TypeError(`respond-async: job "${name}" is already defined`);
+    const definition = {
+      name,
+      handler,
+      options: { ...options, attempts: positive('attempts', options.attempts ?? 3) },
+    } as JobDefinition<Input, never>;
+    this.#definitions.set(name, definition as unknown as JobDefinition<never, unknown>);
+    if (this.options.worker) this.#startWorker();
+    return definition as never;
+  }
+
+  /** The definition registered under `name`, if any. */
+  definition(name: string): JobDefinition | undefined {
+    return this.#definitions.get(name) as JobDefinition | undefined;
+  }
+
+  /** Resolves once the store is ready (migrations run). Called for you before the first store use. */
+  ready(): Promise<void> {
+    this.#ready ??= this.store.init().catch((error: unknown) => {
+      this.#ready = undefined;
+      throw new StoreUnavailableError(this.store.kind, error);
+    });
+    return this.#ready;
+  }
+
+  /**
+   * Queue a job. Resolves once the store holds it durably. With an idempotency key that is already bound,
+   * resolves to the existing job with `created: false`.
+   * @throws QueueFullError when the store is full, StoreUnavailableError when it cannot be reached.
+   */
+  async submit(
+    definition: JobDefinition<never, unknown> | string,
+    input: unknown,
+    options: SubmitOptions = {},
+  ): Promise<{ job: JobRecord; created: boolean }> {
+    const name = typeof definition === 'string' ? definition : definition.name;
+    const known = this.#definitions.get(name);
+    if (!known) throw new TypeError(`respond-async: job "${name}" is not defined in this process`);
+    if (this.#closing) throw new StoreUnavailableError(this.store.kind, new Error('the runtime is closing'));
+    await this.ready();
+    const result = await this.#storeCall(() =>
+      this.store.create({
+        id: newJobId(),
+        name,
+        input,
+        owner: options.owner ?? null,
+        idempotencyKey: options.idempotencyKey ?? null,
+        requestHash: options.requestHash ?? null,
+        maxAttempts: known.options.attempts,
+        callbackUrl: options.callbackUrl ?? null,
+      }),
+    );
+    if (result.created) {
+      this.#publish(result.job);
+      this.#wake();
+    }
+    return result;
+  }
+
+  /** The job, or undefined when unknown or expired. */
+  async get(id: string): Promise<JobRecord | undefined> {
+    await this.ready();
+    return this.#storeCall(() => this.store.get(id));
+  }
+
+  /** The owner's jobs, newest first. */
+  async list(owner: string | null, limit = 20): Promise<JobRecord[]> {
+    await this.ready();
+    return this.#storeCall(() => this.store.list({ owner, limit }));
+  }
+
+  /** Cancel a job: a queued one ends at once, a running one has its signal aborted. */
+  async cancel(id: string): Promise<{ outcome: CancelOutcome; job?: JobRecord }> {
+    await this.ready();
+    const result = await this.#storeCall(() => this.store.cancel(id, { retentionMs: this.options.retentionMs }));
+    if (result.job && result.outcome !== 'finished') this.#publish(result.job);
+    if (result.outcome === 'requested') this.#running.get(id)?.controller.abort(new CanceledError());
+    return result;
+  }
+
+  /**
+   * Call `listener` on every change of job `id` made by this process, or reported by the store's change
+   * feed, and at least every `pollIntervalMs` while listening (so that changes made by other processes on a
+   * store without a feed are seen). Returns the function that stops listening.
+   */
+  watch(id: string, listener: (change: JobChange | null) => void): () => void {
+    const onChange = (change: JobChange) => listener(change);
+    this.#changes.on(id, onChange);
+    const timer = setInterval(() => listener(null), this.options.pollIntervalMs);
+    timer.unref();
+    return () => {
+      clearInterval(timer);
+      this.#changes.off(id, onChange);
+    };
+  }
+
+  /** Listeners currently registered by `watch()` (for leak checks). */
+  watcherCount(): number {
+    return this.#changes.eventNames().reduce((n, name) => n + this.#changes.listenerCount(name), 0);
+  }
+
+  /** Resolve with the job once it is terminal, or with its latest state after `timeoutMs`. */
+  async waitFor(id: string, timeoutMs: number, signal?: AbortSignal): Promise<JobRecord | undefined> {
+    let job = await this.get(id);
+    if (!job || isTerminal(job.status) || timeoutMs <= 0) return job;
+    return new Promise<JobRecord | undefined>((resolve) => {
+      let settled = false;
+      const finish = (value: JobRecord | undefined) => {
+        if (settled) return;
+        settled = true;
+        stop();
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        resolve(value);
+      };
+      const check = () => {
+        this.get(id).then(
+          (latest) => {
+            job = latest ?? job;
+            if (!latest || isTerminal(latest.status)) finish(latest);
+          },
+          () => {},
+        );
+      };
+      const onAbort = () => finish(job);
+      const stop = this.watch(id, (change) => {
+        if (change === null || isTerminal(change.status)) check();
+      });
+      const timer = setTimeout(() => finish(job), timeoutMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      check();
+    });
+  }
+
+  /** Jobs running in this process now. */
+  get runningCount(): number {
+    return this.#running.size;
+  }
+
+  /**
+   * Stop claiming, let running jobs finish up to `timeoutMs`, then abort their signals and hand their leases
+   * back so another process runs them. Closes the store.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    this.#closed ??= this.#close(options.timeoutMs ?? 10_000);
+    return this.#closed;
+  }
+
+  /** Register a background loop (webhook deliveries) that starts with the worker and stops on close. @internal */
+  addBackground(task: { start(): void; stop(): Promise<void> }): void {
+    this.#background.push(task);
+    if (this.#pollTimer) task.start();
+  }
+
+  /** Publish a change to local watchers. @internal */
+  publish(job: Pick<JobRecord, 'id' | 'status' | 'seq'>): void {
+    this.#publish(job);
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
+    this.#closing = true;
+    clearInterval(this.#pollTimer);
+    clearInterval(this.#purgeTimer);
+    await Promise.allSettled(this.#background.map((task) => task.stop()));
+    if (this.#running.size > 0) {
+      const drained = new Promise<void>((resolve) => this.#idle.add(resolve));
+      const deadline = new Promise<'deadline'>((resolve) => setTimeout(resolve, timeoutMs, 'deadline').unref());
+      if ((await Promise.race([drained, deadline])) === 'deadline') {
+        for (const running of this.#running.values()) running.controller.abort(new ShutdownError());
+        await drained;
+      }
+    }
+    clearInterval(this.#heartbeatTimer);
+    await this.#unsubscribe?.().catch(() => {});
+    await this.store.close();
+  }
+
+  #startWorker(): void {
+    if (this.#pollTimer || this.#closing) return;
+    this.#pollTimer = setInterval(() => this.#wake(), this.options.pollIntervalMs);
+    this.#pollTimer.unref();
+    this.#heartbeatTimer = setInterval(() => void this.#heartbeat(), Math.max(10, this.options.leaseMs / 3));
+    this.#heartbeatTimer.unref();
+    this.#purgeTimer = setInterval(
+      () => void this.store.purgeExpired().catch(() => {}),
+      Math.min(60_000, this.options.retentionMs),
+    );
+    this.#purgeTimer.unref();
+    for (const task of this.#background) task.start();
+    void this.ready()
+      .then(async () => {
+        if (this.store.subscribe && !this.#closing) {
+          this.#unsubscribe = await this.store.subscribe((change) => this.#onRemoteChange(change));
+        }
+      })
+      .catch((error: unknown) => this.logger.error('respond-async: store not ready; will retry', error));
+    queueMicrotask(() => this.#wake());
+  }
+
+  #onRemoteChange(change: JobChange): void {
+    this.#changes.emit(change.id, change);
+    if (change.status === 'queued') this.#wake();
+    const running = this.#running.get(change.id);
+    if (running && change.status === 'processing') {
+      void this.store.get(change.id).then((job) => {
+        if (job?.cancelRequested) running.controller.abort(new CanceledError());
+      });
+    }
+  }
+
+  #publish(job: Pick<JobRecord, 'id' | 'status' | 'seq'>): void {
+    if (this.#changes.listenerCount(job.id) > 0) {
+      this.#changes.emit(job.id, { id: job.id, status: job.status, seq: job.seq });
+    }
+  }
+
+  /** Claim and start jobs while there are free slots. Never runs twice at once. */
+  #wake(): void {
+    if (this.#closing || !this.options.worker || this.#definitions.size === 0) return;
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    void this.#pump().finally(() => {
+      this.#pumping = false;
+      if (this.#pumpAgain) {
+        this.#pumpAgain = false;
+        this.#wake();
+      }
+    });
+  }
+
+  async #pump(): Promise<void> {
+    try {
+      await this.ready();
+      const names = [...this.#definitions.keys()];
+      while (!this.#closing) {
+        const free = this.options.concurrency - this.#running.size;
+        if (free <= 0) return;
+        const claimed = await this.store.claim({
+          names,
+          workerId: this.workerId,
+          limit: free,
+          leaseMs: this.options.leaseMs,
+        });
+        for (const job of claimed) this.#start(job);
+        if (claimed.length < free) return;
+      }
+    } catch (error) {
+      this.logger.error('respond-async: claiming jobs failed; will retry', error);
+    }
+  }
+
+  #start(job: JobRecord): void {
+    const controller = new AbortController();
+    this.#running.set(job.id, { job, controller });
+    this.#publish(job);
+    void this.#run(job, controller).finally(() => {
+      this.#running.delete(job.id);
+      if (this.#running.size === 0) for (const resolve of this.#idle) resolve();
+      this.#wake();
+    });
+  }
+
+  async #run(job: JobRecord, controller: AbortController): Promise<void> {
+    const definition = this.#definitions.get(job.name);
+    if (!definition) return; // claim filters by name; unreachable
+    const { attempts, timeoutMs } = definition.options;
+    const retentionMs = this.options.retentionMs;
+    if (job.attempt > attempts) {
+      // Leases lapsed (crashed processes) until the attempts ran out.
+      const error = { message: 'The job failed', code: 'ERR_RESPOND_ASYNC_ATTEMPTS_EXHAUSTED' };
+      await this.#write(() => this.store.fail(job.id, this.workerId, { error, retryAt: null, retentionMs }));
+      return;
+    }
+    if (job.cancelRequested) {
+      await this.#write(() => this.store.markCanceled(job.id, this.workerId, { retentionMs }));
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(() => controller.abort(new TimeoutError(timeoutMs)), timeoutMs);
+    }
+    const ctx: JobContext = {
+      jobId: job.id,
+      attempt: job.attempt,
+      owner: job.owner,
+      signal: controller.signal,
+      progress: async (percent, message) => {
+        if (controller.signal.aborted) return;
+        const value = Math.min(100, Math.max(0, Number.isFinite(percent) ? percent : 0));
+        const text = message === undefined ? null : String(message).slice(0, 1000);
+        await this.#write(() => this.store.progress(job.id, this.workerId, value, text));
+      },
+    };
+    let outcome: { ok: true; value: unknown } | { ok: false; error: unknown };
+    try {
+      const value = await raceAbort(definition.handler(job.input as never, ctx), controller.signal);
+      outcome = { ok: true, value };
+    } catch (error) {
+      outcome = { ok: false, error };
+    } finally {
+      clearTimeout(timer);
+    }
+    const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
+    if (reason instanceof ShutdownError) {
+      await this.store.release(job.id, this.workerId).catch(() => {});
+      return;
+    }
+    if (reason instanceof LeaseLostError) return;
+    if (reason instanceof CanceledError) {
+      await this.#write(() => this.store.markCanceled(job.id, this.workerId, { retentionMs }));
+      return;
+    }
+    if (outcome.ok && !(reason instanceof TimeoutError)) {
+      const value = isSeeOther(outcome.value) ? outcome.value.result : outcome.value;
+      const resultUrl = isSeeOther(outcome.value) ? outcome.value.url : null;
+      const size = jsonSize(value);
+      if (size <= this.options.maxResultBytes) {
+        await this.#write(() => this.store.complete(job.id, this.workerId, { result: value, resultUrl, retentionMs }));
+        return;
+      }
+      outcome = {
+        ok: false,
+        error: new JobError(`The result is larger than ${this.options.maxResultBytes} bytes`, {
+          code: 'ERR_RESPOND_ASYNC_RESULT_TOO_LARGE',
+          retry: false,
+        }),
+      };
+    }
+    const error = outcome.ok ? reason : reason instanceof TimeoutError ? reason : outcome.error;
+    if (!(error instanceof RespondAsyncError || error instanceof JobError)) {
+      this.logger.error(`respond-async: job ${job.name} ${job.id} attempt ${job.attempt} failed`, error);
+    }
+    const retry = (error as { retry?: unknown } | null)?.retry !== false && job.attempt < attempts;
+    const retryAt = retry ? Date.now() + backoffDelay(definition.options.backoff, job.attempt) : null;
+    await this.#write(() =>
+      this.store.fail(job.id, this.workerId, { error: publicError(error), retryAt, retentionMs }),
+    );
+  }
+
+  /** A store write by the worker: publishes the change; a failure is logged (the lease will lapse and retry). */
+  async #write(write: () => Promise<JobRecord | undefined>): Promise<void> {
+    try {
+      const job = await write();
+      if (job) this.#publish(job);
+    } catch (error) {
+      this.logger.error('respond-async: store write failed; the job will be retried when its lease lapses', error);
+    }
+  }
+
+  async #heartbeat(): Promise<void> {
+    if (this.#running.size === 0) return;
+    const ids = [...this.#running.keys()];
+    try {
+      const states = await this.store.renew(ids, this.workerId, this.options.leaseMs);
+      for (const state of states) {
+        const running = this.#running.get(state.id);
+        if (!running) continue;
+        if (!state.held) running.controller.abort(new LeaseLostError());
+        else if (state.cancelRequested) running.controller.abort(new CanceledError());
+      }
+    } catch (error) {
+      this.logger.error('respond-async: renewing leases failed', error);
+    }
+  }
+
+  /** Map store failures other than a full queue to StoreUnavailableError. */
+  async #storeCall<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (error instanceof QueueFullError || error instanceof StoreUnavailableError) throw error;
+      throw new StoreUnavailableError(this.store.kind, error);
+    }
+  }
+}
+
+/** Reason a handler's signal aborts when its lease lapsed and another worker may run the job. @internal */
+class LeaseLostError extends RespondAsyncError {
+  constructor() {
+    super('ERR_RESPOND_ASYNC_LEASE_LOST', 'The job lease was lost');
+  }
+}
+
+/** Create the job runtime. See `Jobs`. */
+export function createJobs(options: JobsOptions = {}): Jobs {
+  return new Jobs(options);
+}
+
+/** The error as clients may see it: the message only when the error is marked public. @internal */
+export function publicError(error: unknown): JobErrorInfo {
+  if (error instanceof TimeoutError) return { message: 'The job timed out', code: error.code };
+  const candidate = error as { message?: unknown; code?: unknown; expose?: unknown } | null;
+  if (candidate && candidate.expose === true && typeof candidate.message === 'string') {
+    return typeof candidate.code === 'string'
+      ? { message: candidate.message, code: candidate.code }
+      : { message: candidate.message };
+  }
+  return { message: 'The job failed' };
+}
+
+/** Settle with the handler, or reject as soon as the signal aborts (a handler that ignores its signal is abandoned). */
+function raceAbort<T>(work: Promise<T> | T, signal: AbortSignal): Promise<T> {
+  if (!(work instanceof Promise)) return Promise.resolve(work);
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+function jsonSize(value: unknown): number {
+  if (value === undefined) return 0;
+  return Buffer.byteLength(JSON.stringify(value) ?? '');
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new TypeError(`respond-async: \`${name}\` must be a positive number, got ${String(value)}`);
+  }
+  return value;
+}

@@ -1,0 +1,164 @@
+// The JobStore interface: what every store (memory, SQLite, PostgreSQL, third-party) must do, and no more.
+//
+// Stores persist and claim atomically; they do not know retry policy, timeouts or HTTP. Every method that
+// changes a job increments its `seq` and, where the store has a change feed, publishes a `JobChange`.
+// Methods that take a `workerId` act only while that worker holds the job's lease and return `undefined`
+// otherwise (the lease lapsed and another worker may have the job).
+import type { DeliveryStatus, JobChange, JobErrorInfo, JobRecord, NewJob } from './types.js';
+
+export interface ClaimOptions {
+  /** Only jobs registered under these names. */
+  names: readonly string[];
+  workerId: string;
+  /** At most this many jobs. */
+  limit: number;
+  leaseMs: number;
+}
+
+export interface CreateResult {
+  job: JobRecord;
+  /** False when an unexpired job with the same owner and idempotency key already existed. */
+  created: boolean;
+}
+
+export type CancelOutcome =
+  /** It was queued and is now `canceled`. */
+  | 'canceled'
+  /** It is processing: `cancelRequested` is set and the worker running it will abort. */
+  | 'requested'
+  /** It had already finished; nothing changed. */
+  | 'finished'
+  /** No such job (or expired). */
+  | 'missing';
+
+export interface LeaseState {
+  id: string;
+  /** The lease is still this worker's (false: lapsed and taken, or the job is gone). */
+  held: boolean;
+  cancelRequested: boolean;
+}
+
+export interface DeliveryUpdate {
+  status: DeliveryStatus;
+  attempts: number;
+  /** Next attempt time while `pending`; null otherwise. */
+  nextAt: number | null;
+}
+
+export interface JobStore {
+  /** Short name used in error messages (`memory`, `sqlite`, `postgres`). */
+  readonly kind: string;
+
+  /** Prepare the store (schema migrations). Safe to call more than once and from many processes at once. */
+  init(): Promise<void>;
+
+  /**
+   * Insert a new `queued` job, durably, before resolving. When `idempotencyKey` is set and an unexpired job
+   * with the same owner and key exists, return that job with `created: false` instead; two concurrent
+   * calls with one key create one job. Throws `QueueFullError` when bounded and full, and
+   * `StoreUnavailableError` when the store cannot be reached.
+   */
+  create(job: NewJob): Promise<CreateResult>;
+
+  /** The job, or `undefined` when missing or past `expiresAt`. */
+  get(id: string): Promise<JobRecord | undefined>;
+
+  /** The owner's unexpired jobs, newest first. */
+  list(options: { owner: string | null; limit: number }): Promise<JobRecord[]>;
+
+  /**
+   * Atomically take up to `limit` jobs, oldest `runAt` first: `queued` ones with `runAt <= now`, and
+   * `processing` ones whose lease has lapsed. Each is set to `processing` with `attempt + 1`, the lease
+   * (`leaseOwner`, `leaseUntil = now + leaseMs`), `startedAt` if unset. No job is handed to two
+   * claimers whose leases overlap.
+   */
+  claim(options: ClaimOptions): Promise<JobRecord[]>;
+
+  /** Extend the leases this worker holds; says per job whether it is still held and whether cancel was asked. */
+  renew(ids: readonly string[], workerId: string, leaseMs: number): Promise<LeaseState[]>;
+
+  /** Record progress of a job this worker holds. */
+  progress(id: string, workerId: string, progress: number, message: string | null): Promise<JobRecord | undefined>;
+
+  /** Finish as `complete` with `result` (and `resultUrl`), setting `finishedAt` and `expiresAt = now + retentionMs`. Arms the webhook when the job has a callback URL. */
+  complete(
+    id: string,
+    workerId: string,
+    outcome: { result: unknown; resultUrl: string | null; retentionMs: number },
+  ): Promise<JobRecord | undefined>;
+
+  /**
+   * Record a failed attempt. With `retryAt`, the job goes back to `queued` (lease cleared, `runAt = retryAt`);
+   * without, it ends `failed` like `complete` ends `complete`.
+   */
+  fail(
+    id: string,
+    workerId: string,
+    outcome: { error: JobErrorInfo; retryAt: number | null; retentionMs: number },
+  ): Promise<JobRecord | undefined>;
+
+  /**
+   * Cancel by id, whoever holds it: a queued job becomes `canceled` at once; a processing one gets
+   * `cancelRequested`; a finished one is left as it is.
+   */
+  cancel(id: string, options: { retentionMs: number }): Promise<{ outcome: CancelOutcome; job?: JobRecord }>;
+
+  /** The worker acknowledges a requested cancel: the job ends `canceled`. */
+  markCanceled(id: string, workerId: string, options: { retentionMs: number }): Promise<JobRecord | undefined>;
+
+  /** Hand a held job back to the queue without counting the attempt (graceful shutdown). */
+  release(id: string, workerId: string): Promise<void>;
+
+  /** Delete jobs past `expiresAt` (and unfinished ones whose idempotency keys lapsed are kept). Returns how many. */
+  purgeExpired(): Promise<number>;
+
+  /**
+   * Atomically take up to `limit` finished jobs whose webhook is `pending` and due, pushing their
+   * `deliveryNextAt` forward by `leaseMs` so that no other process sends them meanwhile.
+   */
+  claimDeliveries(options: { limit: number; leaseMs: number }): Promise<JobRecord[]>;
+
+  /** Record the outcome of a delivery attempt. */
+  recordDelivery(id: string, update: DeliveryUpdate): Promise<void>;
+
+  /**
+   * Optional change feed across processes (PostgreSQL LISTEN/NOTIFY). The runtime publishes its own
+   * process's changes locally; a store implements this only when changes made elsewhere can reach it.
+   * Resolves to an unsubscribe function.
+   */
+  subscribe?(listener: (change: JobChange) => void): Promise<() => Promise<void>>;
+
+  /** Release connections and timers. The store is not used afterwards. */
+  close(): Promise<void>;
+}
+
+const REQUIRED_METHODS = [
+  'init',
+  'create',
+  'get',
+  'list',
+  'claim',
+  'renew',
+  'progress',
+  'complete',
+  'fail',
+  'cancel',
+  'markCanceled',
+  'release',
+  'purgeExpired',
+  'claimDeliveries',
+  'recordDelivery',
+  'close',
+] as const;
+
+/** Fail fast with a precise TypeError when `store` does not have the JobStore shape. @internal */
+export function assertJobStore(store: unknown): asserts store is JobStore {
+  if (typeof store !== 'object' || store === null) {
+    throw new TypeError('respond-async: `store` must be a JobStore object');
+  }
+  for (const method of REQUIRED_METHODS) {
+    if (typeof (store as Record<string, unknown>)[method] !== 'function') {
+      throw new TypeError(`respond-async: the store is missing the JobStore method \`${method}()\``);
+    }
+  }
+}

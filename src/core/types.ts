@@ -1,0 +1,106 @@
+// Shared value types of the runtime: job records as stores persist them, and what handlers see.
+
+/** The five status words of the HTTP contract. The last three are terminal. */
+export type JobStatus = 'queued' | 'processing' | 'complete' | 'failed' | 'canceled';
+
+export const TERMINAL_STATUSES: readonly JobStatus[] = ['complete', 'failed', 'canceled'];
+
+export function isTerminal(status: JobStatus): boolean {
+  return status === 'complete' || status === 'failed' || status === 'canceled';
+}
+
+/** The public form of a failure, as persisted and served. Never holds a stack. */
+export interface JobErrorInfo {
+  message: string;
+  code?: string;
+}
+
+/** Where a job's webhook delivery stands. `null` when the job has no callback URL. */
+export type DeliveryStatus = 'pending' | 'delivered' | 'failed';
+
+/** A job as a store persists it. Times are epoch milliseconds. */
+export interface JobRecord {
+  /** URL-safe id with 128 bits of randomness. */
+  id: string;
+  /** The name the handler was registered under with `jobs.define(name, …)`. */
+  name: string;
+  status: JobStatus;
+  /** The JSON snapshot of the request the handler receives. */
+  input: unknown;
+  /** The owner recorded at submit (`owner(req)`), or null. */
+  owner: string | null;
+  /** Idempotency key as sent by the client, scoped by owner; null when none. */
+  idempotencyKey: string | null;
+  /** Fingerprint of the request that created the job (method, path, body, owner). */
+  requestHash: string | null;
+  progress: number | null;
+  message: string | null;
+  /** The handler's return value, when complete. */
+  result: unknown;
+  /** Where a complete job's result lives, when the handler asked for `303 See Other`. */
+  resultUrl: string | null;
+  error: JobErrorInfo | null;
+  /** Attempts started so far (1 while the first attempt runs). */
+  attempt: number;
+  maxAttempts: number;
+  /** Not claimable before this time (delayed retries). */
+  runAt: number;
+  /** Worker holding the lease while processing. */
+  leaseOwner: string | null;
+  leaseUntil: number | null;
+  /** A cancel was asked for while the job was processing. */
+  cancelRequested: boolean;
+  callbackUrl: string | null;
+  deliveryStatus: DeliveryStatus | null;
+  deliveryAttempts: number;
+  deliveryNextAt: number | null;
+  createdAt: number;
+  updatedAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  /** When a finished job is purged; null while not terminal. */
+  expiresAt: number | null;
+  /** Increases on every change of the record: the SSE event id. */
+  seq: number;
+}
+
+/** What the runtime asks a store to insert. */
+export interface NewJob {
+  id: string;
+  name: string;
+  input: unknown;
+  owner: string | null;
+  idempotencyKey: string | null;
+  requestHash: string | null;
+  maxAttempts: number;
+  callbackUrl: string | null;
+}
+
+/** A change to a job, as published to `JobStore.subscribe` listeners. */
+export interface JobChange {
+  id: string;
+  status: JobStatus;
+  seq: number;
+}
+
+/** Progress reporter and cancellation signal handed to a handler. */
+export interface JobContext {
+  jobId: string;
+  /** 1 on the first attempt. */
+  attempt: number;
+  /** Aborts on cancel, on timeout and on shutdown; `signal.reason` says which. */
+  signal: AbortSignal;
+  /** Report progress: a percentage 0..100 and an optional message. Persisted and streamed. */
+  progress(percent: number, message?: string): Promise<void>;
+  /** The owner recorded for the job, if any. */
+  owner: string | null;
+}
+
+/** The JSON snapshot a wrapped route persists and the handler receives. */
+export interface RequestSnapshot<Body = unknown> {
+  body: Body;
+  params: Record<string, string>;
+  query: Record<string, unknown>;
+}
+
+export type JobHandler<Input, Result> = (input: Input, ctx: JobContext) => Promise<Result> | Result;

@@ -1,0 +1,47 @@
+// respond-async: the core entry. The runtime, the memory store, errors and the types a route and a store need.
+export type { Backoff, BackoffOptions } from './core/backoff.js';
+export {
+  CanceledError,
+  JobError,
+  type JobErrorOptions,
+  QueueFullError,
+  RespondAsyncError,
+  ShutdownError,
+  StoreUnavailableError,
+  TimeoutError,
+  UnrecoverableError,
+} from './core/errors.js';
+export { isJobId, newJobId } from './core/ids.js';
+export {
+  type CloseOptions,
+  createJobs,
+  type DefineOptions,
+  type JobDefinition,
+  Jobs,
+  type JobsOptions,
+  type Logger,
+  type SeeOther,
+  type SubmitOptions,
+  seeOther,
+} from './core/runtime.js';
+export type {
+  CancelOutcome,
+  ClaimOptions,
+  CreateResult,
+  DeliveryUpdate,
+  JobStore,
+  LeaseState,
+} from './core/store.js';
+export {
+  type DeliveryStatus,
+  isTerminal,
+  type JobChange,
+  type JobContext,
+  type JobErrorInfo,
+  type JobHandler,
+  type JobRecord,
+  type JobStatus,
+  type NewJob,
+  type RequestSnapshot,
+} from './core/types.js';
+export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js';
