@@ -1,0 +1,55 @@
+// The status document: the one JSON shape the status endpoint, SSE events and webhooks all serve.
+import type { JobErrorInfo, JobRecord, JobStatus } from '../core/types.js';
+
+/** The status document of the HTTP contract. `Result` is the handler's return type. */
+export interface StatusDocument<Result = unknown> {
+  jobId: string;
+  status: JobStatus;
+  statusUrl: string;
+  progress?: number;
+  message?: string;
+  /** The handler's return value, when `complete`. */
+  result?: Result;
+  /** Where the result lives, when the handler returned `seeOther(url)`. */
+  resultUrl?: string;
+  /** When `failed`: the public message (generic unless the error was marked public). */
+  error?: JobErrorInfo;
+  createdAt: string;
+  updatedAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  attempt?: number;
+}
+
+/** The body of a `202 Accepted` answer to a submit. */
+export interface AcceptedDocument {
+  jobId: string;
+  status: JobStatus;
+  statusUrl: string;
+  estimatedSeconds?: number;
+  createdAt: string;
+}
+
+/** Build the status document of `job`, served at `statusUrl`. */
+export function toStatusDocument<Result = unknown>(job: JobRecord, statusUrl: string): StatusDocument<Result> {
+  const doc = { jobId: job.id, status: job.status, statusUrl } as StatusDocument<Result>;
+  if (job.progress !== null) doc.progress = job.progress;
+  if (job.message !== null) doc.message = job.message;
+  if (job.status === 'complete') {
+    if (job.result !== undefined) doc.result = job.result as Result;
+    if (job.resultUrl !== null) doc.resultUrl = job.resultUrl;
+  }
+  if (job.status === 'failed' && job.error) {
+    doc.error = job.error.code === undefined ? { message: job.error.message } : { ...job.error };
+  }
+  doc.createdAt = iso(job.createdAt);
+  doc.updatedAt = iso(job.updatedAt);
+  if (job.startedAt !== null) doc.startedAt = iso(job.startedAt);
+  if (job.finishedAt !== null) doc.finishedAt = iso(job.finishedAt);
+  if (job.attempt > 0) doc.attempt = job.attempt;
+  return doc;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
