@@ -2,6 +2,7 @@
 export type { Backoff, BackoffOptions } from './core/backoff.js';
 export {
   CanceledError,
+  InputError,
   JobError,
   type JobErrorOptions,
   QueueFullError,

@@ -50,6 +50,19 @@ export class UnrecoverableError extends Error {
   }
 }
 
+/**
+ * Throw from a route's `input(req)` to refuse a request: the client gets 400 problem+json with this message
+ * and nothing is queued.
+ * @example input: (req) => { if (!req.body.email) throw new InputError('email is required'); return req.body }
+ */
+export class InputError extends RespondAsyncError {
+  readonly status = 400;
+  constructor(message: string) {
+    super('ERR_RESPOND_ASYNC_BAD_INPUT', message);
+    this.name = 'InputError';
+  }
+}
+
 /** The store cannot be reached or failed: submit answers 503 with Retry-After. */
 export class StoreUnavailableError extends RespondAsyncError {
   readonly store: string;

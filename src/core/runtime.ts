@@ -11,6 +11,7 @@ import {
   ShutdownError,
   StoreUnavailableError,
   TimeoutError,
+  UnrecoverableError,
 } from './errors.js';
 import { newJobId } from './ids.js';
 import { assertJobStore, type CancelOutcome, type JobStore } from './store.js';
@@ -170,7 +171,11 @@ export class Jobs {
     const definition = {
       name,
       handler,
-      options: { ...options, attempts: positive('attempts', options.attempts ?? 3) },
+      options: {
+        ...options,
+        attempts: positive('attempts', options.attempts ?? 3),
+        ...(options.timeoutMs === undefined ? {} : { timeoutMs: positive('timeoutMs', options.timeoutMs) }),
+      },
     } as JobDefinition<Input, never>;
     this.#definitions.set(name, definition as unknown as JobDefinition<never, unknown>);
     if (this.options.worker) this.#startWorker();
@@ -196,9 +201,9 @@ export class Jobs {
    * resolves to the existing job with `created: false`.
    * @throws QueueFullError when the store is full, StoreUnavailableError when it cannot be reached.
    */
-  async submit(
-    definition: JobDefinition<never, unknown> | string,
-    input: unknown,
+  async submit<Input>(
+    definition: JobDefinition<Input, unknown> | string,
+    input: Input,
     options: SubmitOptions = {},
   ): Promise<{ job: JobRecord; created: boolean }> {
     const name = typeof definition === 'string' ? definition : definition.name;
@@ -412,7 +417,9 @@ export class Jobs {
           limit: free,
           leaseMs: this.options.leaseMs,
         });
-        for (const job of claimed) this.#start(job);
+        // A job this process still runs comes back when its lease lapsed unrenewed (renew kept failing): the
+        // claim renewed the lease, so the attempt already running carries on rather than starting a second one.
+        for (const job of claimed) if (!this.#running.has(job.id)) this.#start(job);
         if (claimed.length < free) return;
       }
     } catch (error) {
@@ -491,10 +498,12 @@ export class Jobs {
       }
       outcome = {
         ok: false,
-        error: new JobError(`The result is larger than ${this.options.maxResultBytes} bytes`, {
-          code: 'ERR_RESPOND_ASYNC_RESULT_TOO_LARGE',
-          retry: false,
-        }),
+        error: Number.isNaN(size)
+          ? new UnrecoverableError('The result is not JSON-serialisable')
+          : new JobError(`The result is larger than ${this.options.maxResultBytes} bytes`, {
+              code: 'ERR_RESPOND_ASYNC_RESULT_TOO_LARGE',
+              retry: false,
+            }),
       };
     }
     const error = outcome.ok ? reason : reason instanceof TimeoutError ? reason : outcome.error;
@@ -589,9 +598,14 @@ function raceAbort<T>(work: Promise<T> | T, signal: AbortSignal): Promise<T> {
   });
 }
 
+/** Bytes of JSON, or NaN when `value` cannot be serialised (a cycle, a BigInt). */
 function jsonSize(value: unknown): number {
   if (value === undefined) return 0;
-  return Buffer.byteLength(JSON.stringify(value) ?? '');
+  try {
+    return Buffer.byteLength(JSON.stringify(value) ?? '');
+  } catch {
+    return Number.NaN;
+  }
 }
 
 function positive(name: string, value: number): number {

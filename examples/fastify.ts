@@ -1,0 +1,23 @@
+// Fastify example: POST /reports runs the `report` job; status, cancel and events under /jobs. Scoped by X-User.
+// Run: npx tsx examples/fastify.ts   (PORT, STORE, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
+import Fastify from 'fastify';
+import { respondAsync } from '../src/fastify.js';
+import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
+
+const { jobs, report } = await createDemo();
+const app = Fastify();
+const ra = respondAsync(jobs, {
+  basePath: '/jobs',
+  owner: (req) => userOf(req.headers['x-user']),
+  webhooks: webhooksFromEnv(),
+});
+
+await app.register(ra.plugin);
+app.post('/reports', ra.route(report, { input: (_req, snapshot) => reportInput(snapshot) }));
+
+await app.listen({ port, host: '0.0.0.0' });
+console.log(`fastify example on http://127.0.0.1:${port}`);
+shutdownOnSignal(async () => {
+  await app.close();
+  await jobs.close({ timeoutMs: 5000 });
+});

@@ -1,0 +1,22 @@
+// Koa example: POST /reports runs the `report` job; status, cancel and events under /jobs. Scoped by X-User.
+// Run: npx tsx examples/koa.ts   (PORT, STORE, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
+import Koa from 'koa';
+import { respondAsync } from '../src/koa.js';
+import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
+
+const { jobs, report } = await createDemo();
+const app = new Koa();
+const ra = respondAsync(jobs, {
+  basePath: '/jobs',
+  owner: (ctx) => userOf(ctx.headers['x-user']),
+  webhooks: webhooksFromEnv(),
+});
+
+app.use(ra.routes());
+app.use(ra.post('/reports', report, { input: (_ctx, snapshot) => reportInput(snapshot) }));
+
+const server = app.listen(port, () => console.log(`koa example on http://127.0.0.1:${port}`));
+shutdownOnSignal(async () => {
+  server.close();
+  await jobs.close({ timeoutMs: 5000 });
+});

@@ -1,0 +1,126 @@
+// The demo shared by the three examples: the `report` job, the store chosen by STORE, and webhook settings.
+// In your own app, import from 'respond-async' (and 'respond-async/sqlite', …) instead of '../src/…'.
+import {
+  createJobs,
+  InputError,
+  JobError,
+  type JobStore,
+  type Jobs,
+  MemoryStore,
+  type RequestSnapshot,
+} from '../src/index.js';
+
+export interface ReportBody {
+  steps?: number;
+  stepMs?: number;
+  fail?: boolean;
+  value?: unknown;
+  callbackUrl?: string;
+}
+
+export interface ReportResult {
+  value: unknown;
+  steps: number;
+}
+
+/** The port from PORT (default 3000). */
+export const port = Number(process.env.PORT ?? 3000);
+
+/** The store named by STORE: `memory` (default), `sqlite:<path>` or a `postgres://` URL. */
+export async function storeFromEnv(spec = process.env.STORE ?? 'memory'): Promise<JobStore> {
+  if (spec === 'memory') return new MemoryStore();
+  if (spec.startsWith('sqlite:')) {
+    const { SqliteStore } = await import('../src/sqlite.js');
+    return new SqliteStore({ path: spec.slice('sqlite:'.length) });
+  }
+  if (spec.startsWith('postgres://') || spec.startsWith('postgresql://')) {
+    const { PostgresStore } = await import('../src/postgres.js');
+    return new PostgresStore({ connectionString: spec });
+  }
+  throw new Error(`STORE must be "memory", "sqlite:<file path>" or a postgres:// URL, got "${spec}"`);
+}
+
+/** Webhook settings from WEBHOOK_SECRET and WEBHOOK_ALLOW_ORIGINS, or undefined when no secret is set. */
+export function webhooksFromEnv() {
+  const secret = process.env.WEBHOOK_SECRET;
+  if (!secret) return undefined;
+  const allowOrigins = (process.env.WEBHOOK_ALLOW_ORIGINS ?? '')
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter(Boolean);
+  return { secret, allowOrigins };
+}
+
+/** The authenticated user: the X-User header (a real app takes it from its auth middleware). */
+export function userOf(header: string | string[] | undefined): string | null {
+  const value = Array.isArray(header) ? header[0] : header;
+  return value ? value.slice(0, 200) : null;
+}
+
+function integer(value: unknown, fallback: number, min: number, max: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InputError(`${name} must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+/** Validate the body at submit (400 on bad input) and keep only what the job needs. */
+export function reportInput(snapshot: RequestSnapshot): ReportBody {
+  const body = snapshot.body ?? {};
+  if (typeof body !== 'object' || Array.isArray(body)) throw new InputError('The body must be a JSON object');
+  const raw = body as ReportBody;
+  if (raw.fail !== undefined && typeof raw.fail !== 'boolean') throw new InputError('fail must be a boolean');
+  return {
+    steps: integer(raw.steps, 3, 1, 1000, 'steps'),
+    stepMs: integer(raw.stepMs, 100, 0, 60_000, 'stepMs'),
+    fail: raw.fail ?? false,
+    value: raw.value,
+  };
+}
+
+/** The runtime with the `report` job registered. */
+export async function createDemo(): Promise<{ jobs: Jobs; report: ReturnType<typeof defineReport> }> {
+  const jobs = createJobs({ store: await storeFromEnv(), concurrency: 50 });
+  await jobs.ready();
+  return { jobs, report: defineReport(jobs) };
+}
+
+function defineReport(jobs: Jobs) {
+  return jobs.define('report', async (input: ReportBody, ctx): Promise<ReportResult> => {
+    if (input.fail) throw new JobError('report failed', { retry: false });
+    const steps = input.steps ?? 3;
+    for (let i = 1; i <= steps; i++) {
+      await sleep(input.stepMs ?? 100, ctx.signal);
+      await ctx.progress((100 * i) / steps, `step ${i} of ${steps}`);
+    }
+    return { value: input.value, steps };
+  });
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Close the server and the runtime on SIGINT/SIGTERM, letting running jobs finish for up to 5 s. */
+export function shutdownOnSignal(close: () => Promise<void>): void {
+  const handler = () => {
+    close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
+}

@@ -1,0 +1,66 @@
+// respond-async/express: wrap an Express route so it answers 202, and serve the status endpoints. Translation only.
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { JobDefinition, Jobs } from './core/runtime.js';
+import { nodeHeader, pathOf, readNodeBody, sendNode } from './http/node.js';
+import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
+
+export type ExpressRespondAsyncOptions = RespondAsyncOptions<Request>;
+export type ExpressRouteOptions<Input> = RouteOptions<Request, Input>;
+
+export interface ExpressRespondAsync {
+  /** A handler for a route that answers 202 and runs `job` in the background. */
+  route<Input>(job: JobDefinition<Input, unknown>, options?: ExpressRouteOptions<Input>): RequestHandler;
+  /** Middleware serving `GET|DELETE {basePath}/:jobId`, `GET {basePath}/:jobId/events` and `GET {basePath}`. Mount it on the app, not under a path. */
+  routes(): RequestHandler;
+  /** The status URL of a job. */
+  statusUrl(jobId: string): string;
+}
+
+/**
+ * Express adapter (Express 4.18+ and 5).
+ * @example
+ * const ra = respondAsync(jobs, { owner: (req) => req.get('x-user') });
+ * app.post('/reports', ra.route(report));
+ * app.use(ra.routes());
+ */
+export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {}): ExpressRespondAsync {
+  const protocol = new HttpProtocol<Request>(jobs, options);
+
+  const toRequest = (req: Request, body: unknown): ProtocolRequest<Request> => ({
+    raw: req,
+    method: req.method,
+    path: pathOf(req.originalUrl),
+    header: nodeHeader(req),
+    body,
+    params: { ...(req.params as Record<string, string>) },
+    query: { ...(req.query as Record<string, unknown>) },
+  });
+
+  return {
+    route(job, routeOptions) {
+      return (req: Request, res: Response) => {
+        const body =
+          req.body !== undefined
+            ? Promise.resolve(req.body).then((b) => protocol.checkParsedBody(b, req.headers['content-type']))
+            : readNodeBody(req, protocol as HttpProtocol<unknown>);
+        body
+          .then((parsed) => protocol.submit(job, toRequest(req, parsed), routeOptions))
+          .catch((error: unknown) => protocol.error(error))
+          .then((response) => sendNode(res, response));
+      };
+    },
+    routes() {
+      return (req: Request, res: Response, next: NextFunction) => {
+        const path = pathOf(req.originalUrl);
+        if (!protocol.matches(path)) return next();
+        protocol
+          .handle(toRequest(req, undefined))
+          .catch((error: unknown) => protocol.error(error))
+          .then((response) => (response ? sendNode(res, response) : next()));
+      };
+    },
+    statusUrl: (id) => protocol.statusUrl(id),
+  };
+}
+
+export type { RespondAsyncOptions, RouteOptions } from './http/protocol.js';

@@ -1,0 +1,105 @@
+// respond-async/fastify: a Fastify 5 plugin serving the status endpoints, and route options for wrapped routes.
+import type {
+  FastifyError,
+  FastifyInstance,
+  FastifyPluginAsync,
+  FastifyReply,
+  FastifyRequest,
+  RouteShorthandOptionsWithHandler,
+} from 'fastify';
+import fp from 'fastify-plugin';
+import type { JobDefinition, Jobs } from './core/runtime.js';
+import { nodeHeader, pathOf, sendNode } from './http/node.js';
+import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
+import type { HttpResponse } from './http/response.js';
+
+export type FastifyRespondAsyncOptions = RespondAsyncOptions<FastifyRequest>;
+export type FastifyRouteOptions<Input> = RouteOptions<FastifyRequest, Input>;
+
+export interface FastifyRespondAsync {
+  /** Register with `await app.register(ra.plugin)`: serves the status endpoints under `basePath`. */
+  plugin: FastifyPluginAsync;
+  /** Route options (handler, body limit, problem+json errors) for `app.post('/reports', ra.route(report))`. */
+  route<Input>(
+    job: JobDefinition<Input, unknown>,
+    options?: FastifyRouteOptions<Input>,
+  ): RouteShorthandOptionsWithHandler;
+  statusUrl(jobId: string): string;
+}
+
+/**
+ * Fastify adapter (Fastify 5). Works with `app.inject()`.
+ * @example
+ * const ra = respondAsync(jobs, { owner: (req) => req.headers['x-user']?.toString() });
+ * await app.register(ra.plugin);
+ * app.post('/reports', ra.route(report));
+ */
+export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {}): FastifyRespondAsync {
+  const protocol = new HttpProtocol<FastifyRequest>(jobs, options);
+
+  const toRequest = (request: FastifyRequest, body?: unknown): ProtocolRequest<FastifyRequest> => ({
+    raw: request,
+    method: request.method,
+    path: pathOf(request.url),
+    header: nodeHeader(request.raw),
+    body,
+    params: { ...(request.params as Record<string, string>) },
+    query: { ...(request.query as Record<string, unknown>) },
+  });
+
+  const send = (reply: FastifyReply, response: HttpResponse): FastifyReply | undefined => {
+    if (response.stream) {
+      reply.hijack();
+      sendNode(reply.raw, response);
+      return undefined;
+    }
+    return reply.code(response.status).headers(response.headers).send(response.body);
+  };
+
+  const errorHandler = (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) =>
+    send(reply, protocol.error(error));
+
+  const statusHandler = async (request: FastifyRequest, reply: FastifyReply) => {
+    const response = await protocol.handle(toRequest(request)).catch((error: unknown) => protocol.error(error));
+    return send(reply, response ?? protocol.error({ status: 404 }));
+  };
+
+  const plugin: FastifyPluginAsync = async (app: FastifyInstance) => {
+    const base = protocol.basePath;
+    const common = {
+      method: ['GET', 'HEAD', 'DELETE', 'POST', 'PUT', 'PATCH'],
+      exposeHeadRoutes: false,
+      bodyLimit: protocol.maxBodyBytes,
+      errorHandler,
+      handler: statusHandler,
+    };
+    const params = {
+      type: 'object',
+      properties: { jobId: { type: 'string' } },
+      required: ['jobId'],
+    };
+    app.route({ ...common, url: base });
+    app.route({ ...common, url: `${base}/:jobId`, schema: { params } });
+    app.route({ ...common, url: `${base}/:jobId/events`, schema: { params } });
+  };
+
+  return {
+    plugin: fp(plugin, { fastify: '5.x', name: 'respond-async' }),
+    route(job, routeOptions) {
+      return {
+        bodyLimit: protocol.maxBodyBytes,
+        errorHandler,
+        handler: async (request, reply) => {
+          const response = await Promise.resolve()
+            .then(() => protocol.checkParsedBody(request.body, request.headers['content-type']))
+            .then((body) => protocol.submit(job, toRequest(request, body), routeOptions))
+            .catch((error: unknown) => protocol.error(error));
+          return send(reply, response);
+        },
+      };
+    },
+    statusUrl: (id) => protocol.statusUrl(id),
+  };
+}
+
+export type { RespondAsyncOptions, RouteOptions } from './http/protocol.js';

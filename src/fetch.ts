@@ -1,0 +1,114 @@
+// respond-async/fetch: the adapter for Web Request/Response runtimes (Hono, Bun, Deno, Next.js route handlers).
+import type { JobDefinition, Jobs } from './core/runtime.js';
+import { ProblemError } from './http/problem.js';
+import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
+import type { HttpResponse } from './http/response.js';
+
+export type FetchRespondAsyncOptions = RespondAsyncOptions<Request>;
+export type FetchRouteOptions<Input> = RouteOptions<Request, Input>;
+
+export interface FetchRespondAsync {
+  /** A `(request, params?) => Response` handler that answers 202 and runs `job`. */
+  route<Input>(
+    job: JobDefinition<Input, unknown>,
+    options?: FetchRouteOptions<Input>,
+  ): (request: Request, params?: Record<string, string>) => Promise<Response>;
+  /** Answer a status-endpoint request under `basePath`, or `undefined` when the path is not one. */
+  handle(request: Request): Promise<Response | undefined>;
+  statusUrl(jobId: string): string;
+}
+
+/**
+ * Fetch adapter.
+ * @example
+ * const ra = respondAsync(jobs);
+ * app.post('/reports', (c) => ra.route(report)(c.req.raw));          // Hono
+ * app.all('/jobs/*', async (c) => (await ra.handle(c.req.raw)) ?? c.notFound());
+ */
+export function respondAsync(jobs: Jobs, options: FetchRespondAsyncOptions = {}): FetchRespondAsync {
+  const protocol = new HttpProtocol<Request>(jobs, options);
+
+  const toRequest = (request: Request, body: unknown, params?: Record<string, string>): ProtocolRequest<Request> => {
+    const url = new URL(request.url);
+    return {
+      raw: request,
+      method: request.method,
+      path: url.pathname,
+      header: (name) => request.headers.get(name) ?? undefined,
+      body,
+      params: params ?? {},
+      query: Object.fromEntries(url.searchParams),
+    };
+  };
+
+  const readBody = async (request: Request): Promise<unknown> => {
+    const declared = Number(request.headers.get('content-length'));
+    if (Number.isFinite(declared) && declared > protocol.maxBodyBytes) {
+      throw new ProblemError(protocol.error({ status: 413 }));
+    }
+    if (!request.body) return undefined;
+    const reader = request.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > protocol.maxBodyBytes) {
+        await reader.cancel().catch(() => {});
+        throw new ProblemError(protocol.error({ status: 413 }));
+      }
+      chunks.push(value);
+    }
+    return protocol.parseBody(Buffer.concat(chunks), request.headers.get('content-type') ?? undefined);
+  };
+
+  return {
+    route(job, routeOptions) {
+      return (request, params) =>
+        readBody(request)
+          .then((body) => protocol.submit(job, toRequest(request, body, params), routeOptions))
+          .catch((error: unknown) => protocol.error(error))
+          .then(toResponse);
+    },
+    async handle(request) {
+      const response = await protocol
+        .handle(toRequest(request, undefined))
+        .catch((error: unknown) => protocol.error(error));
+      return response && toResponse(response);
+    },
+    statusUrl: (id) => protocol.statusUrl(id),
+  };
+}
+
+/** A Web Response from a protocol answer; an event stream becomes a ReadableStream that stops when canceled. */
+function toResponse(response: HttpResponse): Response {
+  const { stream } = response;
+  if (!stream) return new Response(response.body ?? null, { status: response.status, headers: response.headers });
+  const encoder = new TextEncoder();
+  let stop: (() => void) | undefined;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      stop = stream.open({
+        write: (chunk) => {
+          try {
+            controller.enqueue(encoder.encode(chunk));
+          } catch {
+            stop?.(); // the reader went away
+          }
+        },
+        end: () => {
+          try {
+            controller.close();
+          } catch {}
+        },
+      });
+    },
+    cancel() {
+      stop?.();
+    },
+  });
+  return new Response(body, { status: response.status, headers: response.headers });
+}
+
+export type { RespondAsyncOptions, RouteOptions } from './http/protocol.js';

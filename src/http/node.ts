@@ -1,0 +1,52 @@
+// Node http glue shared by the Express, Koa and Fastify adapters: read a body within the limit, write an answer.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ProblemError } from './problem.js';
+import type { HttpProtocol } from './protocol.js';
+import type { HttpResponse } from './response.js';
+
+/** Read and parse a JSON request body from a Node stream, stopping at the protocol's size limit. @internal */
+export async function readNodeBody(req: IncomingMessage, protocol: HttpProtocol<unknown>): Promise<unknown> {
+  const limit = protocol.maxBodyBytes;
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) throw new ProblemError(protocol.error({ status: 413 }));
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new ProblemError(protocol.error({ status: 413 }));
+    chunks.push(chunk);
+  }
+  return protocol.parseBody(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), req.headers['content-type']);
+}
+
+/** Write a protocol answer to a Node response, streaming events until the job ends or the client leaves. @internal */
+export function sendNode(res: ServerResponse, response: HttpResponse): void {
+  if (!response.stream) {
+    res.writeHead(response.status, response.headers);
+    res.end(response.body);
+    return;
+  }
+  res.writeHead(response.status, response.headers);
+  res.flushHeaders();
+  const stop = response.stream.open({
+    write: (chunk) => void res.write(chunk),
+    end: () => res.end(),
+  });
+  // 'close' fires when the client leaves and after the stream ends: either way the listener goes.
+  res.once('close', stop);
+}
+
+/** The path of a Node request URL, without its query. @internal */
+export function pathOf(url: string | undefined): string {
+  const raw = url ?? '/';
+  const q = raw.indexOf('?');
+  return q === -1 ? raw : raw.slice(0, q);
+}
+
+/** A header getter over Node's lower-cased header object. @internal */
+export function nodeHeader(req: IncomingMessage): (name: string) => string | undefined {
+  return (name) => {
+    const value = req.headers[name];
+    return Array.isArray(value) ? value.join(', ') : value;
+  };
+}

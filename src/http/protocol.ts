@@ -1,0 +1,385 @@
+// The HTTP contract, framework-free: submit, status, cancel, events and list as { status, headers, body } values.
+import { createHash } from 'node:crypto';
+import { InputError, QueueFullError, StoreUnavailableError } from '../core/errors.js';
+import { isJobId } from '../core/ids.js';
+import type { JobDefinition, Jobs } from '../core/runtime.js';
+import { isTerminal, type JobRecord, type RequestSnapshot } from '../core/types.js';
+import { type AcceptedDocument, toStatusDocument } from './document.js';
+import { parseIdempotencyKey, parseLastEventId, parsePreferWait } from './headers.js';
+import { ProblemError, problem } from './problem.js';
+import type { HttpResponse } from './response.js';
+import { jsonResponse } from './response.js';
+import { jobEventStream } from './sse.js';
+import { checkCallbackUrl } from './ssrf.js';
+import { startWebhookDeliveries, validateWebhookOptions, type WebhookOptions } from './webhooks.js';
+
+/** Options shared by every adapter: where the status endpoints live, who owns a job, limits. */
+export interface RespondAsyncOptions<Req> {
+  /** Full path under which status endpoints are served: `GET {basePath}/{jobId}`. Default `/jobs`. */
+  basePath?: string;
+  /**
+   * The authenticated user of a request. Each job records it; status, cancel and events answer 404 to
+   * anyone else, and `GET {basePath}` lists the caller's recent jobs. Default: no owner scoping.
+   */
+  owner?: (req: Req) => string | null | undefined | Promise<string | null | undefined>;
+  /** Largest request body accepted, in bytes; larger answers 413. Default 1 MiB. */
+  maxBodyBytes?: number;
+  /** Upper bound for `Prefer: wait=N`, in seconds. Default 10. `0` disables waiting. */
+  maxWaitSeconds?: number;
+  /** `Retry-After` sent with 202 and with unfinished status documents, in seconds. Default 1. */
+  retryAfterSeconds?: number;
+  /** Interval of SSE comment heartbeats, in ms. Default 15 000. */
+  heartbeatMs?: number;
+  /**
+   * Signed webhooks on terminal states. Without this, a body's `callbackUrl` is ordinary input.
+   * With it, the callback URL is checked (SSRF guard), removed from the job input and called when the job ends.
+   */
+  webhooks?: WebhookOptions & {
+    /** Where the callback URL comes from. Default: the JSON body's `callbackUrl` field. */
+    callbackUrl?: (req: Req, body: unknown) => string | undefined | null;
+  };
+}
+
+/** Per-route options of a wrapped route. */
+export interface RouteOptions<Req, Input> {
+  /** Build the job input from the request. Default: `{ body, params, query }`. Must return JSON data. */
+  input?: (req: Req, snapshot: RequestSnapshot) => Input | Promise<Input>;
+  /** Sent as `estimatedSeconds` in the 202 body, and as its `Retry-After` when larger than the default. */
+  estimatedSeconds?: number;
+}
+
+/** A request as an adapter hands it to the protocol. */
+export interface ProtocolRequest<Req> {
+  /** The framework's own request object (passed to `owner()` and `input()`). */
+  raw: Req;
+  method: string;
+  /** The path of the request, without the query string. */
+  path: string;
+  /** A header value by lower-case name. */
+  header(name: string): string | undefined;
+  /** Parsed JSON body (`undefined` when there was none). */
+  body?: unknown;
+  params?: Record<string, string>;
+  query?: Record<string, unknown>;
+}
+
+const DEFAULTS = {
+  basePath: '/jobs',
+  maxBodyBytes: 1024 * 1024,
+  maxWaitSeconds: 10,
+  retryAfterSeconds: 1,
+  heartbeatMs: 15_000,
+};
+
+const NO_STORE = 'no-store';
+
+/**
+ * The protocol engine every adapter calls. One instance per mounted set of routes.
+ * @internal Use the framework adapters (`respond-async/express`, `/fastify`, `/koa`, `/fetch`).
+ */
+export class HttpProtocol<Req> {
+  readonly jobs: Jobs;
+  readonly basePath: string;
+  readonly maxBodyBytes: number;
+  readonly #options: RespondAsyncOptions<Req>;
+  readonly #maxWait: number;
+  readonly #retryAfter: string;
+  readonly #heartbeatMs: number;
+  readonly #statusPattern: RegExp;
+
+  constructor(jobs: Jobs, options: RespondAsyncOptions<Req> = {}) {
+    this.jobs = jobs;
+    this.#options = options;
+    const basePath = (options.basePath ?? DEFAULTS.basePath).replace(/\/+$/, '');
+    if (!/^(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$/.test(basePath)) {
+      throw new TypeError(`respond-async: basePath must be an absolute path such as "/jobs", got "${basePath}"`);
+    }
+    this.basePath = basePath;
+    this.maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
+    this.#maxWait = options.maxWaitSeconds ?? DEFAULTS.maxWaitSeconds;
+    this.#retryAfter = String(Math.max(1, Math.ceil(options.retryAfterSeconds ?? DEFAULTS.retryAfterSeconds)));
+    this.#heartbeatMs = options.heartbeatMs ?? DEFAULTS.heartbeatMs;
+    this.#statusPattern = new RegExp(`^${escapeRegExp(basePath)}(?:/([^/]*)(/events)?)?/?$`);
+    if (options.webhooks) {
+      validateWebhookOptions(options.webhooks);
+      startWebhookDeliveries(jobs, { webhooks: options.webhooks, statusUrl: (id: string) => this.statusUrl(id) });
+    }
+  }
+
+  /** The status URL of a job. */
+  statusUrl(id: string): string {
+    return `${this.basePath}/${id}`;
+  }
+
+  /** Whether `path` is under `basePath` (the adapter should hand it to `handle`). */
+  matches(path: string): boolean {
+    return this.#statusPattern.test(path);
+  }
+
+  /** Submit a job for a wrapped route: 202, or the terminal document when `Prefer: wait` is met. */
+  async submit<Input>(
+    definition: JobDefinition<Input, unknown>,
+    req: ProtocolRequest<Req>,
+    route: RouteOptions<Req, Input> = {},
+  ): Promise<HttpResponse> {
+    const keyHeader = req.header('idempotency-key');
+    const idempotencyKey = keyHeader === undefined ? null : parseIdempotencyKey(keyHeader);
+    if (keyHeader !== undefined && idempotencyKey === null) {
+      return problem(
+        400,
+        'ERR_RESPOND_ASYNC_BAD_IDEMPOTENCY_KEY',
+        'Idempotency-Key must be a quoted string (or a token) of 1 to 255 printable ASCII characters',
+      );
+    }
+    let body = req.body;
+    let callbackUrl: string | null = null;
+    const webhooks = this.#options.webhooks;
+    if (webhooks) {
+      const extracted = webhooks.callbackUrl ? webhooks.callbackUrl(req.raw, body) : defaultCallbackUrl(body);
+      if (extracted !== undefined && extracted !== null) {
+        if (typeof extracted !== 'string') {
+          return problem(400, 'ERR_RESPOND_ASYNC_BAD_CALLBACK_URL', 'callbackUrl must be a string');
+        }
+        const check = await checkCallbackUrl(extracted, webhooks);
+        if (!check.ok)
+          return problem(400, 'ERR_RESPOND_ASYNC_BAD_CALLBACK_URL', `callbackUrl refused: ${check.reason}`);
+        callbackUrl = check.url.href;
+        if (!webhooks.callbackUrl) body = withoutKey(body as Record<string, unknown>, 'callbackUrl');
+      }
+    }
+    const snapshot: RequestSnapshot = { body, params: req.params ?? {}, query: req.query ?? {} };
+    const input = route.input ? await route.input(req.raw, snapshot) : (snapshot as Input);
+    const owner = await this.#owner(req.raw);
+    const requestHash = idempotencyKey === null ? null : hashRequest(req.method, req.path, req.body, owner);
+    let result: { job: JobRecord; created: boolean };
+    try {
+      result = await this.jobs.submit(definition, input, {
+        owner,
+        idempotencyKey,
+        requestHash,
+        callbackUrl,
+      });
+    } catch (error) {
+      if (error instanceof QueueFullError || error instanceof StoreUnavailableError) {
+        return problem(
+          503,
+          error.code,
+          error instanceof QueueFullError ? 'Too many jobs queued; try again later' : 'Jobs cannot be stored now',
+          { 'retry-after': this.#retryAfter },
+        );
+      }
+      throw error;
+    }
+    const { job, created } = result;
+    const extra: Record<string, string> = { vary: 'Prefer' };
+    if (!created) {
+      if (job.requestHash !== requestHash) {
+        return problem(
+          422,
+          'ERR_RESPOND_ASYNC_IDEMPOTENCY_KEY_REUSED',
+          'This Idempotency-Key was used with a different request',
+          extra,
+        );
+      }
+      extra['idempotent-replayed'] = 'true';
+    }
+    const wait = Math.min(parsePreferWait(req.header('prefer')) ?? 0, this.#maxWait);
+    if (wait > 0) {
+      const latest = isTerminal(job.status) ? job : await this.jobs.waitFor(job.id, wait * 1000).catch(() => job);
+      if (latest && isTerminal(latest.status)) {
+        return this.#statusResponse(latest, { ...extra, 'preference-applied': `wait=${wait}` });
+      }
+    }
+    const statusUrl = this.statusUrl(job.id);
+    const accepted: AcceptedDocument = {
+      jobId: job.id,
+      status: job.status,
+      statusUrl,
+      createdAt: new Date(job.createdAt).toISOString(),
+    };
+    let retryAfter = this.#retryAfter;
+    if (route.estimatedSeconds !== undefined) {
+      accepted.estimatedSeconds = route.estimatedSeconds;
+      retryAfter = String(Math.max(Number(retryAfter), Math.ceil(route.estimatedSeconds)));
+    }
+    return jsonResponse(202, accepted, { location: statusUrl, 'retry-after': retryAfter, ...extra });
+  }
+
+  /** Answer a request under `basePath` (status, cancel, events, list), or `undefined` when the path is not ours. */
+  async handle(req: ProtocolRequest<Req>): Promise<HttpResponse | undefined> {
+    const match = this.#statusPattern.exec(req.path);
+    if (!match) return undefined;
+    const [, id, events] = match;
+    if (id === undefined || id === '') return this.#list(req);
+    const method = req.method.toUpperCase();
+    const allowed = events ? 'GET, HEAD' : 'GET, HEAD, DELETE';
+    if (!allowed.split(', ').includes(method)) {
+      return problem(405, 'ERR_RESPOND_ASYNC_METHOD_NOT_ALLOWED', undefined, { allow: allowed });
+    }
+    const job = await this.#visibleJob(id, req.raw);
+    if (!job) return notFound();
+    if (events) {
+      return {
+        status: 200,
+        headers: {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': NO_STORE,
+          'x-accel-buffering': 'no',
+        },
+        stream: jobEventStream({
+          jobs: this.jobs,
+          job,
+          statusUrl: this.statusUrl(job.id),
+          lastEventId: parseLastEventId(req.header('last-event-id')),
+          heartbeatMs: this.#heartbeatMs,
+          retryMs: 1000,
+        }),
+      };
+    }
+    if (method === 'DELETE') return this.#cancel(job);
+    return this.#statusResponse(job);
+  }
+
+  /** Turn anything thrown while handling a request into a problem answer; never leaks a stack or internal message. */
+  error(error: unknown): HttpResponse {
+    if (error instanceof ProblemError) return error.response;
+    if (error instanceof InputError) return problem(400, error.code, error.message);
+    const status = statusOf(error);
+    if (status === 413)
+      return problem(413, 'ERR_RESPOND_ASYNC_BODY_TOO_LARGE', `The body is larger than ${this.maxBodyBytes} bytes`, {
+        connection: 'close',
+      });
+    if (status === 415)
+      return problem(415, 'ERR_RESPOND_ASYNC_UNSUPPORTED_MEDIA_TYPE', 'The body must be JSON (application/json)');
+    if (status === 400) return problem(400, 'ERR_RESPOND_ASYNC_BAD_BODY', 'The body is not valid JSON');
+    if (status !== undefined && status >= 400 && status < 500) return problem(status, 'ERR_RESPOND_ASYNC_BAD_REQUEST');
+    this.jobs.logger.error('respond-async: request failed', error);
+    return problem(500, 'ERR_RESPOND_ASYNC_INTERNAL', 'The request could not be handled');
+  }
+
+  /** Parse a raw body as JSON within the size limit, or throw a ProblemError (400, 413, 415). */
+  parseBody(raw: string | Uint8Array, contentType: string | undefined): unknown {
+    const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.byteLength;
+    if (size > this.maxBodyBytes) throw new ProblemError(this.error({ status: 413 }));
+    if (size === 0) return undefined;
+    if (contentType !== undefined && !isJsonType(contentType)) {
+      throw new ProblemError(this.error({ status: 415 }));
+    }
+    const text = typeof raw === 'string' ? raw : new TextDecoder('utf-8', { fatal: false }).decode(raw);
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new ProblemError(this.error({ status: 400 }));
+    }
+  }
+
+  /**
+   * Check a body a framework already parsed: JSON only (415 otherwise) and within the size limit (413).
+   * Throws a ProblemError; returns the body.
+   */
+  checkParsedBody(body: unknown, contentType: string | undefined): unknown {
+    if (body === undefined) return body;
+    if (contentType !== undefined && !isJsonType(contentType)) throw new ProblemError(this.error({ status: 415 }));
+    if (Buffer.byteLength(JSON.stringify(body) ?? '') > this.maxBodyBytes) {
+      throw new ProblemError(this.error({ status: 413 }));
+    }
+    return body;
+  }
+
+  async #list(req: ProtocolRequest<Req>): Promise<HttpResponse> {
+    if (req.method.toUpperCase() !== 'GET' && req.method.toUpperCase() !== 'HEAD') {
+      return problem(405, 'ERR_RESPOND_ASYNC_METHOD_NOT_ALLOWED', undefined, { allow: 'GET, HEAD' });
+    }
+    const owner = this.#options.owner ? await this.#owner(req.raw) : null;
+    // Without an owner there is nobody to list for: listing anonymous jobs would show everyone's.
+    if (owner === null) return notFound();
+    const jobs = await this.jobs.list(owner, 20);
+    return jsonResponse(200, { jobs: jobs.map((job) => toStatusDocument(job, this.statusUrl(job.id))) });
+  }
+
+  async #cancel(job: JobRecord): Promise<HttpResponse> {
+    if (isTerminal(job.status)) {
+      return problem(409, 'ERR_RESPOND_ASYNC_ALREADY_FINISHED', `The job is already ${job.status}`);
+    }
+    const { outcome, job: after } = await this.jobs.cancel(job.id);
+    if (outcome === 'missing' || !after) return notFound();
+    if (outcome === 'finished') {
+      return problem(409, 'ERR_RESPOND_ASYNC_ALREADY_FINISHED', `The job is already ${after.status}`);
+    }
+    const doc = toStatusDocument(after, this.statusUrl(after.id));
+    return outcome === 'canceled'
+      ? jsonResponse(200, doc)
+      : jsonResponse(202, doc, { 'retry-after': this.#retryAfter });
+  }
+
+  #statusResponse(job: JobRecord, extra: Record<string, string> = {}): HttpResponse {
+    const doc = toStatusDocument(job, this.statusUrl(job.id));
+    if (job.status === 'complete' && job.resultUrl !== null) {
+      return jsonResponse(303, doc, { location: job.resultUrl, ...extra });
+    }
+    return jsonResponse(200, doc, isTerminal(job.status) ? extra : { 'retry-after': this.#retryAfter, ...extra });
+  }
+
+  async #visibleJob(id: string, raw: Req): Promise<JobRecord | undefined> {
+    if (!isJobId(id)) return undefined;
+    const job = await this.jobs.get(id);
+    if (!job) return undefined;
+    const owner = await this.#owner(raw);
+    return job.owner === owner ? job : undefined;
+  }
+
+  async #owner(raw: Req): Promise<string | null> {
+    if (!this.#options.owner) return null;
+    const owner = await this.#options.owner(raw);
+    return owner === undefined || owner === null || owner === '' ? null : String(owner);
+  }
+}
+
+function isJsonType(contentType: string): boolean {
+  return /^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(contentType);
+}
+
+function notFound(): HttpResponse {
+  return problem(404, 'ERR_RESPOND_ASYNC_JOB_NOT_FOUND', 'No such job');
+}
+
+function defaultCallbackUrl(body: unknown): unknown {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+  return Object.hasOwn(body, 'callbackUrl') ? (body as Record<string, unknown>).callbackUrl : undefined;
+}
+
+function withoutKey(body: Record<string, unknown>, key: string): Record<string, unknown> {
+  const copy: Record<string, unknown> = {};
+  for (const name of Object.keys(body)) {
+    if (name !== key)
+      Object.defineProperty(copy, name, { value: body[name], enumerable: true, writable: true, configurable: true });
+  }
+  return copy;
+}
+
+/** Fingerprint of a request for idempotency: method, path, body (keys sorted) and owner. @internal */
+export function hashRequest(method: string, path: string, body: unknown, owner: string | null): string {
+  return createHash('sha256')
+    .update(JSON.stringify([method.toUpperCase(), path, canonical(body), owner]))
+    .digest('base64url');
+}
+
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (typeof value === 'object' && value !== null) {
+    return Object.keys(value)
+      .sort()
+      .map((key) => [key, canonical((value as Record<string, unknown>)[key])]);
+  }
+  return value;
+}
+
+function statusOf(error: unknown): number | undefined {
+  const candidate = error as { status?: unknown; statusCode?: unknown } | null;
+  const status = candidate?.statusCode ?? candidate?.status;
+  return typeof status === 'number' && Number.isInteger(status) ? status : undefined;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -1,0 +1,91 @@
+// Server-Sent Events for one job: the current document, progress on each change, one terminal event, then the end.
+import type { Jobs } from '../core/runtime.js';
+import { isTerminal, type JobRecord, type JobStatus } from '../core/types.js';
+import { toStatusDocument } from './document.js';
+import type { EventStream } from './response.js';
+
+export interface EventStreamOptions {
+  jobs: Jobs;
+  job: JobRecord;
+  statusUrl: string;
+  /** Sequence number the client last saw (`Last-Event-ID`); events up to it are not repeated. */
+  lastEventId: number;
+  /** Interval of comment heartbeats. */
+  heartbeatMs: number;
+  /** Reconnection delay advertised to clients (`retry:`). */
+  retryMs: number;
+}
+
+/** Encode one SSE event. Data is one JSON line, so it never needs splitting. @internal */
+export function sseEvent(event: string, id: number, data: unknown, retryMs?: number): string {
+  const retry = retryMs === undefined ? '' : `retry: ${retryMs}\n`;
+  return `${retry}event: ${event}\nid: ${id}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+/** The event stream of a job the caller may see. */
+export function jobEventStream(options: EventStreamOptions): EventStream {
+  const { jobs, statusUrl, heartbeatMs } = options;
+  const id = options.job.id;
+  return {
+    open(sink) {
+      let closed = false;
+      let lastSeq = options.lastEventId;
+      let lastStatus: JobStatus | undefined;
+      let first = true;
+      let busy = false;
+      let again = false;
+
+      const emit = (job: JobRecord): void => {
+        if (job.seq <= lastSeq) {
+          // Resumed after everything was seen: a finished job has nothing more to say.
+          if (isTerminal(job.status)) stop(true);
+          return;
+        }
+        const doc = toStatusDocument(job, statusUrl);
+        const event = isTerminal(job.status) ? job.status : first || job.status !== lastStatus ? 'status' : 'progress';
+        sink.write(sseEvent(event, job.seq, doc, first ? options.retryMs : undefined));
+        first = false;
+        lastSeq = job.seq;
+        lastStatus = job.status;
+        if (isTerminal(job.status)) stop(true);
+      };
+
+      const refresh = async (): Promise<void> => {
+        if (busy) {
+          again = true;
+          return;
+        }
+        busy = true;
+        try {
+          do {
+            again = false;
+            // null: the store failed this time, the next change or poll tries again.
+            const job = await jobs.get(id).catch(() => null);
+            if (closed || job === null) return;
+            // Purged meanwhile: end; a reconnecting client gets its answer (404) from the status URL.
+            if (job === undefined) stop(true);
+            else emit(job);
+          } while (again && !closed);
+        } finally {
+          busy = false;
+        }
+      };
+
+      const unwatch = jobs.watch(id, () => void refresh());
+      const heartbeat = setInterval(() => sink.write(': keep-alive\n\n'), heartbeatMs);
+      heartbeat.unref();
+
+      function stop(end: boolean): void {
+        if (closed) return;
+        closed = true;
+        unwatch();
+        clearInterval(heartbeat);
+        if (end) sink.end();
+      }
+
+      emit(options.job);
+      if (!closed) void refresh();
+      return () => stop(false);
+    },
+  };
+}

@@ -1,0 +1,85 @@
+// respond-async/koa: Koa middleware for wrapped routes and status endpoints, with or without @koa/router.
+import type { Context, Middleware } from 'koa';
+import type { JobDefinition, Jobs } from './core/runtime.js';
+import { nodeHeader, readNodeBody, sendNode } from './http/node.js';
+import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
+import type { HttpResponse } from './http/response.js';
+
+export type KoaRespondAsyncOptions = RespondAsyncOptions<Context>;
+export type KoaRouteOptions<Input> = RouteOptions<Context, Input>;
+
+export interface KoaRespondAsync {
+  /** Middleware for a route (e.g. `router.post('/reports', ra.route(report))`): answers 202 and runs `job`. */
+  route<Input>(job: JobDefinition<Input, unknown>, options?: KoaRouteOptions<Input>): Middleware;
+  /** Like `route`, matching `method` and `path` itself, for apps without a router: `app.use(ra.post('/reports', report))`. */
+  post<Input>(path: string, job: JobDefinition<Input, unknown>, options?: KoaRouteOptions<Input>): Middleware;
+  /** Middleware serving the status endpoints under `basePath`. */
+  routes(): Middleware;
+  statusUrl(jobId: string): string;
+}
+
+/**
+ * Koa adapter (Koa 2 and 3).
+ * @example
+ * const ra = respondAsync(jobs, { owner: (ctx) => ctx.get('x-user') || null });
+ * app.use(ra.routes());
+ * app.use(ra.post('/reports', report));
+ */
+export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): KoaRespondAsync {
+  const protocol = new HttpProtocol<Context>(jobs, options);
+
+  const toRequest = (ctx: Context, body: unknown): ProtocolRequest<Context> => ({
+    raw: ctx,
+    method: ctx.method,
+    path: ctx.path,
+    header: nodeHeader(ctx.req),
+    body,
+    params: { ...((ctx as { params?: Record<string, string> }).params ?? {}) },
+    query: { ...ctx.query },
+  });
+
+  const send = (ctx: Context, response: HttpResponse): void => {
+    if (response.stream) {
+      ctx.respond = false;
+      sendNode(ctx.res, response);
+      return;
+    }
+    ctx.status = response.status;
+    ctx.set(response.headers);
+    ctx.body = response.body;
+  };
+
+  const route =
+    <Input>(job: JobDefinition<Input, unknown>, routeOptions?: KoaRouteOptions<Input>): Middleware =>
+    async (ctx) => {
+      const parsed = (ctx.request as { body?: unknown }).body;
+      const response = await (parsed !== undefined
+        ? Promise.resolve().then(() => protocol.checkParsedBody(parsed, ctx.get('content-type') || undefined))
+        : readNodeBody(ctx.req, protocol as HttpProtocol<unknown>)
+      )
+        .then((body) => protocol.submit(job, toRequest(ctx, body), routeOptions))
+        .catch((error: unknown) => protocol.error(error));
+      send(ctx, response);
+    };
+
+  return {
+    route,
+    post(path, job, routeOptions) {
+      const handler = route(job, routeOptions);
+      return (ctx, next) => (ctx.method === 'POST' && ctx.path === path ? handler(ctx, next) : next());
+    },
+    routes() {
+      return async (ctx, next) => {
+        if (!protocol.matches(ctx.path)) return next();
+        const response = await protocol
+          .handle(toRequest(ctx, undefined))
+          .catch((error: unknown) => protocol.error(error));
+        if (!response) return next();
+        send(ctx, response);
+      };
+    },
+    statusUrl: (id) => protocol.statusUrl(id),
+  };
+}
+
+export type { RespondAsyncOptions, RouteOptions } from './http/protocol.js';

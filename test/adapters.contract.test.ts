@@ -1,0 +1,350 @@
+// The HTTP contract, checked over real sockets with the same scenarios on Express, Fastify, Koa and Fetch (Hono).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JobError } from '../src/core/errors.js';
+import { createJobs, type Jobs, seeOther } from '../src/core/runtime.js';
+import type { RequestSnapshot } from '../src/core/types.js';
+import { MemoryStore } from '../src/stores/memory.js';
+import { FRAMEWORKS, type Framework, type RunningApp, readEvents, startApp } from './helpers/apps.js';
+
+const JOB_ID = /^[A-Za-z0-9_-]{22}$/;
+
+function abortable(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    });
+  });
+}
+
+function buildJobs(store = new MemoryStore()) {
+  const jobs = createJobs({ store, pollIntervalMs: 50, concurrency: 20, logger: { error() {} } });
+  const defs = {
+    echo: jobs.define('echo', async (req: RequestSnapshot<{ value?: unknown }>) => ({ echo: req.body?.value ?? null })),
+    steps: jobs.define('steps', async (_req: RequestSnapshot, ctx) => {
+      for (let i = 1; i <= 4; i++) {
+        await abortable(40, ctx.signal);
+        await ctx.progress(i * 25, `step ${i}`);
+      }
+      return { done: true };
+    }),
+    slow: jobs.define('slow', async (_req: RequestSnapshot, ctx) => {
+      await ctx.progress(10);
+      await abortable(20_000, ctx.signal);
+      return 'late';
+    }),
+    failPublic: jobs.define(
+      'fail-public',
+      async () => {
+        throw new JobError('report failed', { code: 'REPORT_FAILED', retry: false });
+      },
+      { attempts: 1 },
+    ),
+    failPrivate: jobs.define(
+      'fail-private',
+      async () => {
+        throw new Error('password=hunter2 at db.internal:5432');
+      },
+      { attempts: 1 },
+    ),
+    redirect: jobs.define('redirect', async () => seeOther('/files/42', { id: 42 })),
+  };
+  const routes = [
+    { path: '/echo', job: defs.echo },
+    { path: '/steps', job: defs.steps, options: { estimatedSeconds: 3 } },
+    { path: '/slow', job: defs.slow },
+    { path: '/fail-public', job: defs.failPublic },
+    { path: '/fail-private', job: defs.failPrivate },
+    { path: '/redirect', job: defs.redirect },
+  ];
+  return { jobs, routes };
+}
+
+describe.each(FRAMEWORKS)('HTTP contract on %s', (framework: Framework) => {
+  let jobs: Jobs;
+  let app: RunningApp;
+  const user = { 'x-user': 'alice' };
+  const json = { 'content-type': 'application/json', ...user };
+
+  beforeAll(async () => {
+    const built = buildJobs();
+    jobs = built.jobs;
+    app = await startApp(framework, {
+      jobs,
+      routes: built.routes,
+      options: { basePath: '/jobs', maxWaitSeconds: 2, heartbeatMs: 200 },
+    });
+  });
+  afterAll(async () => {
+    await app.close();
+    await jobs.close({ timeoutMs: 100 });
+  });
+
+  const post = (path: string, body: unknown = {}, headers: Record<string, string> = {}) =>
+    fetch(`${app.url}${path}`, {
+      method: 'POST',
+      headers: { ...json, ...headers },
+      body: JSON.stringify(body),
+      redirect: 'manual',
+    });
+
+  async function pollUntilDone(statusUrl: string, headers: Record<string, string> = user) {
+    const seen: number[] = [];
+    for (let i = 0; i < 400; i++) {
+      const res = await fetch(`${app.url}${statusUrl}`, { headers, redirect: 'manual' });
+      const doc = await res.json();
+      if (typeof doc.progress === 'number') seen.push(doc.progress);
+      if (['complete', 'failed', 'canceled'].includes(doc.status)) return { res, doc, seen };
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error('job did not finish');
+  }
+
+  it('submit answers 202 with Location, Retry-After, Cache-Control: no-store and the accepted document', async () => {
+    const res = await post('/steps', { value: 1 });
+    expect(res.status).toBe(202);
+    const body = await res.json();
+    expect(body.jobId).toMatch(JOB_ID);
+    expect(body.status).toBe('queued');
+    expect(body.statusUrl).toBe(`/jobs/${body.jobId}`);
+    expect(body.estimatedSeconds).toBe(3);
+    expect(new Date(body.createdAt).toISOString()).toBe(body.createdAt);
+    expect(res.headers.get('location')).toBe(body.statusUrl);
+    expect(res.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(3);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+  });
+
+  it('status reaches complete with the result, progress climbing to 100, Retry-After only while unfinished', async () => {
+    const { statusUrl } = await (await post('/steps')).json();
+    const first = await fetch(`${app.url}${statusUrl}`, { headers: user });
+    expect(first.status).toBe(200);
+    expect(first.headers.get('cache-control')).toBe('no-store');
+    const firstDoc = await first.json();
+    if (firstDoc.status !== 'complete') expect(first.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+    const { res, doc, seen } = await pollUntilDone(statusUrl);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('retry-after')).toBeNull();
+    expect(doc).toMatchObject({ status: 'complete', result: { done: true }, progress: 100, attempt: 1 });
+    expect(doc.finishedAt).toBeDefined();
+    expect(doc.startedAt).toBeDefined();
+    expect([...seen].sort((a, b) => a - b)).toEqual(seen);
+    expect(seen.at(-1)).toBe(100);
+  });
+
+  it('a public failure shows its message and code; a private one a generic message; never a stack', async () => {
+    const pub = await pollUntilDone((await (await post('/fail-public')).json()).statusUrl);
+    expect(pub.doc.status).toBe('failed');
+    expect(pub.doc.error).toEqual({ message: 'report failed', code: 'REPORT_FAILED' });
+    const priv = await pollUntilDone((await (await post('/fail-private')).json()).statusUrl);
+    expect(priv.doc.status).toBe('failed');
+    expect(priv.doc.error).toEqual({ message: 'The job failed' });
+    const text = JSON.stringify(priv.doc);
+    expect(text).not.toMatch(/hunter2|stack|at .*\.ts/);
+  });
+
+  it('unknown, malformed and other owners’ jobs are 404 problem+json', async () => {
+    const { statusUrl } = await (await post('/echo')).json();
+    for (const [path, headers] of [
+      ['/jobs/AAAAAAAAAAAAAAAAAAAAAA', user],
+      ['/jobs/not-a-job-id', user],
+      ['/jobs/%2e%2e%2fetc', user],
+      [statusUrl, { 'x-user': 'mallory' }],
+      [statusUrl, {}],
+      [`${statusUrl}/events`, { 'x-user': 'mallory' }],
+    ] as const) {
+      const res = await fetch(`${app.url}${path}`, { headers });
+      expect(res.status, path).toBe(404);
+      expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+      const body = await res.json();
+      expect(body).toMatchObject({ status: 404, title: 'Not Found', code: 'ERR_RESPOND_ASYNC_JOB_NOT_FOUND' });
+    }
+    const del = await fetch(`${app.url}${statusUrl}`, { method: 'DELETE', headers: { 'x-user': 'mallory' } });
+    expect(del.status).toBe(404);
+  });
+
+  it('cancel: a running job is aborted (202 then canceled); a finished one is 409', async () => {
+    const { statusUrl } = await (await post('/slow')).json();
+    for (let i = 0; i < 200; i++) {
+      const doc = await (await fetch(`${app.url}${statusUrl}`, { headers: user })).json();
+      if (doc.status === 'processing') break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const del = await fetch(`${app.url}${statusUrl}`, { method: 'DELETE', headers: user });
+    expect(del.status).toBe(202);
+    expect((await del.json()).jobId).toBeDefined();
+    const { doc } = await pollUntilDone(statusUrl);
+    expect(doc.status).toBe('canceled');
+    const again = await fetch(`${app.url}${statusUrl}`, { method: 'DELETE', headers: user });
+    expect(again.status).toBe(409);
+    expect(again.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+  });
+
+  it('bad JSON is 400, an oversized body 413, a non-JSON body 415 — all problem+json, nothing queued', async () => {
+    const before = (await fetch(`${app.url}/jobs`, { headers: user }).then((r) => r.json())).jobs.length;
+    const bad = await fetch(`${app.url}/echo`, { method: 'POST', headers: json, body: '{"value": ' });
+    expect(bad.status).toBe(400);
+    expect(bad.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(JSON.stringify(await bad.json())).not.toMatch(/at .*\.(js|ts)|SyntaxError/);
+    const big = await fetch(`${app.url}/echo`, {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ value: 'x'.repeat(2 * 1024 * 1024) }),
+    });
+    expect(big.status).toBe(413);
+    expect(big.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    const text = await fetch(`${app.url}/echo`, {
+      method: 'POST',
+      headers: { ...user, 'content-type': 'text/plain' },
+      body: 'hi',
+    });
+    expect(text.status).toBe(415);
+    expect(text.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    const after = (await fetch(`${app.url}/jobs`, { headers: user }).then((r) => r.json())).jobs.length;
+    expect(after).toBe(before);
+  });
+
+  it('a method the status URL does not serve is 405 with Allow', async () => {
+    const { statusUrl } = await (await post('/echo')).json();
+    const res = await fetch(`${app.url}${statusUrl}`, { method: 'PUT', headers: json, body: '{}' });
+    expect(res.status).toBe(405);
+    expect(res.headers.get('allow')).toBe('GET, HEAD, DELETE');
+  });
+
+  it('Prefer: wait answers 200 with the terminal document and Preference-Applied when the job ends in time', async () => {
+    const fast = await post('/echo', { value: 'quick' }, { prefer: 'respond-async, wait=2' });
+    expect(fast.status).toBe(200);
+    expect(fast.headers.get('preference-applied')).toBe('wait=2');
+    expect(fast.headers.get('vary')).toMatch(/Prefer/i);
+    expect(await fast.json()).toMatchObject({ status: 'complete', result: { echo: 'quick' } });
+    const started = Date.now();
+    const slow = await post('/slow', {}, { prefer: 'wait=1' });
+    expect(slow.status).toBe(202);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(slow.headers.get('preference-applied')).toBeNull();
+    await fetch(`${app.url}${slow.headers.get('location')}`, { method: 'DELETE', headers: user });
+    const capped = Date.now();
+    const overMax = await post('/slow', {}, { prefer: 'wait=600' });
+    expect(overMax.status).toBe(202);
+    expect(Date.now() - capped).toBeLessThan(5000);
+    await fetch(`${app.url}${overMax.headers.get('location')}`, { method: 'DELETE', headers: user });
+  });
+
+  it('Idempotency-Key: same request returns the same job; a different one 422; malformed 400; concurrent firsts make one job', async () => {
+    const key = `"${crypto.randomUUID()}"`;
+    const a = await post('/echo', { value: 1 }, { 'idempotency-key': key });
+    const b = await post('/echo', { value: 1 }, { 'idempotency-key': key });
+    expect(a.status).toBe(202);
+    expect([200, 202]).toContain(b.status);
+    expect(b.headers.get('idempotent-replayed')).toBe('true');
+    expect((await b.json()).jobId).toBe((await a.json()).jobId);
+    const other = await post('/echo', { value: 2 }, { 'idempotency-key': key });
+    expect(other.status).toBe(422);
+    expect(other.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    const otherUser = await post('/echo', { value: 1 }, { 'idempotency-key': key, 'x-user': 'bob' });
+    expect(otherUser.status).toBe(202);
+    for (const bad of ['""', '"a\\b"', 'has space', `"${'k'.repeat(256)}"`]) {
+      const res = await post('/echo', {}, { 'idempotency-key': bad });
+      expect(res.status, bad).toBe(400);
+    }
+    const bare = await post('/echo', {}, { 'idempotency-key': 'bare-token-123' });
+    expect(bare.status).toBe(202);
+    const concurrentKey = `"${crypto.randomUUID()}"`;
+    const all = await Promise.all(
+      Array.from({ length: 10 }, () => post('/echo', { value: 'c' }, { 'idempotency-key': concurrentKey })),
+    );
+    const ids = new Set(await Promise.all(all.map(async (r) => (await r.json()).jobId)));
+    expect(ids.size).toBe(1);
+  });
+
+  it('events: status first, progress on each change, one terminal event, then the stream ends', async () => {
+    const { statusUrl } = await (await post('/steps')).json();
+    const res = await fetch(`${app.url}${statusUrl}/events`, { headers: user });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    const events = await readEvents(res);
+    expect(events[0].event).toBe('status');
+    expect(events.at(-1)!.event).toBe('complete');
+    expect(events.at(-1)!.data.result).toEqual({ done: true });
+    expect(events.filter((e) => e.event === 'progress').length).toBeGreaterThanOrEqual(1);
+    const ids = events.map((e) => Number(e.id));
+    expect(ids.every((id, i) => i === 0 || id > ids[i - 1])).toBe(true);
+    const resumed = await fetch(`${app.url}${statusUrl}/events`, {
+      headers: { ...user, 'last-event-id': String(ids.at(-1)) },
+    });
+    expect(await readEvents(resumed)).toEqual([]);
+    const finished = await readEvents(await fetch(`${app.url}${statusUrl}/events`, { headers: user }));
+    expect(finished.map((e) => e.event)).toEqual(['complete']);
+  });
+
+  it('303 See Other to the result URL when the handler returned seeOther()', async () => {
+    const res = await post('/redirect', {}, { prefer: 'wait=2' });
+    expect(res.status).toBe(303);
+    expect(res.headers.get('location')).toBe('/files/42');
+    const doc = await res.json();
+    expect(doc).toMatchObject({ status: 'complete', resultUrl: '/files/42', result: { id: 42 } });
+  });
+
+  it('lists the caller’s recent jobs, and nobody else’s', async () => {
+    const mine = await (await post('/echo', {}, { 'x-user': 'lister' })).json();
+    const list = await (await fetch(`${app.url}/jobs`, { headers: { 'x-user': 'lister' } })).json();
+    expect(list.jobs.map((j: { jobId: string }) => j.jobId)).toEqual([mine.jobId]);
+    const anonymous = await fetch(`${app.url}/jobs`);
+    expect(anonymous.status).toBe(404);
+  });
+});
+
+describe('HTTP contract: the same bytes from every framework', () => {
+  it('answers a 404, a 405 and a 400 identically', async () => {
+    const seen: Record<string, string[]> = {};
+    for (const framework of FRAMEWORKS) {
+      const { jobs, routes } = buildJobs();
+      const app = await startApp(framework, { jobs, routes });
+      try {
+        const answers = [
+          await fetch(`${app.url}/jobs/AAAAAAAAAAAAAAAAAAAAAA`),
+          await fetch(`${app.url}/jobs/AAAAAAAAAAAAAAAAAAAAAA/events`, { method: 'DELETE' }),
+          await fetch(`${app.url}/echo`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: '{',
+          }),
+          await fetch(`${app.url}/echo`, { method: 'POST', headers: { 'idempotency-key': '""' } }),
+        ];
+        seen[framework] = await Promise.all(
+          answers.map(
+            async (r) =>
+              `${r.status} ${r.headers.get('content-type')} ${r.headers.get('cache-control')} ${r.headers.get('allow')} ${await r.text()}`,
+          ),
+        );
+      } finally {
+        await app.close();
+        await jobs.close({ timeoutMs: 10 });
+      }
+    }
+    for (const framework of FRAMEWORKS) expect(seen[framework], framework).toEqual(seen.express);
+  });
+
+  it('a full store answers 503 with Retry-After and queues nothing', async () => {
+    for (const framework of FRAMEWORKS) {
+      const store = new MemoryStore({ maxJobs: 1 });
+      const { jobs, routes } = buildJobs(store);
+      const app = await startApp(framework, { jobs, routes });
+      try {
+        const first = await fetch(`${app.url}/slow`, { method: 'POST', headers: { 'x-user': 'a' } });
+        expect(first.status).toBe(202);
+        const second = await fetch(`${app.url}/slow`, { method: 'POST', headers: { 'x-user': 'a' } });
+        expect(second.status, framework).toBe(503);
+        expect(second.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+        expect(second.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+        expect(store.size).toBe(1);
+      } finally {
+        await app.close();
+        await jobs.close({ timeoutMs: 10 });
+      }
+    }
+  });
+});

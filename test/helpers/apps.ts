@@ -1,0 +1,139 @@
+// Start the same respond-async app on Express, Fastify, Koa and the Fetch adapter (via Hono), over real sockets.
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import express from 'express';
+import Fastify from 'fastify';
+import { Hono } from 'hono';
+import Koa from 'koa';
+import type { JobDefinition, Jobs } from '../../src/core/runtime.js';
+import { respondAsync as expressAdapter } from '../../src/express.js';
+import { respondAsync as fastifyAdapter } from '../../src/fastify.js';
+import { respondAsync as fetchAdapter } from '../../src/fetch.js';
+import type { RespondAsyncOptions, RouteOptions } from '../../src/http/protocol.js';
+import { respondAsync as koaAdapter } from '../../src/koa.js';
+
+export const FRAMEWORKS = ['express', 'fastify', 'koa', 'fetch'] as const;
+export type Framework = (typeof FRAMEWORKS)[number];
+
+export interface AppSpec {
+  jobs: Jobs;
+  /** Routes: POST path → job definition (and route options). */
+  routes: Array<{ path: string; job: JobDefinition<any, any>; options?: RouteOptions<any, any> }>;
+  /** Adapter options; `owner` reads the X-User header unless `anonymous`. */
+  options?: Omit<RespondAsyncOptions<any>, 'owner'>;
+  anonymous?: boolean;
+}
+
+export interface RunningApp {
+  url: string;
+  close(): Promise<void>;
+}
+
+function header(value: string | string[] | undefined | null): string | null {
+  const v = Array.isArray(value) ? value[0] : value;
+  return v ? v : null;
+}
+
+/** Start `spec` on `framework`, listening on 127.0.0.1 and a free port. */
+export async function startApp(framework: Framework, spec: AppSpec): Promise<RunningApp> {
+  const base = spec.options ?? {};
+  switch (framework) {
+    case 'express': {
+      const app = express();
+      const ra = expressAdapter(spec.jobs, {
+        ...base,
+        owner: spec.anonymous ? undefined : (req) => header(req.headers['x-user']),
+      });
+      for (const r of spec.routes) app.post(r.path, ra.route(r.job, r.options));
+      app.use(ra.routes());
+      return listenNode(app.listen(0, '127.0.0.1'));
+    }
+    case 'fastify': {
+      const app = Fastify();
+      const ra = fastifyAdapter(spec.jobs, {
+        ...base,
+        owner: spec.anonymous ? undefined : (req) => header(req.headers['x-user']),
+      });
+      await app.register(ra.plugin);
+      for (const r of spec.routes) app.post(r.path, ra.route(r.job, r.options));
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = app.server.address() as AddressInfo;
+      return { url: `http://127.0.0.1:${port}`, close: () => app.close() };
+    }
+    case 'koa': {
+      const app = new Koa();
+      const ra = koaAdapter(spec.jobs, {
+        ...base,
+        owner: spec.anonymous ? undefined : (ctx) => header(ctx.headers['x-user']),
+      });
+      app.use(ra.routes());
+      for (const r of spec.routes) app.use(ra.post(r.path, r.job, r.options));
+      return listenNode(app.listen(0, '127.0.0.1'));
+    }
+    case 'fetch': {
+      const app = new Hono();
+      const ra = fetchAdapter(spec.jobs, {
+        ...base,
+        owner: spec.anonymous ? undefined : (req) => header(req.headers.get('x-user')),
+      });
+      for (const r of spec.routes) {
+        const handler = ra.route(r.job, r.options);
+        app.post(r.path, (c) => handler(c.req.raw, c.req.param()));
+      }
+      app.all('*', async (c) => (await ra.handle(c.req.raw)) ?? c.notFound());
+      const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
+        const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s));
+      });
+      return listenNode(server as unknown as import('node:http').Server, true);
+    }
+  }
+}
+
+async function listenNode(server: import('node:http').Server, listening = false): Promise<RunningApp> {
+  if (!listening && !server.listening) await new Promise((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections?.();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Read an SSE response into events until it ends (or `limit` events). */
+export async function readEvents(
+  response: Response,
+  limit = 1000,
+): Promise<Array<{ event: string; id: string; data: any }>> {
+  const events: Array<{ event: string; id: string; data: any }> = [];
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut = buffer.indexOf('\n\n');
+    while (cut !== -1) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const fields: Record<string, string> = {};
+      for (const line of block.split('\n')) {
+        if (line.startsWith(':') || line === '') continue;
+        const i = line.indexOf(':');
+        fields[line.slice(0, i)] = line.slice(i + 1).trimStart();
+      }
+      if (fields.data !== undefined) {
+        events.push({ event: fields.event ?? 'message', id: fields.id, data: JSON.parse(fields.data) });
+        if (events.length >= limit) {
+          await reader.cancel();
+          return events;
+        }
+      }
+      cut = buffer.indexOf('\n\n');
+    }
+  }
+  return events;
+}
