@@ -19,5 +19,6 @@ export default defineConfig({
   target: 'node20',
   splitting: true,
   treeshake: true,
+  shims: true,
   external: ['express', 'fastify', 'koa', 'better-sqlite3', 'pg', 'fastify-plugin'],
 });

@@ -1,0 +1,80 @@
+// Numbered schema migrations of PostgresStore. Each runs once per schema, in order, inside the migration
+// transaction that `PostgresStore.init()` holds under an advisory lock, with `search_path` set to the store's
+// schema (so the SQL below names tables without a schema). Never edit a released migration: add the next one.
+
+/** @internal */
+export interface PostgresMigration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** @internal */
+export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
+  {
+    version: 1,
+    name: 'jobs',
+    sql: `
+CREATE TABLE jobs (
+  id text PRIMARY KEY,
+  name text NOT NULL,
+  status text NOT NULL CHECK (status IN ('queued', 'processing', 'complete', 'failed', 'canceled')),
+  input jsonb,
+  owner text,
+  idempotency_key text,
+  -- sha256 of keyScope(owner, key): one live job per owner and key, enforced by the index, not by a read.
+  idem_scope text UNIQUE,
+  request_hash text,
+  progress double precision,
+  message text,
+  result jsonb,
+  result_url text,
+  error jsonb,
+  attempt integer NOT NULL DEFAULT 0,
+  max_attempts integer NOT NULL,
+  -- Times are epoch milliseconds taken from the database clock (now()), so that every machine agrees.
+  run_at bigint NOT NULL,
+  lease_owner text,
+  lease_until bigint,
+  cancel_requested boolean NOT NULL DEFAULT false,
+  callback_url text,
+  delivery_status text CHECK (delivery_status IN ('pending', 'delivered', 'failed')),
+  delivery_attempts integer NOT NULL DEFAULT 0,
+  delivery_next_at bigint,
+  created_at bigint NOT NULL,
+  updated_at bigint NOT NULL,
+  started_at bigint,
+  finished_at bigint,
+  expires_at bigint,
+  seq bigint NOT NULL DEFAULT 1,
+  -- Insertion order: breaks ties of created_at in list().
+  ord bigint GENERATED ALWAYS AS IDENTITY
+);
+
+-- claim(): queued jobs by run_at, and processing ones whose lease may have lapsed.
+CREATE INDEX jobs_claim_idx ON jobs (run_at) WHERE status IN ('queued', 'processing');
+-- purgeExpired()
+CREATE INDEX jobs_expires_idx ON jobs (expires_at) WHERE expires_at IS NOT NULL;
+-- list(): an owner's jobs, newest first.
+CREATE INDEX jobs_owner_idx ON jobs (owner, created_at DESC, ord DESC);
+-- claimDeliveries()
+CREATE INDEX jobs_delivery_idx ON jobs (delivery_next_at) WHERE delivery_status = 'pending';
+
+-- Every change of a job (insert, or an update that moves seq) is announced on '<schema>_changes'.
+CREATE FUNCTION notify_job_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  PERFORM pg_notify(
+    TG_TABLE_SCHEMA || '_changes',
+    json_build_object('id', NEW.id, 'status', NEW.status, 'seq', NEW.seq)::text
+  );
+  RETURN NULL;
+END
+$fn$;
+
+CREATE TRIGGER jobs_notify_insert AFTER INSERT ON jobs
+  FOR EACH ROW EXECUTE FUNCTION notify_job_change();
+CREATE TRIGGER jobs_notify_update AFTER UPDATE ON jobs
+  FOR EACH ROW WHEN (NEW.seq IS DISTINCT FROM OLD.seq) EXECUTE FUNCTION notify_job_change();
+`,
+  },
+];

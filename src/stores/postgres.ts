@@ -1,0 +1,596 @@
+// PostgresStore: a JobStore over PostgreSQL (pg), for several processes on several machines.
+//
+// - Migrations: numbered (./postgres-migrations.ts), run by init() in one transaction under an advisory lock.
+// - Times are epoch ms taken from the database clock, so lease and expiry comparisons agree across machines.
+// - create() is idempotent through a unique index (INSERT … ON CONFLICT DO NOTHING), not read-then-write.
+// - claim() is one UPDATE over a `FOR UPDATE SKIP LOCKED` selection: no job goes to two live leases.
+// - A trigger announces every change on the channel '<schema>_changes'; subscribe() LISTENs on it.
+import { createHash } from 'node:crypto';
+import type { Client, ClientConfig, Pool, PoolConfig } from 'pg';
+import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
+import type { JobChange, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
+import { isTerminal } from '../core/types.js';
+import { keyScope } from './memory.js';
+import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
+
+export interface PostgresStoreOptions {
+  /** `postgres://user:password@host:port/database`. Ignored when `pool` is given. Default: the PG* environment. */
+  connectionString?: string;
+  /** A pool of your own. The store uses it and never ends it. */
+  pool?: Pool;
+  /** Schema holding the store's tables, created by `init()`. Default `respond_async`. */
+  schema?: string;
+  /** Offer `subscribe()` (a dedicated LISTEN connection) so that workers wake at once and progress reaches SSE streams on other instances. Default true. */
+  listen?: boolean;
+}
+
+type PgModule = typeof import('pg');
+type Row = Record<string, unknown>;
+
+const MISSING_PG = 'respond-async/postgres needs pg: npm install pg';
+
+let pgModule: Promise<PgModule> | undefined;
+
+/** Load `pg` on first use, so that importing the core never does. */
+function loadPg(): Promise<PgModule> {
+  pgModule ??= import('pg').then(
+    (mod) => ((mod as unknown as { default?: PgModule }).default ?? mod) as PgModule,
+    (error: unknown) => {
+      pgModule = undefined;
+      const code = (error as { code?: unknown } | null)?.code;
+      if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') throw new Error(MISSING_PG, { cause: error });
+      throw error;
+    },
+  );
+  return pgModule;
+}
+
+const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** The channel is `<schema>_changes`, and PostgreSQL names are at most 63 bytes. */
+const MAX_SCHEMA_LENGTH = 63 - '_changes'.length;
+
+/** The database clock in epoch ms. `now()` is the transaction's start: stable within a statement, indexable. */
+const NOW = 'floor(extract(epoch from now()) * 1000)::bigint';
+
+function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** The record's columns, jsonb read as text (so that JSON null and SQL NULL stay apart). */
+function columns(alias: string): string {
+  const a = `${alias}.`;
+  return [
+    `${a}id`,
+    `${a}name`,
+    `${a}status`,
+    `${a}input::text AS input`,
+    `${a}owner`,
+    `${a}idempotency_key`,
+    `${a}request_hash`,
+    `${a}progress`,
+    `${a}message`,
+    `${a}result::text AS result`,
+    `${a}result_url`,
+    `${a}error::text AS error`,
+    `${a}attempt`,
+    `${a}max_attempts`,
+    `${a}run_at`,
+    `${a}lease_owner`,
+    `${a}lease_until`,
+    `${a}cancel_requested`,
+    `${a}callback_url`,
+    `${a}delivery_status`,
+    `${a}delivery_attempts`,
+    `${a}delivery_next_at`,
+    `${a}created_at`,
+    `${a}updated_at`,
+    `${a}started_at`,
+    `${a}finished_at`,
+    `${a}expires_at`,
+    `${a}seq`,
+  ].join(', ');
+}
+
+/** Build every statement once per schema; each runs as a named prepared statement. */
+function statements(schema: string) {
+  const jobs = `${quoteIdent(schema)}.jobs`;
+  const cols = columns('j');
+  const live = `(j.expires_at IS NULL OR j.expires_at > ${NOW})`;
+  const held = `j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2`;
+  // Ends a job as $status (the parameter index given), like MemoryStore#finish.
+  const finish = (status: string, retention: string) => `status = ${status},
+    lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+    finished_at = ${NOW}, expires_at = ${NOW} + ${retention}::bigint,
+    delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
+    delivery_next_at = CASE WHEN j.callback_url IS NOT NULL THEN ${NOW} ELSE j.delivery_next_at END,
+    updated_at = ${NOW}, seq = j.seq + 1`;
+  return {
+    // An expired job keeps its row (hidden, until purgeExpired) but gives up its key.
+    freeExpiredKey: `UPDATE ${jobs} j SET idem_scope = NULL WHERE j.idem_scope = $1 AND j.expires_at <= ${NOW}`,
+    insert: `INSERT INTO ${jobs} AS j
+      (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
+       run_at, created_at, updated_at)
+      VALUES ($1, $2, 'queued', $3::jsonb, $4, $5, $6, $7, $8, $9, ${NOW}, ${NOW}, ${NOW})
+      ON CONFLICT (idem_scope) DO NOTHING
+      RETURNING ${cols}`,
+    getByKey: `SELECT ${cols} FROM ${jobs} j WHERE j.idem_scope = $1 AND ${live}`,
+    get: `SELECT ${cols} FROM ${jobs} j WHERE j.id = $1 AND ${live}`,
+    listOwner: `SELECT ${cols} FROM ${jobs} j WHERE j.owner = $1 AND ${live}
+      ORDER BY j.created_at DESC, j.ord DESC LIMIT $2`,
+    listNoOwner: `SELECT ${cols} FROM ${jobs} j WHERE j.owner IS NULL AND ${live}
+      ORDER BY j.created_at DESC, j.ord DESC LIMIT $1`,
+    claim: `WITH picked AS MATERIALIZED (
+        SELECT c.id FROM ${jobs} c
+        WHERE c.name = ANY($1::text[]) AND c.status IN ('queued', 'processing')
+          AND ((c.status = 'queued' AND c.run_at <= ${NOW})
+            OR (c.status = 'processing' AND c.lease_until < ${NOW}))
+        ORDER BY c.run_at
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED
+      )
+      UPDATE ${jobs} j SET status = 'processing', attempt = j.attempt + 1,
+        lease_owner = $2, lease_until = ${NOW} + $4::bigint,
+        started_at = COALESCE(j.started_at, ${NOW}), updated_at = ${NOW}, seq = j.seq + 1
+      FROM picked WHERE j.id = picked.id
+      RETURNING ${cols}`,
+    renew: `UPDATE ${jobs} j SET lease_until = ${NOW} + $3::bigint
+      WHERE j.id = ANY($1::text[]) AND j.status = 'processing' AND j.lease_owner = $2
+      RETURNING j.id, j.cancel_requested`,
+    progress: `UPDATE ${jobs} j SET progress = $3, message = $4, updated_at = ${NOW}, seq = j.seq + 1
+      WHERE ${held} RETURNING ${cols}`,
+    complete: `UPDATE ${jobs} j SET result = $3::jsonb, result_url = $4, progress = 100, ${finish("'complete'", '$5')}
+      WHERE ${held} RETURNING ${cols}`,
+    failFinal: `UPDATE ${jobs} j SET error = $3::jsonb, ${finish("'failed'", '$4')}
+      WHERE ${held} RETURNING ${cols}`,
+    failRetry: `UPDATE ${jobs} j SET error = $3::jsonb, status = 'queued', run_at = $4::bigint,
+        lease_owner = NULL, lease_until = NULL, updated_at = ${NOW}, seq = j.seq + 1
+      WHERE ${held} RETURNING ${cols}`,
+    // Queued: canceled at once. Processing: cancel_requested. SET expressions read the row as it was.
+    cancel: `UPDATE ${jobs} j SET
+        status = CASE WHEN j.status = 'queued' THEN 'canceled' ELSE j.status END,
+        cancel_requested = (j.status = 'processing'),
+        lease_owner = CASE WHEN j.status = 'queued' THEN NULL ELSE j.lease_owner END,
+        lease_until = CASE WHEN j.status = 'queued' THEN NULL ELSE j.lease_until END,
+        finished_at = CASE WHEN j.status = 'queued' THEN ${NOW} ELSE j.finished_at END,
+        expires_at = CASE WHEN j.status = 'queued' THEN ${NOW} + $2::bigint ELSE j.expires_at END,
+        delivery_status = CASE WHEN j.status = 'queued' AND j.callback_url IS NOT NULL THEN 'pending'
+          ELSE j.delivery_status END,
+        delivery_next_at = CASE WHEN j.status = 'queued' AND j.callback_url IS NOT NULL THEN ${NOW}
+          ELSE j.delivery_next_at END,
+        updated_at = ${NOW}, seq = j.seq + 1
+      WHERE j.id = $1 AND j.status IN ('queued', 'processing')
+      RETURNING ${cols}`,
+    markCanceled: `UPDATE ${jobs} j SET ${finish("'canceled'", '$3')} WHERE ${held} RETURNING ${cols}`,
+    release: `UPDATE ${jobs} j SET status = 'queued', attempt = GREATEST(0, j.attempt - 1),
+        lease_owner = NULL, lease_until = NULL, updated_at = ${NOW}, seq = j.seq + 1
+      WHERE ${held}`,
+    purge: `DELETE FROM ${jobs} WHERE id IN (
+        SELECT p.id FROM ${jobs} p WHERE p.expires_at <= ${NOW} LIMIT $1 FOR UPDATE SKIP LOCKED)`,
+    claimDeliveries: `WITH picked AS MATERIALIZED (
+        SELECT c.id FROM ${jobs} c
+        WHERE c.delivery_status = 'pending' AND c.delivery_next_at <= ${NOW}
+        ORDER BY c.delivery_next_at
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+      )
+      UPDATE ${jobs} j SET delivery_next_at = ${NOW} + $2::bigint
+      FROM picked WHERE j.id = picked.id
+      RETURNING ${cols}`,
+    recordDelivery: `UPDATE ${jobs} j SET delivery_status = $2, delivery_attempts = $3, delivery_next_at = $4::bigint
+      WHERE j.id = $1`,
+  };
+}
+
+type StatementName = keyof ReturnType<typeof statements>;
+
+const PURGE_BATCH = 5000;
+const RECONNECT_MIN_MS = 100;
+const RECONNECT_MAX_MS = 5000;
+
+/**
+ * A durable JobStore on PostgreSQL, shared by any number of processes and machines. Needs the `pg` package.
+ * Call `init()` (the runtime does) to create or migrate its schema.
+ * @example
+ * import { PostgresStore } from 'respond-async/postgres';
+ * const jobs = createJobs({ store: new PostgresStore({ connectionString: process.env.DATABASE_URL }) });
+ */
+export class PostgresStore implements JobStore {
+  readonly kind = 'postgres';
+  /** The schema holding the store's tables. */
+  readonly schema: string;
+  /** The NOTIFY channel of this store's changes: `<schema>_changes`. */
+  readonly channel: string;
+  /** Present unless constructed with `listen: false`. */
+  readonly subscribe?: (listener: (change: JobChange) => void) => Promise<() => Promise<void>>;
+
+  readonly #connectionString: string | undefined;
+  readonly #ownsPool: boolean;
+  #pool: Pool | undefined;
+  #poolPromise: Promise<Pool> | undefined;
+  #ready: Promise<void> | undefined;
+  #closed = false;
+  readonly #sql: Record<StatementName, string>;
+  readonly #prefix: string;
+  readonly #subscriptions = new Set<() => Promise<void>>();
+
+  constructor(options: PostgresStoreOptions = {}) {
+    const schema = options.schema ?? 'respond_async';
+    if (typeof schema !== 'string' || !SCHEMA_NAME.test(schema) || schema.length > MAX_SCHEMA_LENGTH) {
+      throw new TypeError(
+        `respond-async: PostgresStore \`schema\` must be an identifier (letters, digits, _; not starting with a digit; at most ${MAX_SCHEMA_LENGTH} characters), got ${JSON.stringify(schema)}`,
+      );
+    }
+    if (options.pool !== undefined && (typeof options.pool !== 'object' || options.pool === null)) {
+      throw new TypeError('respond-async: PostgresStore `pool` must be a pg.Pool');
+    }
+    this.schema = schema;
+    this.channel = `${schema}_changes`;
+    this.#connectionString = options.connectionString;
+    this.#ownsPool = options.pool === undefined;
+    this.#pool = options.pool;
+    this.#sql = statements(schema);
+    // Prepared statement names are per connection: a user pool may serve stores of several schemas.
+    this.#prefix = `ra_${createHash('sha256').update(schema).digest('hex').slice(0, 10)}_`;
+    if (options.listen ?? true) this.subscribe = (listener) => this.#subscribe(listener);
+  }
+
+  /** Create the schema or bring it up to date. Safe from many processes at once (advisory lock). */
+  init(): Promise<void> {
+    this.#ready ??= this.#migrate().catch((error: unknown) => {
+      this.#ready = undefined;
+      throw error;
+    });
+    return this.#ready;
+  }
+
+  async create(job: NewJob): Promise<CreateResult> {
+    const scope = job.idempotencyKey === null ? null : scopeHash(keyScope(job.owner, job.idempotencyKey));
+    const values = [
+      job.id,
+      job.name,
+      toJson(job.input),
+      job.owner,
+      job.idempotencyKey,
+      scope,
+      job.requestHash,
+      job.maxAttempts,
+      job.callbackUrl,
+    ];
+    // Without a key nothing conflicts (NULLs are distinct). With one, the unique index decides the race; a
+    // conflict with an expired job (its row is kept until purgeExpired) takes the key from it and tries again.
+    for (let tries = 0; ; tries++) {
+      const [inserted] = await this.#query('insert', values);
+      if (inserted) return { job: toRecord(inserted), created: true };
+      const [existing] = await this.#query('getByKey', [scope]);
+      if (existing) return { job: toRecord(existing), created: false };
+      if (tries >= 5) throw new Error('respond-async: could not create or find the job for this idempotency key');
+      await this.#query('freeExpiredKey', [scope]);
+    }
+  }
+
+  async get(id: string): Promise<JobRecord | undefined> {
+    const [row] = await this.#query('get', [id]);
+    return row && toRecord(row);
+  }
+
+  async list(options: { owner: string | null; limit: number }): Promise<JobRecord[]> {
+    const limit = Math.max(0, Math.floor(options.limit));
+    const rows =
+      options.owner === null
+        ? await this.#query('listNoOwner', [limit])
+        : await this.#query('listOwner', [options.owner, limit]);
+    return rows.map(toRecord);
+  }
+
+  async claim(options: ClaimOptions): Promise<JobRecord[]> {
+    const limit = Math.floor(options.limit);
+    if (limit <= 0 || options.names.length === 0) return [];
+    const rows = await this.#query('claim', [[...options.names], options.workerId, limit, ms(options.leaseMs)]);
+    return rows.map(toRecord).sort((a, b) => a.runAt - b.runAt);
+  }
+
+  async renew(ids: readonly string[], workerId: string, leaseMs: number): Promise<LeaseState[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.#query('renew', [[...ids], workerId, ms(leaseMs)]);
+    const held = new Map(rows.map((row) => [row.id as string, row.cancel_requested === true]));
+    return ids.map((id) => ({ id, held: held.has(id), cancelRequested: held.get(id) ?? false }));
+  }
+
+  async progress(id: string, workerId: string, progress: number, message: string | null) {
+    const [row] = await this.#query('progress', [id, workerId, progress, message]);
+    return row && toRecord(row);
+  }
+
+  async complete(
+    id: string,
+    workerId: string,
+    outcome: { result: unknown; resultUrl: string | null; retentionMs: number },
+  ): Promise<JobRecord | undefined> {
+    const values = [id, workerId, toJson(outcome.result), outcome.resultUrl, ms(outcome.retentionMs)];
+    const [row] = await this.#query('complete', values);
+    return row && toRecord(row);
+  }
+
+  async fail(
+    id: string,
+    workerId: string,
+    outcome: { error: JobErrorInfo; retryAt: number | null; retentionMs: number },
+  ): Promise<JobRecord | undefined> {
+    const error = toJson(outcome.error);
+    const [row] =
+      outcome.retryAt !== null
+        ? await this.#query('failRetry', [id, workerId, error, ms(outcome.retryAt)])
+        : await this.#query('failFinal', [id, workerId, error, ms(outcome.retentionMs)]);
+    return row && toRecord(row);
+  }
+
+  async cancel(id: string, options: { retentionMs: number }): Promise<{ outcome: CancelOutcome; job?: JobRecord }> {
+    for (let tries = 0; tries < 10; tries++) {
+      const [changed] = await this.#query('cancel', [id, ms(options.retentionMs)]);
+      if (changed) {
+        const job = toRecord(changed);
+        return { outcome: job.status === 'canceled' ? 'canceled' : 'requested', job };
+      }
+      const job = await this.get(id);
+      if (!job) return { outcome: 'missing' };
+      if (isTerminal(job.status)) return { outcome: 'finished', job };
+      // It was finishing and went back to the queue (a retry) between the two statements: try again.
+    }
+    throw new Error(`respond-async: job ${id} kept changing while being canceled`);
+  }
+
+  async markCanceled(id: string, workerId: string, options: { retentionMs: number }) {
+    const [row] = await this.#query('markCanceled', [id, workerId, ms(options.retentionMs)]);
+    return row && toRecord(row);
+  }
+
+  async release(id: string, workerId: string): Promise<void> {
+    await this.#query('release', [id, workerId]);
+  }
+
+  async purgeExpired(): Promise<number> {
+    let removed = 0;
+    for (;;) {
+      const pool = await this.#getPool();
+      const result = await pool.query({ name: this.#prefix + 'purge', text: this.#sql.purge, values: [PURGE_BATCH] });
+      const count = result.rowCount ?? 0;
+      removed += count;
+      if (count < PURGE_BATCH) return removed;
+    }
+  }
+
+  async claimDeliveries(options: { limit: number; leaseMs: number }): Promise<JobRecord[]> {
+    const limit = Math.floor(options.limit);
+    if (limit <= 0) return [];
+    const rows = await this.#query('claimDeliveries', [limit, ms(options.leaseMs)]);
+    return rows.map(toRecord).sort((a, b) => (a.deliveryNextAt ?? 0) - (b.deliveryNextAt ?? 0));
+  }
+
+  async recordDelivery(id: string, update: DeliveryUpdate): Promise<void> {
+    const nextAt = update.nextAt === null ? null : ms(update.nextAt);
+    await this.#query('recordDelivery', [id, update.status, update.attempts, nextAt]);
+  }
+
+  /** Ends LISTEN connections and the pool the store created (never a pool you passed in). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.allSettled([...this.#subscriptions].map((unsubscribe) => unsubscribe()));
+    if (this.#ownsPool) {
+      const pool = this.#pool ?? (await this.#poolPromise?.catch(() => undefined));
+      this.#pool = undefined;
+      await pool?.end().catch(() => {});
+    }
+  }
+
+  async #getPool(): Promise<Pool> {
+    if (this.#closed) throw new Error('respond-async: the PostgresStore is closed');
+    if (this.#pool) return this.#pool;
+    this.#poolPromise ??= loadPg().then((pg) => {
+      const config: PoolConfig = {
+        connectionString: this.#connectionString,
+        application_name: 'respond-async',
+        connectionTimeoutMillis: 10_000,
+        keepAlive: true,
+      };
+      const pool = new pg.Pool(config);
+      // An idle connection that drops (a database restart) must not crash the process; the next query reconnects.
+      pool.on('error', () => {});
+      this.#pool = pool;
+      return pool;
+    });
+    const pool = await this.#poolPromise;
+    if (this.#closed) {
+      await pool.end().catch(() => {});
+      throw new Error('respond-async: the PostgresStore is closed');
+    }
+    return pool;
+  }
+
+  async #query(name: StatementName, values: unknown[]): Promise<Row[]> {
+    const pool = await this.#getPool();
+    const result = await pool.query<Row>({ name: this.#prefix + name, text: this.#sql[name], values });
+    return result.rows;
+  }
+
+  async #migrate(): Promise<void> {
+    const pool = await this.#getPool();
+    const client = await pool.connect();
+    let failure: Error | undefined;
+    try {
+      const schema = quoteIdent(this.schema);
+      await client.query('BEGIN');
+      // Serializes every instance migrating this schema, until this transaction ends.
+      await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`respond-async:${this.schema}`]);
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+      await client.query(`SET LOCAL search_path TO ${schema}`);
+      await client.query(`CREATE TABLE IF NOT EXISTS migrations (
+        version integer PRIMARY KEY,
+        name text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now()
+      )`);
+      const { rows } = await client.query<{ version: number }>('SELECT version FROM migrations');
+      const applied = new Set(rows.map((row) => Number(row.version)));
+      for (const migration of POSTGRES_MIGRATIONS) {
+        if (applied.has(migration.version)) continue;
+        await client.query(migration.sql);
+        await client.query('INSERT INTO migrations (version, name) VALUES ($1, $2)', [
+          migration.version,
+          migration.name,
+        ]);
+      }
+      await client.query('COMMIT');
+    } catch (error) {
+      failure = error instanceof Error ? error : new Error(String(error));
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release(failure);
+    }
+  }
+
+  /** A dedicated connection LISTENing on the channel; it reconnects with backoff whenever it drops. */
+  async #subscribe(listener: (change: JobChange) => void): Promise<() => Promise<void>> {
+    if (this.#closed) throw new Error('respond-async: the PostgresStore is closed');
+    const pg = await loadPg();
+    const base: ClientConfig = this.#pool
+      ? { ...((this.#pool as unknown as { options?: ClientConfig }).options ?? {}) }
+      : { connectionString: this.#connectionString, connectionTimeoutMillis: 10_000 };
+    const config: ClientConfig = { ...base, application_name: 'respond-async-listen', keepAlive: true };
+    const listen = `LISTEN ${quoteIdent(this.channel)}`;
+    let current: Client | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let delay = RECONNECT_MIN_MS;
+    let stopped = false;
+
+    const onNotification = (message: { channel: string; payload?: string }) => {
+      if (message.channel !== this.channel || message.payload === undefined) return;
+      const change = parseChange(message.payload);
+      if (!change) return;
+      try {
+        listener(change);
+      } catch {
+        // A listener's failure is its own; the feed goes on.
+      }
+    };
+
+    const lost = (client: Client) => {
+      if (current !== client) return;
+      current = undefined;
+      client.removeListener('notification', onNotification);
+      client.end().catch(() => {});
+      if (stopped) return;
+      const wait = Math.round(delay * (0.5 + Math.random() / 2));
+      delay = Math.min(delay * 2, RECONNECT_MAX_MS);
+      timer = setTimeout(() => {
+        timer = undefined;
+        void connect();
+      }, wait);
+      timer.unref();
+    };
+
+    const connect = async (): Promise<void> => {
+      if (stopped) return;
+      const client = new pg.Client(config);
+      current = client;
+      client.on('error', () => lost(client));
+      client.on('end', () => lost(client));
+      client.on('notification', onNotification);
+      try {
+        await client.connect();
+        await client.query(listen);
+        if (current === client) delay = RECONNECT_MIN_MS;
+      } catch {
+        lost(client);
+      }
+    };
+
+    const unsubscribe = async () => {
+      stopped = true;
+      this.#subscriptions.delete(unsubscribe);
+      clearTimeout(timer);
+      const client = current;
+      current = undefined;
+      if (client) {
+        client.removeListener('notification', onNotification);
+        await client.end().catch(() => {});
+      }
+    };
+    this.#subscriptions.add(unsubscribe);
+    // The first attempt is awaited so that changes made after subscribe() resolves are heard; if the database
+    // cannot be reached now, the feed keeps trying in the background.
+    await connect();
+    return unsubscribe;
+  }
+}
+
+function scopeHash(scope: string): string {
+  return createHash('sha256').update(scope).digest('hex');
+}
+
+/** JSON text for a jsonb parameter (pg would send a bare string unquoted); undefined becomes SQL NULL. */
+function toJson(value: unknown): string | null {
+  if (value === undefined) return null;
+  return JSON.stringify(value) ?? null;
+}
+
+function fromJson(text: unknown): unknown {
+  return text === null || text === undefined ? undefined : JSON.parse(text as string);
+}
+
+/** A whole number of ms for a bigint parameter. */
+function ms(value: number): number {
+  return Math.round(value);
+}
+
+function num(value: unknown): number {
+  return Number(value);
+}
+
+function numOrNull(value: unknown): number | null {
+  return value === null || value === undefined ? null : Number(value);
+}
+
+function toRecord(row: Row): JobRecord {
+  const error = fromJson(row.error);
+  return {
+    id: row.id as string,
+    name: row.name as string,
+    status: row.status as JobStatus,
+    input: fromJson(row.input),
+    owner: (row.owner as string | null) ?? null,
+    idempotencyKey: (row.idempotency_key as string | null) ?? null,
+    requestHash: (row.request_hash as string | null) ?? null,
+    progress: numOrNull(row.progress),
+    message: (row.message as string | null) ?? null,
+    result: fromJson(row.result),
+    resultUrl: (row.result_url as string | null) ?? null,
+    error: error === undefined || error === null ? null : (error as JobErrorInfo),
+    attempt: num(row.attempt),
+    maxAttempts: num(row.max_attempts),
+    runAt: num(row.run_at),
+    leaseOwner: (row.lease_owner as string | null) ?? null,
+    leaseUntil: numOrNull(row.lease_until),
+    cancelRequested: row.cancel_requested === true,
+    callbackUrl: (row.callback_url as string | null) ?? null,
+    deliveryStatus: (row.delivery_status as JobRecord['deliveryStatus']) ?? null,
+    deliveryAttempts: num(row.delivery_attempts),
+    deliveryNextAt: numOrNull(row.delivery_next_at),
+    createdAt: num(row.created_at),
+    updatedAt: num(row.updated_at),
+    startedAt: numOrNull(row.started_at),
+    finishedAt: numOrNull(row.finished_at),
+    expiresAt: numOrNull(row.expires_at),
+    seq: num(row.seq),
+  };
+}
+
+function parseChange(payload: string): JobChange | undefined {
+  try {
+    const value = JSON.parse(payload) as Partial<JobChange>;
+    if (typeof value.id !== 'string' || typeof value.status !== 'string') return undefined;
+    return { id: value.id, status: value.status, seq: Number(value.seq) };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,569 @@
+// SqliteStore: the embedded durable JobStore over better-sqlite3. Several processes on one machine may share
+// the file: every write that reads before it writes runs in a `BEGIN IMMEDIATE` transaction, so claims are
+// atomic across processes, and readers never block writers (WAL).
+import { createRequire } from 'node:module';
+import type BetterSqlite3 from 'better-sqlite3';
+import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
+import type { DeliveryStatus, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
+import { keyScope, newRecord } from './memory.js';
+
+export interface SqliteStoreOptions {
+  /** Path of the database file (created when missing). Give this or `database`. */
+  path?: string;
+  /** An open better-sqlite3 Database to use instead of `path`. `close()` leaves it open. */
+  database?: BetterSqlite3.Database;
+  /** How long a write waits for another process's write lock before failing with SQLITE_BUSY. Default 5000 ms. */
+  busyTimeoutMs?: number;
+}
+
+type DatabaseConstructor = typeof BetterSqlite3;
+
+const MISSING_DRIVER = 'respond-async/sqlite needs better-sqlite3: npm install better-sqlite3@12';
+
+let driver: DatabaseConstructor | undefined;
+
+/** Load better-sqlite3 on first use only, so that importing the core never loads the native module. */
+function loadDriver(): DatabaseConstructor {
+  if (driver) return driver;
+  // ESM: resolve from this module's URL. The CommonJS build (esbuild) empties `import.meta`, so fall back to
+  // `__filename` there. (A bare `require` would not do: esbuild's ESM output turns it into a throwing shim.)
+  const load = createRequire(import.meta.url ?? __filename);
+  try {
+    driver = load('better-sqlite3') as DatabaseConstructor;
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND') {
+      throw new Error(MISSING_DRIVER, { cause: error });
+    }
+    throw error;
+  }
+  return driver;
+}
+
+const TABLE = 'respond_async_jobs';
+
+/**
+ * Schema migrations, in order: `PRAGMA user_version` holds how many have run. Append, never edit.
+ * Index per query: claim (status + run_at for due jobs, status + lease_until for lapsed leases), purge
+ * (expires_at), list (owner + created_at), deliveries (delivery_status + delivery_next_at). `idem_scope` is
+ * `keyScope(owner, key)` or NULL (NULLs do not collide in a UNIQUE index).
+ */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE ${TABLE} (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input TEXT,
+    owner TEXT,
+    idempotency_key TEXT,
+    idem_scope TEXT UNIQUE,
+    request_hash TEXT,
+    progress REAL,
+    message TEXT,
+    result TEXT,
+    result_url TEXT,
+    error TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    run_at INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_until INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    callback_url TEXT,
+    delivery_status TEXT,
+    delivery_attempts INTEGER NOT NULL DEFAULT 0,
+    delivery_next_at INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER,
+    expires_at INTEGER,
+    seq INTEGER NOT NULL DEFAULT 1
+  );
+  CREATE INDEX ${TABLE}_claim_due ON ${TABLE} (status, run_at);
+  CREATE INDEX ${TABLE}_claim_lapsed ON ${TABLE} (status, lease_until);
+  CREATE INDEX ${TABLE}_expires ON ${TABLE} (expires_at) WHERE expires_at IS NOT NULL;
+  CREATE INDEX ${TABLE}_owner_created ON ${TABLE} (owner, created_at);
+  CREATE INDEX ${TABLE}_deliveries ON ${TABLE} (delivery_status, delivery_next_at) WHERE delivery_status IS NOT NULL;`,
+];
+
+/** The schema version this code writes. */
+export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length;
+
+interface Row {
+  id: string;
+  name: string;
+  status: string;
+  input: string | null;
+  owner: string | null;
+  idempotency_key: string | null;
+  idem_scope: string | null;
+  request_hash: string | null;
+  progress: number | null;
+  message: string | null;
+  result: string | null;
+  result_url: string | null;
+  error: string | null;
+  attempt: number;
+  max_attempts: number;
+  run_at: number;
+  lease_owner: string | null;
+  lease_until: number | null;
+  cancel_requested: number;
+  callback_url: string | null;
+  delivery_status: string | null;
+  delivery_attempts: number;
+  delivery_next_at: number | null;
+  created_at: number;
+  updated_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  expires_at: number | null;
+  seq: number;
+}
+
+type Statement<Row = unknown> = BetterSqlite3.Statement<unknown[], Row>;
+
+const LIVE = '(expires_at IS NULL OR expires_at > @now)';
+const HELD = `status = 'processing' AND lease_owner = @worker`;
+/** The columns `finish` sets when a job ends: lease gone, retention starts, the webhook is armed. */
+const FINISH = `status = @status, lease_owner = NULL, lease_until = NULL, cancel_requested = 0,
+  finished_at = @now, expires_at = @expiresAt,
+  delivery_status = CASE WHEN callback_url IS NULL THEN delivery_status ELSE 'pending' END,
+  delivery_next_at = CASE WHEN callback_url IS NULL THEN delivery_next_at ELSE @now END,
+  updated_at = @now, seq = seq + 1`;
+
+function prepareStatements(db: BetterSqlite3.Database) {
+  const prep = <R = Row>(sql: string): Statement<R> => {
+    const statement = db.prepare(sql) as unknown as Statement<R>;
+    // A user Database may default to BigInt integers; times and counters here fit in a double.
+    return statement.safeIntegers(false);
+  };
+  return {
+    releaseExpiredKey: prep(
+      `UPDATE ${TABLE} SET idem_scope = NULL
+      WHERE idem_scope = @scope AND expires_at IS NOT NULL AND expires_at <= @now`,
+    ),
+    insert: prep(
+      `INSERT INTO ${TABLE} (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, attempt,
+        max_attempts, run_at, callback_url, delivery_attempts, created_at, updated_at, seq)
+      VALUES (@id, @name, 'queued', @input, @owner, @idempotencyKey, @scope, @requestHash, 0,
+        @maxAttempts, @now, @callbackUrl, 0, @now, @now, 1)
+      ON CONFLICT (idem_scope) DO NOTHING`,
+    ),
+    byScope: prep(`SELECT * FROM ${TABLE} WHERE idem_scope = @scope`),
+    get: prep(`SELECT * FROM ${TABLE} WHERE id = @id AND ${LIVE}`),
+    list: prep(
+      `SELECT * FROM ${TABLE} WHERE owner IS @owner AND ${LIVE} ORDER BY created_at DESC, rowid DESC LIMIT @limit`,
+    ),
+    // Each arm walks its own index in order and stops at @limit; the union is small and sorted once.
+    claim: prep(
+      `UPDATE ${TABLE} SET status = 'processing', attempt = attempt + 1, lease_owner = @worker,
+        lease_until = @leaseUntil, started_at = COALESCE(started_at, @now), updated_at = @now, seq = seq + 1
+      WHERE id IN (
+        SELECT id FROM (
+          SELECT id, run_at FROM (
+            SELECT id, run_at FROM ${TABLE}
+            WHERE status = 'queued' AND run_at <= @now AND name IN (SELECT value FROM json_each(@names))
+            ORDER BY run_at LIMIT @limit)
+          UNION ALL
+          SELECT id, run_at FROM (
+            SELECT id, run_at FROM ${TABLE}
+            WHERE status = 'processing' AND lease_until < @now AND name IN (SELECT value FROM json_each(@names))
+            ORDER BY run_at LIMIT @limit))
+        ORDER BY run_at LIMIT @limit)
+      RETURNING *`,
+    ),
+    renew: prep<{ cancel_requested: number }>(
+      `UPDATE ${TABLE} SET lease_until = @leaseUntil WHERE id = @id AND ${HELD} RETURNING cancel_requested`,
+    ),
+    progress: prep(
+      `UPDATE ${TABLE} SET progress = @progress, message = @message, updated_at = @now, seq = seq + 1
+      WHERE id = @id AND ${HELD} RETURNING *`,
+    ),
+    complete: prep(
+      `UPDATE ${TABLE} SET result = @result, result_url = @resultUrl, progress = 100, ${FINISH}
+      WHERE id = @id AND ${HELD} RETURNING *`,
+    ),
+    failFinal: prep(`UPDATE ${TABLE} SET error = @error, ${FINISH} WHERE id = @id AND ${HELD} RETURNING *`),
+    failRetry: prep(
+      `UPDATE ${TABLE} SET error = @error, status = 'queued', run_at = @retryAt, lease_owner = NULL,
+        lease_until = NULL, updated_at = @now, seq = seq + 1
+      WHERE id = @id AND ${HELD} RETURNING *`,
+    ),
+    cancelQueued: prep(`UPDATE ${TABLE} SET ${FINISH} WHERE id = @id AND status = 'queued' RETURNING *`),
+    cancelRequest: prep(
+      `UPDATE ${TABLE} SET cancel_requested = 1, updated_at = @now, seq = seq + 1
+      WHERE id = @id AND status = 'processing' RETURNING *`,
+    ),
+    markCanceled: prep(`UPDATE ${TABLE} SET ${FINISH} WHERE id = @id AND ${HELD} RETURNING *`),
+    release: prep(
+      `UPDATE ${TABLE} SET status = 'queued', attempt = MAX(0, attempt - 1), lease_owner = NULL, lease_until = NULL,
+        updated_at = @now, seq = seq + 1
+      WHERE id = @id AND ${HELD}`,
+    ),
+    purge: prep(`DELETE FROM ${TABLE} WHERE expires_at IS NOT NULL AND expires_at <= @now`),
+    claimDeliveries: prep(
+      `UPDATE ${TABLE} SET delivery_next_at = @nextAt
+      WHERE id IN (
+        SELECT id FROM ${TABLE} WHERE delivery_status = 'pending' AND delivery_next_at <= @now
+        ORDER BY delivery_next_at LIMIT @limit)
+      RETURNING *`,
+    ),
+    recordDelivery: prep(
+      `UPDATE ${TABLE} SET delivery_status = @status, delivery_attempts = @attempts, delivery_next_at = @nextAt
+      WHERE id = @id`,
+    ),
+  };
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+/**
+ * A durable JobStore in one SQLite file (better-sqlite3), for one machine: several processes may share the
+ * file, and each claim is atomic across them. Jobs survive restarts and process crashes.
+ * @example
+ * import { SqliteStore } from 'respond-async/sqlite';
+ * const jobs = createJobs({ store: new SqliteStore({ path: './jobs.sqlite' }) });
+ */
+export class SqliteStore implements JobStore {
+  readonly kind = 'sqlite';
+  /** The underlying better-sqlite3 connection. */
+  readonly database: BetterSqlite3.Database;
+  readonly #owned: boolean;
+  readonly #busyTimeoutMs: number;
+  #statements: Statements | undefined;
+  #ready: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(options: SqliteStoreOptions) {
+    const { path, database } = options;
+    if ((path === undefined) === (database === undefined)) {
+      throw new TypeError('respond-async: SqliteStore needs exactly one of `path` or `database`');
+    }
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    if (!Number.isFinite(busyTimeoutMs) || busyTimeoutMs < 0) {
+      throw new TypeError(`respond-async: \`busyTimeoutMs\` must be a non-negative number, got ${busyTimeoutMs}`);
+    }
+    this.#busyTimeoutMs = Math.floor(busyTimeoutMs);
+    if (database !== undefined) {
+      this.database = database;
+      this.#owned = false;
+    } else {
+      const Database = loadDriver();
+      this.database = new Database(path as string, { timeout: this.#busyTimeoutMs });
+      this.#owned = true;
+      // Durability: a 202 promises that the job exists, so a commit must survive the process crashing
+      // right after it. In WAL mode `synchronous = NORMAL` gives exactly that: a committed transaction is in
+      // the WAL file (the OS has it) and survives any process crash; only a power loss or OS crash can lose
+      // the last transactions before the next checkpoint. FULL would fsync the WAL on every commit (every
+      // claim, progress and heartbeat too) for power-loss durability; who needs that can pass their own
+      // Database, whose `synchronous` setting (SQLite's default is FULL) this store leaves alone.
+      this.database.pragma('synchronous = NORMAL');
+    }
+    this.database.pragma(`busy_timeout = ${this.#busyTimeoutMs}`);
+  }
+
+  /** Switch to WAL and run pending migrations. Safe to call more than once and from many processes at once. */
+  init(): Promise<void> {
+    this.#ready ??= this.#init().catch((error: unknown) => {
+      this.#ready = undefined;
+      throw error;
+    });
+    return this.#ready;
+  }
+
+  async #init(): Promise<void> {
+    this.#assertOpen();
+    await this.#walMode();
+    this.#migrate();
+    this.#statements = prepareStatements(this.database);
+  }
+
+  /** WAL lets readers run while another process writes. The mode is stored in the file; setting it again is a no-op. */
+  async #walMode(): Promise<void> {
+    if (this.database.memory) return;
+    const deadline = Date.now() + this.#busyTimeoutMs;
+    for (;;) {
+      try {
+        const mode = this.database.pragma('journal_mode = WAL', { simple: true });
+        if (String(mode).toLowerCase() !== 'wal') {
+          throw new Error(`respond-async: SQLite refused WAL mode (journal_mode is ${String(mode)})`);
+        }
+        return;
+      } catch (error) {
+        // Switching to WAL needs a moment alone with the file; another process may be doing the same.
+        if (!isBusy(error) || Date.now() >= deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 10 + Math.random() * 40));
+      }
+    }
+  }
+
+  /** Run the migrations past `user_version` in one `BEGIN IMMEDIATE` transaction: one process migrates, the others wait and then find nothing to do. */
+  #migrate(): void {
+    const db = this.database;
+    db.transaction(() => {
+      const version = Number(db.pragma('user_version', { simple: true }));
+      if (version > MIGRATIONS.length) {
+        throw new Error(
+          `respond-async: the SQLite schema is version ${version}, newer than this version of respond-async knows (${MIGRATIONS.length}); upgrade respond-async`,
+        );
+      }
+      for (let index = version; index < MIGRATIONS.length; index += 1) db.exec(MIGRATIONS[index]);
+      if (version !== MIGRATIONS.length) db.pragma(`user_version = ${MIGRATIONS.length}`);
+    }).immediate();
+  }
+
+  async create(job: NewJob): Promise<CreateResult> {
+    const s = await this.#use();
+    const now = Date.now();
+    const scope = job.idempotencyKey === null ? null : keyScope(job.owner, job.idempotencyKey);
+    const input = toJson(job.input);
+    return this.database
+      .transaction((): CreateResult => {
+        if (scope !== null) {
+          // An expired job no longer binds its key: unbind it so that the insert below takes the key. The row
+          // itself is already invisible (get/list hide it) and goes with the next purgeExpired(), as in
+          // MemoryStore, which the conformance suite checks (purge counts it).
+          s.releaseExpiredKey.run({ scope, now });
+        }
+        const inserted = s.insert.run({
+          id: job.id,
+          name: job.name,
+          input,
+          owner: job.owner,
+          idempotencyKey: job.idempotencyKey,
+          scope,
+          requestHash: job.requestHash,
+          maxAttempts: job.maxAttempts,
+          callbackUrl: job.callbackUrl,
+          now,
+        });
+        if (inserted.changes === 0 && scope !== null) {
+          const existing = s.byScope.get({ scope });
+          if (existing) return { job: toRecord(existing), created: false };
+        }
+        return { job: { ...newRecord(job, now), input: fromJson(input) }, created: true };
+      })
+      .immediate();
+  }
+
+  async get(id: string): Promise<JobRecord | undefined> {
+    const s = await this.#use();
+    const row = s.get.get({ id, now: Date.now() });
+    return row && toRecord(row);
+  }
+
+  async list(options: { owner: string | null; limit: number }): Promise<JobRecord[]> {
+    const s = await this.#use();
+    const limit = Math.max(0, Math.floor(options.limit));
+    return s.list.all({ owner: options.owner, limit, now: Date.now() }).map(toRecord);
+  }
+
+  async claim(options: ClaimOptions): Promise<JobRecord[]> {
+    const s = await this.#use();
+    const limit = Math.floor(options.limit);
+    if (limit <= 0 || options.names.length === 0) return [];
+    const now = Date.now();
+    const rows = this.database
+      .transaction(() =>
+        s.claim.all({
+          names: JSON.stringify(options.names),
+          worker: options.workerId,
+          leaseUntil: now + options.leaseMs,
+          limit,
+          now,
+        }),
+      )
+      .immediate();
+    return rows.map(toRecord).sort((a, b) => a.runAt - b.runAt);
+  }
+
+  async renew(ids: readonly string[], workerId: string, leaseMs: number): Promise<LeaseState[]> {
+    const s = await this.#use();
+    if (ids.length === 0) return [];
+    const leaseUntil = Date.now() + leaseMs;
+    return this.database
+      .transaction(() =>
+        ids.map((id): LeaseState => {
+          const row = s.renew.get({ id, worker: workerId, leaseUntil });
+          return row
+            ? { id, held: true, cancelRequested: row.cancel_requested === 1 }
+            : { id, held: false, cancelRequested: false };
+        }),
+      )
+      .immediate();
+  }
+
+  async progress(id: string, workerId: string, progress: number, message: string | null) {
+    const s = await this.#use();
+    const row = s.progress.get({ id, worker: workerId, progress, message, now: Date.now() });
+    return row && toRecord(row);
+  }
+
+  async complete(
+    id: string,
+    workerId: string,
+    outcome: { result: unknown; resultUrl: string | null; retentionMs: number },
+  ): Promise<JobRecord | undefined> {
+    const s = await this.#use();
+    const now = Date.now();
+    const row = s.complete.get({
+      id,
+      worker: workerId,
+      result: toJson(outcome.result),
+      resultUrl: outcome.resultUrl,
+      status: 'complete',
+      now,
+      expiresAt: now + outcome.retentionMs,
+    });
+    return row && toRecord(row);
+  }
+
+  async fail(
+    id: string,
+    workerId: string,
+    outcome: { error: JobErrorInfo; retryAt: number | null; retentionMs: number },
+  ): Promise<JobRecord | undefined> {
+    const s = await this.#use();
+    const now = Date.now();
+    const error = JSON.stringify(outcome.error);
+    const row =
+      outcome.retryAt !== null
+        ? s.failRetry.get({ id, worker: workerId, error, retryAt: outcome.retryAt, now })
+        : s.failFinal.get({
+            id,
+            worker: workerId,
+            error,
+            status: 'failed',
+            now,
+            expiresAt: now + outcome.retentionMs,
+          });
+    return row && toRecord(row);
+  }
+
+  async cancel(id: string, options: { retentionMs: number }): Promise<{ outcome: CancelOutcome; job?: JobRecord }> {
+    const s = await this.#use();
+    const now = Date.now();
+    return this.database
+      .transaction((): { outcome: CancelOutcome; job?: JobRecord } => {
+        const current = s.get.get({ id, now });
+        if (!current) return { outcome: 'missing' };
+        if (current.status === 'queued') {
+          const row = s.cancelQueued.get({ id, status: 'canceled', now, expiresAt: now + options.retentionMs });
+          if (row) return { outcome: 'canceled', job: toRecord(row) };
+        } else if (current.status === 'processing') {
+          const row = s.cancelRequest.get({ id, now });
+          if (row) return { outcome: 'requested', job: toRecord(row) };
+        }
+        return { outcome: 'finished', job: toRecord(current) };
+      })
+      .immediate();
+  }
+
+  async markCanceled(id: string, workerId: string, options: { retentionMs: number }) {
+    const s = await this.#use();
+    const now = Date.now();
+    const row = s.markCanceled.get({
+      id,
+      worker: workerId,
+      status: 'canceled',
+      now,
+      expiresAt: now + options.retentionMs,
+    });
+    return row && toRecord(row);
+  }
+
+  async release(id: string, workerId: string): Promise<void> {
+    const s = await this.#use();
+    s.release.run({ id, worker: workerId, now: Date.now() });
+  }
+
+  async purgeExpired(): Promise<number> {
+    const s = await this.#use();
+    return s.purge.run({ now: Date.now() }).changes;
+  }
+
+  async claimDeliveries(options: { limit: number; leaseMs: number }): Promise<JobRecord[]> {
+    const s = await this.#use();
+    const limit = Math.floor(options.limit);
+    if (limit <= 0) return [];
+    const now = Date.now();
+    const rows = this.database
+      .transaction(() => s.claimDeliveries.all({ now, nextAt: now + options.leaseMs, limit }))
+      .immediate();
+    return rows.map(toRecord);
+  }
+
+  async recordDelivery(id: string, update: DeliveryUpdate): Promise<void> {
+    const s = await this.#use();
+    s.recordDelivery.run({ id, status: update.status, attempts: update.attempts, nextAt: update.nextAt });
+  }
+
+  /** Close the connection when this store opened it; a Database passed in stays open. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#statements = undefined;
+    if (this.#owned && this.database.open) this.database.close();
+  }
+
+  /** The prepared statements, after `init()` (run on first use if the caller did not). */
+  async #use(): Promise<Statements> {
+    this.#assertOpen();
+    if (!this.#statements) await this.init();
+    this.#assertOpen();
+    return this.#statements as Statements;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new Error('respond-async: the SqliteStore is closed');
+  }
+}
+
+function isBusy(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
+}
+
+/** JSON text for a value; NULL for `undefined` (so that `undefined` and `null` stay apart). */
+function toJson(value: unknown): string | null {
+  return value === undefined ? null : (JSON.stringify(value) ?? null);
+}
+
+function fromJson(text: string | null): unknown {
+  return text === null ? undefined : JSON.parse(text);
+}
+
+function toRecord(row: Row): JobRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    status: row.status as JobStatus,
+    input: fromJson(row.input),
+    owner: row.owner,
+    idempotencyKey: row.idempotency_key,
+    requestHash: row.request_hash,
+    progress: row.progress,
+    message: row.message,
+    result: fromJson(row.result),
+    resultUrl: row.result_url,
+    error: row.error === null ? null : (JSON.parse(row.error) as JobErrorInfo),
+    attempt: row.attempt,
+    maxAttempts: row.max_attempts,
+    runAt: row.run_at,
+    leaseOwner: row.lease_owner,
+    leaseUntil: row.lease_until,
+    cancelRequested: row.cancel_requested === 1,
+    callbackUrl: row.callback_url,
+    deliveryStatus: row.delivery_status as DeliveryStatus | null,
+    deliveryAttempts: row.delivery_attempts,
+    deliveryNextAt: row.delivery_next_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    expiresAt: row.expires_at,
+    seq: row.seq,
+  };
+}

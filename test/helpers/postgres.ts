@@ -1,0 +1,81 @@
+// PostgreSQL test helpers: the server started by test/setup/global-postgres.ts, and a fresh schema per test
+// (random name) so that test files and cases never see each other's jobs.
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+
+/** The test server's URL; throws with the reason when globalSetup could not start one. */
+export function pgUrl(): string {
+  let url = '';
+  let reason = '';
+  try {
+    url = inject('pgUrl');
+    reason = inject('pgError');
+  } catch {
+    // Outside a vitest worker (a child process): the environment carries the URL.
+  }
+  url ||= process.env.RESPOND_ASYNC_TEST_PG_URL ?? '';
+  if (!url) throw new Error(`PostgreSQL test server unavailable: ${reason || 'RESPOND_ASYNC_TEST_PG_URL not set'}`);
+  return url;
+}
+
+/** A schema name no other test uses. */
+export function randomSchema(prefix = 'test'): string {
+  return `${prefix}_${randomBytes(6).toString('hex')}`;
+}
+
+let admin: pg.Pool | undefined;
+
+/** A small pool for test bookkeeping (dropping schemas, reading side tables). */
+export function adminPool(): pg.Pool {
+  if (!admin) {
+    admin = new pg.Pool({ connectionString: pgUrl(), max: 3 });
+    admin.on('error', () => {});
+  }
+  return admin;
+}
+
+export async function adminQuery<R extends pg.QueryResultRow = Record<string, unknown>>(
+  text: string,
+  values: unknown[] = [],
+): Promise<R[]> {
+  const result = await adminPool().query<R>(text, values);
+  return result.rows;
+}
+
+export async function dropSchema(schema: string): Promise<void> {
+  await adminQuery(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+}
+
+/** Hands out fresh schema names and drops them all at the end (call `dropAll` in afterAll). */
+export function schemas(prefix = 'test') {
+  const created = new Set<string>();
+  return {
+    next(): string {
+      const schema = randomSchema(prefix);
+      created.add(schema);
+      return schema;
+    },
+    async dropAll(): Promise<void> {
+      for (const schema of created) await dropSchema(schema).catch(() => {});
+      created.clear();
+    },
+  };
+}
+
+export async function closeAdmin(): Promise<void> {
+  const pool = admin;
+  admin = undefined;
+  await pool?.end().catch(() => {});
+}
+
+/** Poll `check` until it returns a truthy value or `timeoutMs` passes. */
+export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 10_000, everyMs = 20): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}

@@ -1,0 +1,355 @@
+// PostgresStore against a real PostgreSQL server (test/setup/global-postgres.ts): the shared conformance suite,
+// then what only PostgreSQL does (advisory-locked migrations, LISTEN/NOTIFY, reconnects, a user's pool).
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import type { JobStore } from '../src/core/store.js';
+import type { NewJob } from '../src/core/types.js';
+import { createJobs, type JobChange, type Jobs, StoreUnavailableError } from '../src/index.js';
+import { PostgresStore } from '../src/postgres.js';
+import { describeStoreConformance } from '../src/testing.js';
+import { adminQuery, closeAdmin, eventually, pgUrl, schemas } from './helpers/postgres.js';
+
+const run = promisify(execFile);
+const root = fileURLToPath(new URL('..', import.meta.url));
+const fresh = schemas('pgstore');
+const open: JobStore[] = [];
+const runtimes: Jobs[] = [];
+
+function store(options: { schema?: string; pool?: pg.Pool; listen?: boolean } = {}): PostgresStore {
+  const created = new PostgresStore({
+    connectionString: options.pool ? undefined : pgUrl(),
+    schema: options.schema ?? fresh.next(),
+    pool: options.pool,
+    listen: options.listen,
+  });
+  open.push(created);
+  return created;
+}
+
+let counter = 0;
+function newJob(overrides: Partial<NewJob> = {}): NewJob {
+  counter += 1;
+  return {
+    id: `job_${Date.now().toString(36)}_${counter}_${Math.random().toString(36).slice(2)}`,
+    name: 'work',
+    input: { n: counter },
+    owner: null,
+    idempotencyKey: null,
+    requestHash: null,
+    maxAttempts: 3,
+    callbackUrl: null,
+    ...overrides,
+  };
+}
+
+/** Wait until a LISTEN connection of `schema` is up, and return its backend pid. */
+async function listenerPid(schema: string, not?: number): Promise<number> {
+  return eventually(async () => {
+    const rows = await adminQuery<{ pid: number }>(
+      `SELECT pid FROM pg_stat_activity WHERE application_name = 'respond-async-listen' AND query = $1 AND pid <> $2`,
+      [`LISTEN "${schema}_changes"`, not ?? 0],
+    );
+    return rows[0]?.pid;
+  }, 10_000);
+}
+
+describeStoreConformance(
+  'PostgresStore',
+  { describe, it, afterEach },
+  {
+    // A fresh schema per store: the suite's cases never see each other's jobs.
+    createStore: async () => {
+      const created = new PostgresStore({ connectionString: pgUrl(), schema: fresh.next() });
+      await created.init();
+      return created;
+    },
+    capabilities: {
+      // The suite has closed `previous`: open its schema again, as a restarted process would.
+      reopen: async (previous) => {
+        const reopened = new PostgresStore({ connectionString: pgUrl(), schema: (previous as PostgresStore).schema });
+        await reopened.init();
+        return reopened;
+      },
+    },
+  },
+);
+
+afterEach(async () => {
+  await Promise.allSettled(runtimes.splice(0).map((jobs) => jobs.close({ timeoutMs: 100 })));
+  await Promise.allSettled(open.splice(0).map((s) => s.close()));
+});
+
+afterAll(async () => {
+  await fresh.dropAll();
+  await closeAdmin();
+});
+
+describe('PostgresStore', () => {
+  it('round-trips every field, JSON null apart from no result, with times from the database clock', async () => {
+    const s = store();
+    await s.init();
+    const before = Date.now();
+    const { job, created } = await s.create(
+      newJob({ input: 'a bare string', owner: 'ann', idempotencyKey: 'k1', requestHash: 'h', callbackUrl: null }),
+    );
+    expect(created).toBe(true);
+    expect(job).toMatchObject({ status: 'queued', input: 'a bare string', owner: 'ann', idempotencyKey: 'k1', seq: 1 });
+    expect(job.result).toBeUndefined();
+    expect(job.createdAt).toBeGreaterThanOrEqual(before - 1000);
+    expect(job.createdAt).toBeLessThanOrEqual(Date.now() + 1000);
+    expect(job.runAt).toBe(job.createdAt);
+
+    const [claimed] = await s.claim({ names: ['work'], workerId: 'w1', limit: 5, leaseMs: 10_000 });
+    expect(claimed).toMatchObject({ id: job.id, status: 'processing', attempt: 1, leaseOwner: 'w1', seq: 2 });
+    expect(claimed.leaseUntil! - claimed.updatedAt).toBe(10_000);
+    const done = await s.complete(job.id, 'w1', { result: null, resultUrl: null, retentionMs: 60_000 });
+    expect(done).toMatchObject({ status: 'complete', result: null, progress: 100, leaseOwner: null, seq: 3 });
+    expect(done!.expiresAt! - done!.finishedAt!).toBe(60_000);
+    expect((await s.get(job.id))?.result).toBeNull();
+  });
+
+  it('creates one job for one idempotency key under concurrent creates from several instances', async () => {
+    const schema = fresh.next();
+    const stores = [store({ schema }), store({ schema }), store({ schema })];
+    await Promise.all(stores.map((s) => s.init()));
+    const results = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => stores[i % 3].create(newJob({ owner: 'o', idempotencyKey: 'same' }))),
+    );
+    const ids = new Set(results.map((r) => r.job.id));
+    expect(ids.size).toBe(1);
+    expect(results.filter((r) => r.created)).toHaveLength(1);
+    // Another owner's identical key is another job; a key with NUL-free scope separators is safe in text.
+    const other = await stores[0].create(newJob({ owner: 'p', idempotencyKey: 'same' }));
+    expect(other.created).toBe(true);
+  });
+
+  it('frees an expired idempotency key before it is purged', async () => {
+    const s = store();
+    await s.init();
+    const first = await s.create(newJob({ idempotencyKey: 'k' }));
+    await s.claim({ names: ['work'], workerId: 'w', limit: 1, leaseMs: 10_000 });
+    await s.complete(first.job.id, 'w', { result: 1, resultUrl: null, retentionMs: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await s.get(first.job.id)).toBeUndefined();
+    const second = await s.create(newJob({ idempotencyKey: 'k' }));
+    expect(second.created).toBe(true);
+    expect(second.job.id).not.toBe(first.job.id);
+  });
+
+  it('never hands a job to two concurrent claimers', async () => {
+    const schema = fresh.next();
+    const stores = Array.from({ length: 5 }, () => store({ schema }));
+    await Promise.all(stores.map((s) => s.init()));
+    for (let i = 0; i < 200; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, () => stores[0].create(newJob())));
+    }
+    const seen = new Map<string, string>();
+    await Promise.all(
+      stores.map(async (s, n) => {
+        for (;;) {
+          const claimed = await s.claim({ names: ['work'], workerId: `w${n}`, limit: 7, leaseMs: 60_000 });
+          if (claimed.length === 0) return;
+          for (const job of claimed) {
+            expect(seen.has(job.id), `job ${job.id} claimed twice`).toBe(false);
+            seen.set(job.id, `w${n}`);
+          }
+        }
+      }),
+    );
+    expect(seen.size).toBe(200);
+  });
+
+  it('reclaims a job whose lease lapsed, and refuses the former holder', async () => {
+    const s = store();
+    await s.init();
+    const { job } = await s.create(newJob());
+    await s.claim({ names: ['work'], workerId: 'old', limit: 1, leaseMs: 50 });
+    expect(await s.claim({ names: ['work'], workerId: 'new', limit: 1, leaseMs: 10_000 })).toHaveLength(0);
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    const [again] = await s.claim({ names: ['work'], workerId: 'new', limit: 1, leaseMs: 10_000 });
+    expect(again).toMatchObject({ id: job.id, attempt: 2, leaseOwner: 'new' });
+    expect(await s.complete(job.id, 'old', { result: 1, resultUrl: null, retentionMs: 1000 })).toBeUndefined();
+    expect(await s.renew([job.id], 'old', 1000)).toEqual([{ id: job.id, held: false, cancelRequested: false }]);
+    expect(await s.renew([job.id], 'new', 1000)).toEqual([{ id: job.id, held: true, cancelRequested: false }]);
+  });
+
+  it('lets 10 instances run init() at once on a fresh schema (advisory lock)', async () => {
+    const schema = fresh.next();
+    const stores = Array.from({ length: 10 }, () => store({ schema }));
+    const results = await Promise.allSettled(stores.map((s) => s.init()));
+    expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+    const rows = await adminQuery<{ version: number }>(`SELECT version FROM "${schema}".migrations`);
+    expect(rows.map((r) => r.version)).toEqual([1]);
+    // A second round is a no-op.
+    await Promise.all(stores.map((s) => s.init()));
+    const created = await stores[9].create(newJob());
+    expect((await stores[0].get(created.job.id))?.id).toBe(created.job.id);
+  });
+
+  it('uses a pool of your own and does not end it', async () => {
+    const pool = new pg.Pool({ connectionString: pgUrl(), max: 3 });
+    try {
+      const s = store({ pool });
+      await s.init();
+      const { job } = await s.create(newJob());
+      expect((await s.get(job.id))?.id).toBe(job.id);
+      await s.close();
+      expect(pool.ending).toBe(false);
+      const { rows } = await pool.query('SELECT 1 AS one');
+      expect(rows[0].one).toBe(1);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('serves two schemas from one pool (prepared statement names do not clash)', async () => {
+    const pool = new pg.Pool({ connectionString: pgUrl(), max: 1 });
+    try {
+      const a = store({ pool });
+      const b = store({ pool });
+      await Promise.all([a.init(), b.init()]);
+      const ja = await a.create(newJob());
+      const jb = await b.create(newJob());
+      expect((await a.get(ja.job.id))?.id).toBe(ja.job.id);
+      expect(await a.get(jb.job.id)).toBeUndefined();
+      expect((await b.get(jb.job.id))?.id).toBe(jb.job.id);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('rejects a schema that is not a plain identifier', () => {
+    expect(() => new PostgresStore({ schema: 'bad-name' })).toThrow(TypeError);
+    expect(() => new PostgresStore({ schema: 'x"; DROP TABLE y; --' })).toThrow(TypeError);
+    expect(() => new PostgresStore({ schema: '1abc' })).toThrow(TypeError);
+    expect(() => new PostgresStore({ schema: 'a'.repeat(56) })).toThrow(TypeError);
+    expect(new PostgresStore({ schema: 'a'.repeat(55) }).channel).toBe(`${'a'.repeat(55)}_changes`);
+    expect(new PostgresStore({ listen: false }).subscribe).toBeUndefined();
+  });
+
+  it('surfaces an unreachable database as an error (StoreUnavailableError through the runtime)', async () => {
+    const s = new PostgresStore({ connectionString: 'postgres://postgres:postgres@127.0.0.1:1/postgres' });
+    open.push(s);
+    await expect(s.init()).rejects.toThrow();
+    await expect(s.get('x')).rejects.toThrow();
+    const jobs = createJobs({ store: s, worker: false });
+    runtimes.push(jobs);
+    const def = jobs.define('work', async () => 1);
+    await expect(jobs.submit(def, {})).rejects.toBeInstanceOf(StoreUnavailableError);
+  });
+
+  it('survives its connections being terminated (a database restart) and serves again', async () => {
+    const app = `ra_restart_${Math.random().toString(36).slice(2, 10)}`;
+    const schema = fresh.next();
+    const s = new PostgresStore({ connectionString: `${pgUrl()}?application_name=${app}`, schema });
+    open.push(s);
+    await s.init();
+    const { job } = await s.create(newJob());
+    await Promise.all([s.get(job.id), s.get(job.id), s.get(job.id)]); // several pooled connections
+    const killed = await adminQuery(
+      'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1',
+      [app],
+    );
+    expect(killed.length).toBeGreaterThan(0);
+    // The idle connections' errors must not crash the process; the pool reconnects on the next queries.
+    const back = await eventually(() => s.get(job.id).catch(() => undefined), 5000);
+    expect(back?.id).toBe(job.id);
+    expect((await s.create(newJob())).created).toBe(true);
+  });
+
+  it('does not load pg with the core, nor with respond-async/postgres before first use', async () => {
+    const script = `
+      import { createRequire } from 'node:module';
+      const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => /node_modules[\\/]pg[\\/]/.test(k));
+      await import('./src/index.ts');
+      const core = loaded();
+      const { PostgresStore } = await import('./src/postgres.ts');
+      const store = new PostgresStore({ connectionString: process.argv[1] });
+      const constructed = loaded();
+      await store.init().catch(() => {});
+      await store.close();
+      console.log(JSON.stringify({ core, constructed, used: loaded() }));
+    `;
+    const { stdout } = await run(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', script, 'postgres://postgres:postgres@127.0.0.1:1/none'],
+      { cwd: root },
+    );
+    expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual({ core: false, constructed: false, used: true });
+  });
+
+  it('subscribe() hears a change made by another instance (NOTIFY)', async () => {
+    const schema = fresh.next();
+    const listening = store({ schema });
+    const writer = store({ schema, listen: false });
+    await Promise.all([listening.init(), writer.init()]);
+    const changes: JobChange[] = [];
+    const unsubscribe = await listening.subscribe!((change) => changes.push(change));
+    const { job } = await writer.create(newJob());
+    await eventually(() => changes.some((c) => c.id === job.id), 5000);
+    expect(changes.find((c) => c.id === job.id)).toEqual({ id: job.id, status: 'queued', seq: 1 });
+    await writer.claim({ names: ['work'], workerId: 'w', limit: 1, leaseMs: 10_000 });
+    await writer.renew([job.id], 'w', 10_000); // not a change: no seq, no notification
+    await writer.progress(job.id, 'w', 50, 'half');
+    await eventually(() => changes.some((c) => c.id === job.id && c.seq === 3), 5000);
+    expect(changes.filter((c) => c.id === job.id).map((c) => [c.status, c.seq])).toEqual([
+      ['queued', 1],
+      ['processing', 2],
+      ['processing', 3],
+    ]);
+    await unsubscribe();
+    await writer.create(newJob());
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(changes).toHaveLength(3);
+  });
+
+  it('subscribe() reconnects after its connection is terminated', async () => {
+    const schema = fresh.next();
+    const listening = store({ schema });
+    const writer = store({ schema, listen: false });
+    await Promise.all([listening.init(), writer.init()]);
+    const changes: JobChange[] = [];
+    await listening.subscribe!((change) => changes.push(change));
+    const pid = await listenerPid(schema);
+    const [{ terminated }] = await adminQuery<{ terminated: boolean }>(
+      'SELECT pg_terminate_backend($1) AS terminated',
+      [pid],
+    );
+    expect(terminated).toBe(true);
+    const started = Date.now();
+    const newPid = await listenerPid(schema, pid);
+    console.log(`LISTEN connection back ${Date.now() - started} ms after pg_terminate_backend`);
+    expect(newPid).not.toBe(pid);
+    const { job } = await writer.create(newJob());
+    await eventually(() => changes.some((c) => c.id === job.id), 5000);
+  });
+
+  it('wakes an idle runtime (pollIntervalMs 60 s) when another instance submits (LISTEN/NOTIFY)', async () => {
+    const schema = fresh.next();
+    const worker = createJobs({ store: store({ schema }), pollIntervalMs: 60_000 });
+    const api = createJobs({ store: store({ schema, listen: false }), worker: false });
+    runtimes.push(worker, api);
+    const startedAt = new Map<string, number>();
+    worker.define('ping', async (_input, ctx) => {
+      startedAt.set(ctx.jobId, Date.now());
+      return 'pong';
+    });
+    const ping = api.define('ping', async () => 'never here');
+    await Promise.all([worker.ready(), api.ready()]);
+    await listenerPid(schema);
+    // Let the worker's first claim pass, so that only a notification can wake it.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const delays: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const submitted = Date.now();
+      const { job } = await api.submit(ping, { i });
+      await eventually(() => startedAt.has(job.id), 2000, 2);
+      delays.push(startedAt.get(job.id)! - submitted);
+    }
+    console.log(`submit on one instance to start on another: ${delays.join(', ')} ms`);
+    expect(Math.max(...delays)).toBeLessThan(200);
+  });
+});
