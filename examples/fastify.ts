@@ -5,7 +5,8 @@ import { respondAsync } from '../src/fastify.js';
 import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
 
 const { jobs, report } = await createDemo();
-const app = Fastify();
+// forceCloseConnections: shutdown does not wait for event-stream clients.
+const app = Fastify({ forceCloseConnections: true });
 const ra = respondAsync(jobs, {
   basePath: '/jobs',
   owner: (req) => userOf(req.headers['x-user']),

@@ -47,10 +47,16 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
     query: { ...(request.query as Record<string, unknown>) },
   });
 
+  // Open event streams, ended before the server closes (Fastify waits for hijacked connections otherwise).
+  const streams = new Set<() => void>();
   const send = (reply: FastifyReply, response: HttpResponse): FastifyReply | undefined => {
     if (response.stream) {
       reply.hijack();
-      sendNode(reply.raw, response);
+      const end = sendNode(reply.raw, response);
+      if (end) {
+        streams.add(end);
+        reply.raw.once('close', () => streams.delete(end));
+      }
       return undefined;
     }
     return reply.code(response.status).headers(response.headers).send(response.body);
@@ -66,6 +72,9 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
 
   const plugin: FastifyPluginAsync = async (app: FastifyInstance) => {
     const base = protocol.basePath;
+    app.addHook('preClose', async () => {
+      for (const end of streams) end();
+    });
     const common = {
       method: ['GET', 'HEAD', 'DELETE', 'POST', 'PUT', 'PATCH'],
       exposeHeadRoutes: false,

@@ -275,7 +275,7 @@ describe.each(FRAMEWORKS)('HTTP contract on %s', (framework: Framework) => {
     const resumed = await fetch(`${app.url}${statusUrl}/events`, {
       headers: { ...user, 'last-event-id': String(ids.at(-1)) },
     });
-    expect(await readEvents(resumed)).toEqual([]);
+    expect(resumed.status).toBe(204);
     const finished = await readEvents(await fetch(`${app.url}${statusUrl}/events`, { headers: user }));
     expect(finished.map((e) => e.event)).toEqual(['complete']);
   });

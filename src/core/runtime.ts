@@ -134,6 +134,7 @@ export class Jobs {
   #purgeTimer: NodeJS.Timeout | undefined;
   #unsubscribe: (() => Promise<void>) | undefined;
   readonly #idle = new Set<() => void>();
+  readonly #closingController = new AbortController();
   readonly #background: Array<{ start(): void; stop(): Promise<void> }> = [];
 
   constructor(options: JobsOptions = {}) {
@@ -305,6 +306,11 @@ export class Jobs {
     });
   }
 
+  /** Aborts when `close()` starts: long-lived work tied to the runtime (event streams) ends on it. */
+  get closing(): AbortSignal {
+    return this.#closingController.signal;
+  }
+
   /** Jobs running in this process now. */
   get runningCount(): number {
     return this.#running.size;
@@ -332,6 +338,7 @@ export class Jobs {
 
   async #close(timeoutMs: number): Promise<void> {
     this.#closing = true;
+    this.#closingController.abort();
     clearInterval(this.#pollTimer);
     clearInterval(this.#purgeTimer);
     await Promise.allSettled(this.#background.map((task) => task.stop()));
@@ -417,9 +424,7 @@ export class Jobs {
           limit: free,
           leaseMs: this.options.leaseMs,
         });
-        // A job this process still runs comes back when its lease lapsed unrenewed (renew kept failing): the
-        // claim renewed the lease, so the attempt already running carries on rather than starting a second one.
-        for (const job of claimed) if (!this.#running.has(job.id)) this.#start(job);
+        for (const job of claimed) this.#start(job);
         if (claimed.length < free) return;
       }
     } catch (error) {
@@ -428,11 +433,16 @@ export class Jobs {
   }
 
   #start(job: JobRecord): void {
+    // The job may still be in #running here: its previous attempt ended (the retry was claimed before that run
+    // was cleaned up), or its lease lapsed unrenewed and this process claimed it back. Either way that run is
+    // over: abort it as a lost lease, and let only the new run own the entry.
+    this.#running.get(job.id)?.controller.abort(new LeaseLostError());
     const controller = new AbortController();
-    this.#running.set(job.id, { job, controller });
+    const entry: Running = { job, controller };
+    this.#running.set(job.id, entry);
     this.#publish(job);
     void this.#run(job, controller).finally(() => {
-      this.#running.delete(job.id);
+      if (this.#running.get(job.id) === entry) this.#running.delete(job.id);
       if (this.#running.size === 0) for (const resolve of this.#idle) resolve();
       this.#wake();
     });

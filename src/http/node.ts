@@ -19,12 +19,15 @@ export async function readNodeBody(req: IncomingMessage, protocol: HttpProtocol<
   return protocol.parseBody(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), req.headers['content-type']);
 }
 
-/** Write a protocol answer to a Node response, streaming events until the job ends or the client leaves. @internal */
-export function sendNode(res: ServerResponse, response: HttpResponse): void {
+/**
+ * Write a protocol answer to a Node response, streaming events until the job ends or the client leaves.
+ * For a stream, returns the function that ends it early. @internal
+ */
+export function sendNode(res: ServerResponse, response: HttpResponse): (() => void) | undefined {
   if (!response.stream) {
     res.writeHead(response.status, response.headers);
     res.end(response.body);
-    return;
+    return undefined;
   }
   res.writeHead(response.status, response.headers);
   res.flushHeaders();
@@ -34,6 +37,10 @@ export function sendNode(res: ServerResponse, response: HttpResponse): void {
   });
   // 'close' fires when the client leaves and after the stream ends: either way the listener goes.
   res.once('close', stop);
+  return () => {
+    stop();
+    res.end();
+  };
 }
 
 /** The path of a Node request URL, without its query. @internal */

@@ -219,6 +219,10 @@ export class HttpProtocol<Req> {
     const job = await this.#visibleJob(id, req.raw);
     if (!job) return notFound();
     if (events) {
+      const lastEventId = parseLastEventId(req.header('last-event-id'));
+      // A client that already saw the end: 204 tells EventSource to stop reconnecting.
+      if (isTerminal(job.status) && lastEventId >= job.seq)
+        return { status: 204, headers: { 'cache-control': NO_STORE } };
       return {
         status: 200,
         headers: {
@@ -230,7 +234,7 @@ export class HttpProtocol<Req> {
           jobs: this.jobs,
           job,
           statusUrl: this.statusUrl(job.id),
-          lastEventId: parseLastEventId(req.header('last-event-id')),
+          lastEventId,
           heartbeatMs: this.#heartbeatMs,
           retryMs: 1000,
         }),

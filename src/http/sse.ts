@@ -72,6 +72,8 @@ export function jobEventStream(options: EventStreamOptions): EventStream {
       };
 
       const unwatch = jobs.watch(id, () => void refresh());
+      const onClosing = () => stop(true);
+      jobs.closing.addEventListener('abort', onClosing);
       const heartbeat = setInterval(() => sink.write(': keep-alive\n\n'), heartbeatMs);
       heartbeat.unref();
 
@@ -79,10 +81,15 @@ export function jobEventStream(options: EventStreamOptions): EventStream {
         if (closed) return;
         closed = true;
         unwatch();
+        jobs.closing.removeEventListener('abort', onClosing);
         clearInterval(heartbeat);
         if (end) sink.end();
       }
 
+      if (jobs.closing.aborted) {
+        stop(true);
+        return () => {};
+      }
       emit(options.job);
       if (!closed) void refresh();
       return () => stop(false);

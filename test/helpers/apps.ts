@@ -49,7 +49,7 @@ export async function startApp(framework: Framework, spec: AppSpec): Promise<Run
       return listenNode(app.listen(0, '127.0.0.1'));
     }
     case 'fastify': {
-      const app = Fastify();
+      const app = Fastify({ forceCloseConnections: true });
       const ra = fastifyAdapter(spec.jobs, {
         ...base,
         owner: spec.anonymous ? undefined : (req) => header(req.headers['x-user']),
