@@ -217,7 +217,7 @@ export class Jobs {
         id: newJobId(),
         name,
         input,
-        owner: options.owner ?? null,
+        owner: options.owner || null,
         idempotencyKey: options.idempotencyKey ?? null,
         requestHash: options.requestHash ?? null,
         maxAttempts: known.options.attempts,
@@ -254,13 +254,15 @@ export class Jobs {
 
   /**
    * Call `listener` on every change of job `id` made by this process, or reported by the store's change
-   * feed, and at least every `pollIntervalMs` while listening (so that changes made by other processes on a
-   * store without a feed are seen). Returns the function that stops listening.
+   * feed, and with `null` at least every `pollIntervalMs` (every 5 s where the store has a feed) so that
+   * changes made by other processes are seen. Returns the function that stops listening.
    */
   watch(id: string, listener: (change: JobChange | null) => void): () => void {
     const onChange = (change: JobChange) => listener(change);
     this.#changes.on(id, onChange);
-    const timer = setInterval(() => listener(null), this.options.pollIntervalMs);
+    // With a change feed the poll is only a safety net (e.g. while the feed reconnects).
+    const every = this.store.subscribe ? Math.max(5000, this.options.pollIntervalMs) : this.options.pollIntervalMs;
+    const timer = setInterval(() => listener(null), every);
     timer.unref();
     return () => {
       clearInterval(timer);
@@ -381,7 +383,8 @@ export class Jobs {
     this.#changes.emit(change.id, change);
     if (change.status === 'queued') this.#wake();
     const running = this.#running.get(change.id);
-    if (running && change.status === 'processing') {
+    // A change this process did not make to a job it runs: maybe a cancel asked for on another instance.
+    if (running && change.status === 'processing' && change.seq > running.job.seq) {
       void this.store.get(change.id).then((job) => {
         if (job?.cancelRequested) running.controller.abort(new CanceledError());
       });
@@ -389,6 +392,8 @@ export class Jobs {
   }
 
   #publish(job: Pick<JobRecord, 'id' | 'status' | 'seq'>): void {
+    const running = this.#running.get(job.id);
+    if (running && job.seq > running.job.seq) running.job.seq = job.seq;
     if (this.#changes.listenerCount(job.id) > 0) {
       this.#changes.emit(job.id, { id: job.id, status: job.status, seq: job.seq });
     }
@@ -531,7 +536,12 @@ export class Jobs {
   async #write(write: () => Promise<JobRecord | undefined>): Promise<void> {
     try {
       const job = await write();
-      if (job) this.#publish(job);
+      if (!job) return;
+      this.#publish(job);
+      // A cancel asked for elsewhere shows on the record the write returns.
+      if (job.cancelRequested && job.status === 'processing') {
+        this.#running.get(job.id)?.controller.abort(new CanceledError());
+      }
     } catch (error) {
       this.logger.error('respond-async: store write failed; the job will be retried when its lease lapses', error);
     }
