@@ -128,6 +128,7 @@ export class Jobs {
   #closing = false;
   #closed: Promise<void> | undefined;
   #pumping = false;
+  #pumpDone: Promise<void> = Promise.resolve();
   #pumpAgain = false;
   #pollTimer: NodeJS.Timeout | undefined;
   #heartbeatTimer: NodeJS.Timeout | undefined;
@@ -344,6 +345,8 @@ export class Jobs {
     clearInterval(this.#pollTimer);
     clearInterval(this.#purgeTimer);
     await Promise.allSettled(this.#background.map((task) => task.stop()));
+    // A claim in flight may still hand us jobs: let it land so they are drained like the others.
+    await this.#pumpDone;
     if (this.#running.size > 0) {
       const drained = new Promise<void>((resolve) => this.#idle.add(resolve));
       const deadline = new Promise<'deadline'>((resolve) => setTimeout(resolve, timeoutMs, 'deadline').unref());
@@ -407,7 +410,7 @@ export class Jobs {
       return;
     }
     this.#pumping = true;
-    void this.#pump().finally(() => {
+    this.#pumpDone = this.#pump().finally(() => {
       this.#pumping = false;
       if (this.#pumpAgain) {
         this.#pumpAgain = false;
@@ -578,6 +581,7 @@ export class Jobs {
 class LeaseLostError extends RespondAsyncError {
   constructor() {
     super('ERR_RESPOND_ASYNC_LEASE_LOST', 'The job lease was lost');
+    this.name = 'LeaseLostError';
   }
 }
 

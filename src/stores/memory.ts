@@ -66,28 +66,28 @@ export class MemoryStore implements JobStore {
     const scope = job.idempotencyKey === null ? null : keyScope(job.owner, job.idempotencyKey);
     if (scope !== null) {
       const existing = this.#live(this.#keys.get(scope), now);
-      if (existing) return { job: { ...existing }, created: false };
+      if (existing) return { job: snapshot(existing), created: false };
     }
     if (this.#jobs.size >= this.#maxJobs) {
       this.#purge(now);
       if (this.#jobs.size >= this.#maxJobs) throw new QueueFullError(this.kind, this.#maxJobs);
     }
-    const record = newRecord(job, now);
+    const record = newRecord({ ...job, input: cloneJson(job.input) }, now);
     this.#jobs.set(record.id, record);
     if (scope !== null) this.#keys.set(scope, record.id);
-    return { job: { ...record }, created: true };
+    return { job: snapshot(record), created: true };
   }
 
   async get(id: string): Promise<JobRecord | undefined> {
     const job = this.#live(id, Date.now());
-    return job && { ...job };
+    return job && snapshot(job);
   }
 
   async list(options: { owner: string | null; limit: number }): Promise<JobRecord[]> {
     const now = Date.now();
     const out: JobRecord[] = [];
     for (const job of this.#jobs.values()) {
-      if (job.owner === options.owner && !expired(job, now)) out.push({ ...job });
+      if (job.owner === options.owner && !expired(job, now)) out.push(snapshot(job));
     }
     out.sort((a, b) => b.createdAt - a.createdAt);
     return out.slice(0, options.limit);
@@ -111,7 +111,7 @@ export class MemoryStore implements JobStore {
       job.leaseUntil = now + options.leaseMs;
       job.startedAt ??= now;
       touch(job, now);
-      return { ...job };
+      return snapshot(job);
     });
   }
 
@@ -131,7 +131,7 @@ export class MemoryStore implements JobStore {
     job.progress = progress;
     job.message = message;
     touch(job, Date.now());
-    return { ...job };
+    return snapshot(job);
   }
 
   async complete(
@@ -141,11 +141,11 @@ export class MemoryStore implements JobStore {
   ) {
     const job = this.#held(id, workerId);
     if (!job) return undefined;
-    job.result = outcome.result;
+    job.result = cloneJson(outcome.result);
     job.resultUrl = outcome.resultUrl;
     job.progress = 100;
     this.#finish(job, 'complete', outcome.retentionMs);
-    return { ...job };
+    return snapshot(job);
   }
 
   async fail(
@@ -155,7 +155,7 @@ export class MemoryStore implements JobStore {
   ) {
     const job = this.#held(id, workerId);
     if (!job) return undefined;
-    job.error = outcome.error;
+    job.error = cloneJson(outcome.error);
     if (outcome.retryAt !== null) {
       job.status = 'queued';
       job.runAt = outcome.retryAt;
@@ -165,27 +165,27 @@ export class MemoryStore implements JobStore {
     } else {
       this.#finish(job, 'failed', outcome.retentionMs);
     }
-    return { ...job };
+    return snapshot(job);
   }
 
   async cancel(id: string, options: { retentionMs: number }): Promise<{ outcome: CancelOutcome; job?: JobRecord }> {
     const job = this.#live(id, Date.now());
     if (!job) return { outcome: 'missing' };
-    if (isTerminal(job.status)) return { outcome: 'finished', job: { ...job } };
+    if (isTerminal(job.status)) return { outcome: 'finished', job: snapshot(job) };
     if (job.status === 'queued') {
       this.#finish(job, 'canceled', options.retentionMs);
-      return { outcome: 'canceled', job: { ...job } };
+      return { outcome: 'canceled', job: snapshot(job) };
     }
     job.cancelRequested = true;
     touch(job, Date.now());
-    return { outcome: 'requested', job: { ...job } };
+    return { outcome: 'requested', job: snapshot(job) };
   }
 
   async markCanceled(id: string, workerId: string, options: { retentionMs: number }) {
     const job = this.#held(id, workerId);
     if (!job) return undefined;
     this.#finish(job, 'canceled', options.retentionMs);
-    return { ...job };
+    return snapshot(job);
   }
 
   async release(id: string, workerId: string): Promise<void> {
@@ -209,7 +209,7 @@ export class MemoryStore implements JobStore {
       if (out.length >= options.limit) break;
       if (job.deliveryStatus === 'pending' && job.deliveryNextAt !== null && job.deliveryNextAt <= now) {
         job.deliveryNextAt = now + options.leaseMs;
-        out.push({ ...job });
+        out.push(snapshot(job));
       }
     }
     return out;
@@ -269,6 +269,19 @@ export class MemoryStore implements JobStore {
     }
     return removed;
   }
+}
+
+/**
+ * A copy of a stored record that shares nothing with it, so that neither the caller nor a handler changes the
+ * stored job by changing what it was given (a handler mutating its input would otherwise change the input of
+ * its retries). Values are kept as JSON, as the durable stores keep them.
+ */
+function snapshot(job: JobRecord): JobRecord {
+  return { ...job, input: cloneJson(job.input), result: cloneJson(job.result), error: cloneJson(job.error) };
+}
+
+function cloneJson<T>(value: T): T {
+  return value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T);
 }
 
 function expired(job: JobRecord, now: number): boolean {
