@@ -45,4 +45,11 @@ export {
   type NewJob,
   type RequestSnapshot,
 } from './core/types.js';
+export {
+  signWebhook,
+  type VerifyWebhookOptions,
+  verifyWebhook,
+  type WebhookOptions,
+  WebhookVerificationError,
+} from './http/webhooks.js';
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js';
