@@ -1,5 +1,7 @@
 // Express example: POST /reports runs the `report` job; status, cancel and events under /jobs. Scoped by X-User.
-// Run: npx tsx examples/express.ts   (PORT, STORE, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
+// Run: npx tsx examples/express.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import express from 'express';
 import { respondAsync } from '../src/express.js';
 import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
@@ -14,6 +16,16 @@ const ra = respondAsync(jobs, {
 
 app.post('/reports', ra.route(report, { input: (_req, snapshot) => reportInput(snapshot) }));
 app.use(ra.routes());
+
+// The demo page at / (examples/public) and the client library as an ES module, built once at startup.
+const client = await build({
+  entryPoints: [fileURLToPath(new URL('../src/client.ts', import.meta.url))],
+  bundle: true,
+  format: 'esm',
+  write: false,
+});
+app.get('/client.js', (_req, res) => void res.type('text/javascript').send(client.outputFiles[0].text));
+app.use(express.static(fileURLToPath(new URL('./public', import.meta.url))));
 
 const server = app.listen(port, () => console.log(`express example on http://127.0.0.1:${port}`));
 shutdownOnSignal(async () => {

@@ -1,5 +1,5 @@
 // Fastify example: POST /reports runs the `report` job; status, cancel and events under /jobs. Scoped by X-User.
-// Run: npx tsx examples/fastify.ts   (PORT, STORE, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
+// Run: npx tsx examples/fastify.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
 import Fastify from 'fastify';
 import { respondAsync } from '../src/fastify.js';
 import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';

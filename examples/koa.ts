@@ -1,5 +1,5 @@
 // Koa example: POST /reports runs the `report` job; status, cancel and events under /jobs. Scoped by X-User.
-// Run: npx tsx examples/koa.ts   (PORT, STORE, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
+// Run: npx tsx examples/koa.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
 import Koa from 'koa';
 import { respondAsync } from '../src/koa.js';
 import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';

@@ -81,7 +81,12 @@ export function reportInput(snapshot: RequestSnapshot): ReportBody {
 
 /** The runtime with the `report` job registered. */
 export async function createDemo(): Promise<{ jobs: Jobs; report: ReturnType<typeof defineReport> }> {
-  const jobs = createJobs({ store: await storeFromEnv(), concurrency: 50 });
+  // LEASE_MS: how long a crashed process's jobs wait before another process takes them over (default 30 s).
+  const leaseMs = process.env.LEASE_MS ? Number(process.env.LEASE_MS) : undefined;
+  if (leaseMs !== undefined && !(Number.isInteger(leaseMs) && leaseMs >= 1000)) {
+    throw new Error(`LEASE_MS must be an integer of at least 1000 (milliseconds), got ${process.env.LEASE_MS}`);
+  }
+  const jobs = createJobs({ store: await storeFromEnv(), concurrency: 50, leaseMs });
   await jobs.ready();
   return { jobs, report: defineReport(jobs) };
 }
