@@ -270,11 +270,14 @@ export class HttpProtocol<Req> {
       throw new ProblemError(this.error({ status: 415 }));
     }
     const text = typeof raw === 'string' ? raw : new TextDecoder('utf-8', { fatal: false }).decode(raw);
+    let parsed: unknown;
     try {
-      return JSON.parse(text);
+      parsed = JSON.parse(text);
     } catch {
       throw new ProblemError(this.error({ status: 400 }));
     }
+    if (nestedDeeperThan(parsed, MAX_BODY_DEPTH)) throw new ProblemError(tooDeep());
+    return parsed;
   }
 
   /**
@@ -284,6 +287,7 @@ export class HttpProtocol<Req> {
   checkParsedBody(body: unknown, contentType: string | undefined): unknown {
     if (body === undefined) return body;
     if (contentType !== undefined && !isJsonType(contentType)) throw new ProblemError(this.error({ status: 415 }));
+    if (nestedDeeperThan(body, MAX_BODY_DEPTH)) throw new ProblemError(tooDeep());
     if (Buffer.byteLength(JSON.stringify(body) ?? '') > this.maxBodyBytes) {
       throw new ProblemError(this.error({ status: 413 }));
     }
@@ -359,6 +363,28 @@ function withoutKey(body: Record<string, unknown>, key: string): Record<string, 
       Object.defineProperty(copy, name, { value: body[name], enumerable: true, writable: true, configurable: true });
   }
   return copy;
+}
+
+/**
+ * Deepest nesting of arrays/objects accepted in a body. Deeper bodies overflowed the stack in recursive
+ * JSON.stringify (the memory store clone) and answered 503 STORE_UNAVAILABLE; canonical() (request hash) recurses too.
+ */
+const MAX_BODY_DEPTH = 256;
+
+function tooDeep(): HttpResponse {
+  return problem(400, 'ERR_RESPOND_ASYNC_BAD_BODY', `The body is nested deeper than ${MAX_BODY_DEPTH} levels`);
+}
+
+/** Whether `value` nests arrays/objects deeper than `max` levels (iterative: safe on any depth). */
+function nestedDeeperThan(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop()!;
+    if (typeof current !== 'object' || current === null) continue;
+    if (depth + 1 > max) return true;
+    for (const child of Object.values(current)) stack.push([child, depth + 1]);
+  }
+  return false;
 }
 
 /** Fingerprint of a request for idempotency: method, path, body (keys sorted) and owner. @internal */
