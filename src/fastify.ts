@@ -90,6 +90,9 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
     app.route({ ...common, url: base });
     app.route({ ...common, url: `${base}/:jobId`, schema: { params } });
     app.route({ ...common, url: `${base}/:jobId/events`, schema: { params } });
+    // Anything else under the base path, ids longer than Fastify's maxParamLength included: the protocol answers
+    // (a 404 problem+json) instead of Fastify's own 414.
+    app.route({ ...common, url: `${base}/*` });
   };
 
   return {

@@ -151,6 +151,8 @@ describe.each(FRAMEWORKS)('HTTP contract on %s', (framework: Framework) => {
       ['/jobs/AAAAAAAAAAAAAAAAAAAAAA', user],
       ['/jobs/not-a-job-id', user],
       ['/jobs/%2e%2e%2fetc', user],
+      [`/jobs/${'A'.repeat(300)}`, user], // longer than Fastify's maxParamLength (100)
+      [`/jobs/${'A'.repeat(300)}/events`, user],
       [statusUrl, { 'x-user': 'mallory' }],
       [statusUrl, {}],
       [`${statusUrl}/events`, { 'x-user': 'mallory' }],
