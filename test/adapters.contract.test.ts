@@ -4,7 +4,7 @@ import { JobError } from '../src/core/errors.js';
 import { createJobs, type Jobs, seeOther } from '../src/core/runtime.js';
 import type { RequestSnapshot } from '../src/core/types.js';
 import { MemoryStore } from '../src/stores/memory.js';
-import { FRAMEWORKS, type Framework, type RunningApp, readEvents, startApp } from './helpers/apps.js';
+import { FRAMEWORK_VERSIONS, type Framework, type RunningApp, readEvents, startApp } from './helpers/apps.js';
 
 const JOB_ID = /^[A-Za-z0-9_-]{22}$/;
 
@@ -61,7 +61,7 @@ function buildJobs(store = new MemoryStore()) {
   return { jobs, routes };
 }
 
-describe.each(FRAMEWORKS)('HTTP contract on %s', (framework: Framework) => {
+describe.each(FRAMEWORK_VERSIONS)('HTTP contract on %s', (framework: Framework) => {
   let jobs: Jobs;
   let app: RunningApp;
   const user = { 'x-user': 'alice' };
@@ -302,7 +302,7 @@ describe.each(FRAMEWORKS)('HTTP contract on %s', (framework: Framework) => {
 describe('HTTP contract: the same bytes from every framework', () => {
   it('answers a 404, a 405 and a 400 identically', async () => {
     const seen: Record<string, string[]> = {};
-    for (const framework of FRAMEWORKS) {
+    for (const framework of FRAMEWORK_VERSIONS) {
       const { jobs, routes } = buildJobs();
       const app = await startApp(framework, { jobs, routes });
       try {
@@ -327,11 +327,11 @@ describe('HTTP contract: the same bytes from every framework', () => {
         await jobs.close({ timeoutMs: 10 });
       }
     }
-    for (const framework of FRAMEWORKS) expect(seen[framework], framework).toEqual(seen.express);
+    for (const framework of FRAMEWORK_VERSIONS) expect(seen[framework], framework).toEqual(seen.express);
   });
 
   it('a full store answers 503 with Retry-After and queues nothing', async () => {
-    for (const framework of FRAMEWORKS) {
+    for (const framework of FRAMEWORK_VERSIONS) {
       const store = new MemoryStore({ maxJobs: 1 });
       const { jobs, routes } = buildJobs(store);
       const app = await startApp(framework, { jobs, routes });

@@ -2,9 +2,11 @@
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import express from 'express';
+import express4 from 'express4';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
 import Koa from 'koa';
+import Koa2 from 'koa2';
 import type { JobDefinition, Jobs } from '../../src/core/runtime.js';
 import { respondAsync as expressAdapter } from '../../src/express.js';
 import { respondAsync as fastifyAdapter } from '../../src/fastify.js';
@@ -13,7 +15,9 @@ import type { RespondAsyncOptions, RouteOptions } from '../../src/http/protocol.
 import { respondAsync as koaAdapter } from '../../src/koa.js';
 
 export const FRAMEWORKS = ['express', 'fastify', 'koa', 'fetch'] as const;
-export type Framework = (typeof FRAMEWORKS)[number];
+/** FRAMEWORKS plus the older majors the peer ranges promise: Express 4 and Koa 2. */
+export const FRAMEWORK_VERSIONS = [...FRAMEWORKS, 'express4', 'koa2'] as const;
+export type Framework = (typeof FRAMEWORK_VERSIONS)[number];
 
 export interface AppSpec {
   jobs: Jobs;
@@ -38,8 +42,9 @@ function header(value: string | string[] | undefined | null): string | null {
 export async function startApp(framework: Framework, spec: AppSpec): Promise<RunningApp> {
   const base = spec.options ?? {};
   switch (framework) {
-    case 'express': {
-      const app = express();
+    case 'express':
+    case 'express4': {
+      const app = framework === 'express4' ? express4() : express();
       const ra = expressAdapter(spec.jobs, {
         ...base,
         owner: spec.anonymous ? undefined : (req) => header(req.headers['x-user']),
@@ -60,8 +65,9 @@ export async function startApp(framework: Framework, spec: AppSpec): Promise<Run
       const { port } = app.server.address() as AddressInfo;
       return { url: `http://127.0.0.1:${port}`, close: () => app.close() };
     }
-    case 'koa': {
-      const app = new Koa();
+    case 'koa':
+    case 'koa2': {
+      const app = framework === 'koa2' ? new Koa2() : new Koa();
       const ra = koaAdapter(spec.jobs, {
         ...base,
         owner: spec.anonymous ? undefined : (ctx) => header(ctx.headers['x-user']),
