@@ -1,8 +1,8 @@
 // Start an example (examples/<framework>.ts) as the examples contract says — `tsx examples/<framework>.ts` with
 // PORT, STORE, WEBHOOK_SECRET and WEBHOOK_ALLOW_ORIGINS in the environment — and wait until it answers HTTP.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from './embedded-postgres.js';
 
 export type ExampleFramework = 'express' | 'fastify' | 'koa';
 
@@ -37,6 +37,8 @@ export interface ExitInfo {
   signal: NodeJS.Signals | null;
 }
 
+export { freePort };
+
 const root = join(import.meta.dirname, '..', '..');
 const tsx = join(root, 'node_modules', '.bin', 'tsx');
 const MAX_OUTPUT = 64 * 1024;
@@ -54,20 +56,6 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   } catch {
     // Already gone.
   }
-}
-
-/** A TCP port that was free a moment ago: bind 127.0.0.1:0, read the port, close. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Start `examples/<framework>.ts` and wait until `GET /jobs/x` answers (any HTTP status). */
