@@ -3,6 +3,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { JobDefinition, Jobs } from './core/runtime.js';
 import { nodeHeader, pathOf, readNodeBody, sendNode } from './http/node.js';
 import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
+import type { HttpResponse } from './http/response.js';
 
 export type ExpressRespondAsyncOptions = RespondAsyncOptions<Request>;
 export type ExpressRouteOptions<Input> = RouteOptions<Request, Input>;
@@ -38,15 +39,19 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
 
   return {
     route(job, routeOptions) {
+      const accept = async (req: Request): Promise<HttpResponse> => {
+        try {
+          const body =
+            req.body !== undefined
+              ? protocol.checkParsedBody(req.body, req.headers['content-type'])
+              : await readNodeBody(req, protocol as HttpProtocol<unknown>);
+          return await protocol.submit(job, toRequest(req, body), routeOptions);
+        } catch (error) {
+          return protocol.error(error);
+        }
+      };
       return (req: Request, res: Response) => {
-        const body =
-          req.body !== undefined
-            ? Promise.resolve(req.body).then((b) => protocol.checkParsedBody(b, req.headers['content-type']))
-            : readNodeBody(req, protocol as HttpProtocol<unknown>);
-        body
-          .then((parsed) => protocol.submit(job, toRequest(req, parsed), routeOptions))
-          .catch((error: unknown) => protocol.error(error))
-          .then((response) => sendNode(res, response));
+        void accept(req).then((response) => sendNode(res, response));
       };
     },
     routes() {

@@ -102,10 +102,13 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
         bodyLimit: protocol.maxBodyBytes,
         errorHandler,
         handler: async (request, reply) => {
-          const response = await Promise.resolve()
-            .then(() => protocol.checkParsedBody(request.body, request.headers['content-type']))
-            .then((body) => protocol.submit(job, toRequest(request, body), routeOptions))
-            .catch((error: unknown) => protocol.error(error));
+          let response: HttpResponse;
+          try {
+            const body = protocol.checkParsedBody(request.body, request.headers['content-type']);
+            response = await protocol.submit(job, toRequest(request, body), routeOptions);
+          } catch (error) {
+            response = protocol.error(error);
+          }
           return send(reply, response);
         },
       };

@@ -52,13 +52,17 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
   const route =
     <Input>(job: JobDefinition<Input, unknown>, routeOptions?: KoaRouteOptions<Input>): Middleware =>
     async (ctx) => {
-      const parsed = (ctx.request as { body?: unknown }).body;
-      const response = await (parsed !== undefined
-        ? Promise.resolve().then(() => protocol.checkParsedBody(parsed, ctx.get('content-type') || undefined))
-        : readNodeBody(ctx.req, protocol as HttpProtocol<unknown>)
-      )
-        .then((body) => protocol.submit(job, toRequest(ctx, body), routeOptions))
-        .catch((error: unknown) => protocol.error(error));
+      let response: HttpResponse;
+      try {
+        const parsed = (ctx.request as { body?: unknown }).body;
+        const body =
+          parsed !== undefined
+            ? protocol.checkParsedBody(parsed, ctx.get('content-type') || undefined)
+            : await readNodeBody(ctx.req, protocol as HttpProtocol<unknown>);
+        response = await protocol.submit(job, toRequest(ctx, body), routeOptions);
+      } catch (error) {
+        response = protocol.error(error);
+      }
       send(ctx, response);
     };
 

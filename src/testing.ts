@@ -255,6 +255,52 @@ export function describeStoreConformance(name: string, api: TestApi, options: St
       assert.equal((await store.claim({ ...claimOptions('w1'), limit: 100 })).length, 1);
     });
 
+    test('idempotency: creates issued together (one batch) resolve keys per job, a repeated key included', async ({
+      store,
+    }) => {
+      const [a, b, c, d, e] = await Promise.all([
+        store.create(newJob({ owner: 'alice', idempotencyKey: 'same', input: { n: 1 } })),
+        store.create(newJob({ owner: 'alice', input: sampleInput() })),
+        store.create(newJob({ owner: 'alice', idempotencyKey: 'same', input: { n: 3 } })),
+        store.create(newJob({ owner: 'alice', idempotencyKey: 'other', input: { n: 4 } })),
+        store.create(newJob({ owner: 'bob', idempotencyKey: 'same', input: { n: 5 } })),
+      ]);
+      assert.deepEqual(
+        [a, b, c, d, e].map((r) => r.created),
+        [true, true, false, true, true],
+      );
+      assert.equal(c.job.id, a.job.id, 'the repeated key gets the job created for it first');
+      assert.deepEqual(c.job.input, { n: 1 });
+      assert.deepEqual(
+        [a, b, d, e].map((r) => r.job.input),
+        [{ n: 1 }, sampleInput(), { n: 4 }, { n: 5 }],
+        'each caller gets its own job, its input intact',
+      );
+      assert.deepEqual((await store.get(b.job.id))?.input, sampleInput());
+      assert.equal(new Set([a, b, d, e].map((r) => r.job.id)).size, 4);
+      assert.equal((await store.list({ owner: 'alice', limit: 10 })).length, 3);
+      for (const r of [a, b, d, e]) assert.equal((await store.get(r.job.id))?.id, r.job.id, 'stored');
+    });
+
+    test('completions issued together: each keeps its own lease check', async ({ store }) => {
+      const { job: lost } = await store.create(newJob());
+      await store.claim({ ...claimOptions('old'), leaseMs: 50 });
+      await eventually('the lapsed job is claimed', () => store.claim(claimOptions('new')));
+      const { job: mine } = await store.create(newJob());
+      assert.equal((await store.claim(claimOptions('old')))[0]?.id, mine.id);
+      const outcome = (result: string) => ({ result, resultUrl: null, retentionMs: RETENTION_MS });
+      const [stale, fresh, other] = await Promise.all([
+        store.complete(lost.id, 'old', outcome('stale')),
+        store.complete(lost.id, 'new', outcome('fresh')),
+        store.complete(mine.id, 'old', outcome('mine')),
+      ]);
+      assert.equal(stale, undefined, 'a lapsed lease completes nothing');
+      assert.equal(fresh?.result, 'fresh');
+      assert.equal(other?.result, 'mine');
+      assert.equal((await store.get(lost.id))?.result, 'fresh');
+      assert.equal((await store.get(mine.id))?.status, 'complete');
+    });
+
     // ------------------------------------------------------------------------------------------------ list
 
     test('list returns the owner’s jobs, newest first, scoped to the owner and limited', async ({ store }) => {

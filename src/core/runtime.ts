@@ -14,7 +14,7 @@ import {
   UnrecoverableError,
 } from './errors.js';
 import { newJobId } from './ids.js';
-import { assertJobStore, type CancelOutcome, type JobStore } from './store.js';
+import { assertJobStore, type CancelOutcome, type CreateResult, type JobStore } from './store.js';
 import type { JobChange, JobContext, JobErrorInfo, JobHandler, JobRecord } from './types.js';
 import { isTerminal } from './types.js';
 
@@ -124,7 +124,11 @@ export class Jobs {
   readonly #definitions = new Map<string, JobDefinition<never, unknown>>();
   readonly #running = new Map<string, Running>();
   readonly #changes = new EventEmitter();
+  /** Listeners registered by watch(): while none, publishing a change costs nothing (the accept path). */
+  #watchers = 0;
   #ready: Promise<void> | undefined;
+  /** The store's init() has resolved: submit need not wait on `#ready` again. */
+  #isReady = false;
   #closing = false;
   #closed: Promise<void> | undefined;
   #pumping = false;
@@ -191,10 +195,15 @@ export class Jobs {
 
   /** Resolves once the store is ready (migrations run). Called for you before the first store use. */
   ready(): Promise<void> {
-    this.#ready ??= this.store.init().catch((error: unknown) => {
-      this.#ready = undefined;
-      throw new StoreUnavailableError(this.store.kind, error);
-    });
+    this.#ready ??= this.store.init().then(
+      () => {
+        this.#isReady = true;
+      },
+      (error: unknown) => {
+        this.#ready = undefined;
+        throw new StoreUnavailableError(this.store.kind, error);
+      },
+    );
     return this.#ready;
   }
 
@@ -212,9 +221,10 @@ export class Jobs {
     const known = this.#definitions.get(name);
     if (!known) throw new TypeError(`respond-async: job "${name}" is not defined in this process`);
     if (this.#closing) throw new StoreUnavailableError(this.store.kind, new Error('the runtime is closing'));
-    await this.ready();
-    const result = await this.#storeCall(() =>
-      this.store.create({
+    if (!this.#isReady) await this.ready();
+    let result: CreateResult;
+    try {
+      result = await this.store.create({
         id: newJobId(),
         name,
         input,
@@ -223,8 +233,10 @@ export class Jobs {
         requestHash: options.requestHash ?? null,
         maxAttempts: known.options.attempts,
         callbackUrl: options.callbackUrl ?? null,
-      }),
-    );
+      });
+    } catch (error) {
+      throw storeError(this.store.kind, error);
+    }
     if (result.created) {
       this.#publish(result.job);
       this.#wake();
@@ -261,6 +273,8 @@ export class Jobs {
   watch(id: string, listener: (change: JobChange | null) => void): () => void {
     const onChange = (change: JobChange) => listener(change);
     this.#changes.on(id, onChange);
+    this.#watchers += 1;
+    let watching = true;
     // With a change feed the poll is only a safety net (e.g. while the feed reconnects).
     const every = this.store.subscribe ? Math.max(5000, this.options.pollIntervalMs) : this.options.pollIntervalMs;
     const timer = setInterval(() => listener(null), every);
@@ -268,6 +282,8 @@ export class Jobs {
     return () => {
       clearInterval(timer);
       this.#changes.off(id, onChange);
+      if (watching) this.#watchers -= 1;
+      watching = false;
     };
   }
 
@@ -397,7 +413,7 @@ export class Jobs {
   #publish(job: Pick<JobRecord, 'id' | 'status' | 'seq'>): void {
     const running = this.#running.get(job.id);
     if (running && job.seq > running.job.seq) running.job.seq = job.seq;
-    if (this.#changes.listenerCount(job.id) > 0) {
+    if (this.#watchers > 0 && this.#changes.listenerCount(job.id) > 0) {
       this.#changes.emit(job.id, { id: job.id, status: job.status, seq: job.seq });
     }
   }
@@ -464,11 +480,14 @@ export class Jobs {
     if (job.attempt > attempts) {
       // Leases lapsed (crashed processes) until the attempts ran out.
       const error = { message: 'The job failed', code: 'ERR_RESPOND_ASYNC_ATTEMPTS_EXHAUSTED' };
-      await this.#write(() => this.store.fail(job.id, this.workerId, { error, retryAt: null, retentionMs }));
+      await this.#settle(
+        () => this.store.fail(job.id, this.workerId, { error, retryAt: null, retentionMs }),
+        controller.signal,
+      );
       return;
     }
     if (job.cancelRequested) {
-      await this.#write(() => this.store.markCanceled(job.id, this.workerId, { retentionMs }));
+      await this.#settle(() => this.store.markCanceled(job.id, this.workerId, { retentionMs }), controller.signal);
       return;
     }
     let timer: NodeJS.Timeout | undefined;
@@ -503,7 +522,7 @@ export class Jobs {
     }
     if (reason instanceof LeaseLostError) return;
     if (reason instanceof CanceledError) {
-      await this.#write(() => this.store.markCanceled(job.id, this.workerId, { retentionMs }));
+      await this.#settle(() => this.store.markCanceled(job.id, this.workerId, { retentionMs }), controller.signal);
       return;
     }
     if (outcome.ok && !(reason instanceof TimeoutError)) {
@@ -511,7 +530,10 @@ export class Jobs {
       const resultUrl = isSeeOther(outcome.value) ? outcome.value.url : null;
       const size = jsonSize(value);
       if (size <= this.options.maxResultBytes) {
-        await this.#write(() => this.store.complete(job.id, this.workerId, { result: value, resultUrl, retentionMs }));
+        await this.#settle(
+          () => this.store.complete(job.id, this.workerId, { result: value, resultUrl, retentionMs }),
+          controller.signal,
+        );
         return;
       }
       outcome = {
@@ -530,9 +552,36 @@ export class Jobs {
     }
     const retry = (error as { retry?: unknown } | null)?.retry !== false && job.attempt < attempts;
     const retryAt = retry ? Date.now() + backoffDelay(definition.options.backoff, job.attempt) : null;
-    await this.#write(() =>
-      this.store.fail(job.id, this.workerId, { error: publicError(error), retryAt, retentionMs }),
+    await this.#settle(
+      () => this.store.fail(job.id, this.workerId, { error: publicError(error), retryAt, retentionMs }),
+      controller.signal,
     );
+  }
+
+  /**
+   * The write that ends an attempt (complete, fail, cancel). While the store cannot be reached (a database restart)
+   * it is retried, backing off up to 2 s, for as long as the lease can still be ours: the job stays in `#running`,
+   * so the heartbeat keeps renewing its lease once the store is back, and a job that finished during an outage is
+   * recorded instead of being run again. Stops at shutdown or when the heartbeat finds the lease lost; the lease
+   * then lapses and the job runs again elsewhere (at least once).
+   */
+  async #settle(write: () => Promise<JobRecord | undefined>, signal: AbortSignal): Promise<void> {
+    const deadline = Date.now() + this.options.leaseMs;
+    for (let delay = 100; ; delay = Math.min(2 * delay, 2000)) {
+      try {
+        const job = await write();
+        if (job) this.#publish(job);
+        return;
+      } catch (error) {
+        const reason: unknown = signal.reason;
+        const givenUp = signal.aborted && (reason instanceof ShutdownError || reason instanceof LeaseLostError);
+        if (givenUp || Date.now() + delay >= deadline) {
+          this.logger.error('respond-async: store write failed; the job will be retried when its lease lapses', error);
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
   }
 
   /** A store write by the worker: publishes the change; a failure is logged (the lease will lapse and retry). */
@@ -571,10 +620,15 @@ export class Jobs {
     try {
       return await call();
     } catch (error) {
-      if (error instanceof QueueFullError || error instanceof StoreUnavailableError) throw error;
-      throw new StoreUnavailableError(this.store.kind, error);
+      throw storeError(this.store.kind, error);
     }
   }
+}
+
+/** A store failure as callers see it: a full queue as it is, anything else as StoreUnavailableError. */
+function storeError(kind: string, error: unknown): Error {
+  if (error instanceof QueueFullError || error instanceof StoreUnavailableError) return error;
+  return new StoreUnavailableError(kind, error);
 }
 
 /** Reason a handler's signal aborts when its lease lapsed and another worker may run the job. @internal */

@@ -5,10 +5,60 @@ import type { HttpProtocol } from './protocol.js';
 import type { HttpResponse } from './response.js';
 
 /** Read and parse a JSON request body from a Node stream, stopping at the protocol's size limit. @internal */
-export async function readNodeBody(req: IncomingMessage, protocol: HttpProtocol<unknown>): Promise<unknown> {
+export function readNodeBody(req: IncomingMessage, protocol: HttpProtocol<unknown>): Promise<unknown> {
   const limit = protocol.maxBodyBytes;
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) throw new ProblemError(protocol.error({ status: 413 }));
+  if (Number.isFinite(declared) && declared > limit) {
+    return Promise.reject(new ProblemError(protocol.error({ status: 413 })));
+  }
+  // A stream already read or torn down: the async iterator below knows how each of those ends.
+  if (req.readableEnded || req.destroyed || req.readableFlowing !== null) return readByIterator(req, protocol);
+  // Plain listeners: an async iterator per request cost more than the rest of reading a small body.
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const off = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        off();
+        req.destroy(); // as the iterator does when the loop below throws
+        reject(new ProblemError(protocol.error({ status: 413 })));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      off();
+      try {
+        const raw = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+        resolve(protocol.parseBody(raw, req.headers['content-type']));
+      } catch (error) {
+        reject(error);
+      }
+    };
+    const onError = (error: Error) => {
+      off();
+      reject(error);
+    };
+    const onClose = () => {
+      off();
+      reject(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
+}
+
+async function readByIterator(req: IncomingMessage, protocol: HttpProtocol<unknown>): Promise<unknown> {
+  const limit = protocol.maxBodyBytes;
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {

@@ -72,6 +72,20 @@ const DEFAULTS = {
 };
 
 const NO_STORE = 'no-store';
+/** Request bodies as text (invalid UTF-8 becomes U+FFFD, a BOM is dropped); decode() keeps no state between calls. */
+const UTF8 = new TextDecoder('utf-8', { fatal: false });
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+/** ISO 8601 of an epoch-ms time; the last one is kept (jobs accepted in the same millisecond share it). */
+let lastIsoMs = Number.NaN;
+let lastIso = '';
+function isoTime(ms: number): string {
+  if (ms !== lastIsoMs) {
+    lastIso = new Date(ms).toISOString();
+    lastIsoMs = ms;
+  }
+  return lastIso;
+}
 
 /**
  * The protocol engine every adapter calls. One instance per mounted set of routes.
@@ -149,7 +163,7 @@ export class HttpProtocol<Req> {
     }
     const snapshot: RequestSnapshot = { body, params: req.params ?? {}, query: req.query ?? {} };
     const input = route.input ? await route.input(req.raw, snapshot) : (snapshot as Input);
-    const owner = await this.#owner(req.raw);
+    const owner = this.#options.owner ? await this.#owner(req.raw) : null;
     const requestHash = idempotencyKey === null ? null : hashRequest(req.method, req.path, req.body, owner);
     let result: { job: JobRecord; created: boolean };
     try {
@@ -171,6 +185,28 @@ export class HttpProtocol<Req> {
       throw error;
     }
     const { job, created } = result;
+    const prefer = req.header('prefer');
+    if (created && prefer === undefined && route.estimatedSeconds === undefined) {
+      // The common case, built directly: the same headers, in the same order, as the general path below.
+      const statusUrl = this.statusUrl(job.id);
+      const accepted: AcceptedDocument = {
+        jobId: job.id,
+        status: job.status,
+        statusUrl,
+        createdAt: isoTime(job.createdAt),
+      };
+      return {
+        status: 202,
+        headers: {
+          'content-type': JSON_TYPE,
+          'cache-control': NO_STORE,
+          location: statusUrl,
+          'retry-after': this.#retryAfter,
+          vary: 'Prefer',
+        },
+        body: JSON.stringify(accepted),
+      };
+    }
     const extra: Record<string, string> = { vary: 'Prefer' };
     if (!created) {
       if (job.requestHash !== requestHash) {
@@ -183,7 +219,7 @@ export class HttpProtocol<Req> {
       }
       extra['idempotent-replayed'] = 'true';
     }
-    const wait = Math.min(parsePreferWait(req.header('prefer')) ?? 0, this.#maxWait);
+    const wait = Math.min(parsePreferWait(prefer) ?? 0, this.#maxWait);
     if (wait > 0) {
       const latest = isTerminal(job.status) ? job : await this.jobs.waitFor(job.id, wait * 1000).catch(() => job);
       if (latest && isTerminal(latest.status)) {
@@ -195,7 +231,7 @@ export class HttpProtocol<Req> {
       jobId: job.id,
       status: job.status,
       statusUrl,
-      createdAt: new Date(job.createdAt).toISOString(),
+      createdAt: isoTime(job.createdAt),
     };
     let retryAfter = this.#retryAfter;
     if (route.estimatedSeconds !== undefined) {
@@ -248,6 +284,11 @@ export class HttpProtocol<Req> {
   error(error: unknown): HttpResponse {
     if (error instanceof ProblemError) return error.response;
     if (error instanceof InputError) return problem(400, error.code, error.message);
+    // The store is down (a database restart): status, cancel, events and list answer like submit does, 503 +
+    // Retry-After, not 500.
+    if (error instanceof StoreUnavailableError) {
+      return problem(503, error.code, 'Jobs cannot be read now', { 'retry-after': this.#retryAfter });
+    }
     const status = statusOf(error);
     if (status === 413)
       return problem(413, 'ERR_RESPOND_ASYNC_BODY_TOO_LARGE', `The body is larger than ${this.maxBodyBytes} bytes`, {
@@ -269,7 +310,7 @@ export class HttpProtocol<Req> {
     if (contentType !== undefined && !isJsonType(contentType)) {
       throw new ProblemError(this.error({ status: 415 }));
     }
-    const text = typeof raw === 'string' ? raw : new TextDecoder('utf-8', { fatal: false }).decode(raw);
+    const text = typeof raw === 'string' ? raw : UTF8.decode(raw);
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);

