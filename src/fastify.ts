@@ -9,7 +9,7 @@ import type {
 } from 'fastify';
 import fp from 'fastify-plugin';
 import type { JobDefinition, Jobs } from './core/runtime.js';
-import { nodeHeader, pathOf, sendNode } from './http/node.js';
+import { nodeHeader, pathOf, sendNode, tooLarge } from './http/node.js';
 import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
 import type { HttpResponse } from './http/response.js';
 
@@ -100,6 +100,15 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
     route(job, routeOptions) {
       return {
         bodyLimit: protocol.maxBodyBytes,
+        // A declared oversized body: read and drop it (bounded) before the 413, so that a client still sending
+        // gets the answer instead of EPIPE, as with the other adapters.
+        preParsing: async (request: FastifyRequest, _reply: FastifyReply, payload: NodeJS.ReadableStream) => {
+          const declared = Number(request.headers['content-length']);
+          if (Number.isFinite(declared) && declared > protocol.maxBodyBytes) {
+            await tooLarge(request.raw, protocol as HttpProtocol<unknown>, 0);
+          }
+          return payload;
+        },
         errorHandler,
         handler: async (request, reply) => {
           let response: HttpResponse;

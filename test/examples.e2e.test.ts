@@ -316,7 +316,7 @@ function scenarios(kind: StoreKind, framework: ExampleFramework): void {
 
   it.sequential('GET /jobs/:id/events serves SSE: status first, progress, then complete, then the stream ends', async () => {
     const user = newUser();
-    const { statusUrl, jobId } = await accepted(await submit({ steps: 3, stepMs: 100, value: 'sse' }, user));
+    const { statusUrl, jobId } = await accepted(await submit({ steps: 10, stepMs: 150, value: 'sse' }, user));
     const res = await fetch(`${app.url}${statusUrl}/events`, {
       headers: { 'x-user': user, accept: 'text/event-stream' },
       signal: AbortSignal.timeout(20_000),
@@ -335,7 +335,7 @@ function scenarios(kind: StoreKind, framework: ExampleFramework): void {
     expect(events.at(-1)?.data).toMatchObject({
       status: 'complete',
       progress: 100,
-      result: { value: 'sse', steps: 3 },
+      result: { value: 'sse', steps: 10 },
     });
   });
 

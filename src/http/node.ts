@@ -8,9 +8,7 @@ import type { HttpResponse } from './response.js';
 export function readNodeBody(req: IncomingMessage, protocol: HttpProtocol<unknown>): Promise<unknown> {
   const limit = protocol.maxBodyBytes;
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) {
-    return Promise.reject(new ProblemError(protocol.error({ status: 413 })));
-  }
+  if (Number.isFinite(declared) && declared > limit) return tooLarge(req, protocol, 0);
   // A stream already read or torn down: the async iterator below knows how each of those ends.
   if (req.readableEnded || req.destroyed || req.readableFlowing !== null) return readByIterator(req, protocol);
   // Plain listeners: an async iterator per request cost more than the rest of reading a small body.
@@ -27,8 +25,7 @@ export function readNodeBody(req: IncomingMessage, protocol: HttpProtocol<unknow
       size += chunk.length;
       if (size > limit) {
         off();
-        req.destroy(); // as the iterator does when the loop below throws
-        reject(new ProblemError(protocol.error({ status: 413 })));
+        tooLarge(req, protocol, size).then(resolve, reject);
         return;
       }
       chunks.push(chunk);
@@ -54,6 +51,40 @@ export function readNodeBody(req: IncomingMessage, protocol: HttpProtocol<unknow
     req.on('end', onEnd);
     req.on('error', onError);
     req.on('close', onClose);
+  });
+}
+
+/** How much of an oversized body is read and dropped so that the client, still sending, can read the 413. */
+const DRAIN_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Answer 413 for an oversized body. A client still sending it would get EPIPE instead of the answer if the socket
+ * closed under it, so up to DRAIN_BYTES more are read and dropped first; beyond that the connection is cut. @internal
+ */
+export function tooLarge(req: IncomingMessage, protocol: HttpProtocol<unknown>, alreadyRead: number): Promise<never> {
+  const error = new ProblemError(protocol.error({ status: 413 }));
+  if (req.readableEnded || req.destroyed) return Promise.reject(error);
+  return new Promise((_resolve, reject) => {
+    let drained = alreadyRead;
+    const done = () => {
+      req.off('data', onData);
+      req.off('end', done);
+      req.off('error', done);
+      req.off('close', done);
+      reject(error);
+    };
+    const onData = (chunk: Buffer) => {
+      drained += chunk.length;
+      if (drained > DRAIN_BYTES) {
+        done();
+        req.destroy();
+      }
+    };
+    req.on('data', onData);
+    req.on('end', done);
+    req.on('error', done);
+    req.on('close', done);
+    req.resume();
   });
 }
 
