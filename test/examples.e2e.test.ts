@@ -224,7 +224,8 @@ function scenarios(kind: StoreKind, framework: ExampleFramework): void {
 
   it.sequential('submit: 202 with Location and Retry-After; polling reaches complete, progress climbing to 100', async () => {
     const user = newUser();
-    const res = await submit({ steps: 4, stepMs: 60, value: { report: 'q3', n: [1, 2] } }, user);
+    // 4 steps of 150 ms: long enough for a poll every 15 ms to see a step before 100 on a loaded machine.
+    const res = await submit({ steps: 4, stepMs: 150, value: { report: 'q3', n: [1, 2] } }, user);
     const body = await accepted(res);
     expect(body.statusUrl).toMatch(STATUS_URL);
     expect(body.status).toBe('queued');

@@ -9,6 +9,7 @@ import type { JobStore } from '../src/core/store.js';
 import type { NewJob } from '../src/core/types.js';
 import { createJobs, type JobChange, type Jobs, StoreUnavailableError } from '../src/index.js';
 import { PostgresStore } from '../src/postgres.js';
+import { POSTGRES_MIGRATIONS } from '../src/stores/postgres-migrations.js';
 import { describeStoreConformance } from '../src/testing.js';
 import { adminQuery, closeAdmin, eventually, pgUrl, schemas } from './helpers/postgres.js';
 
@@ -182,7 +183,7 @@ describe('PostgresStore', () => {
     const results = await Promise.allSettled(stores.map((s) => s.init()));
     expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
     const rows = await adminQuery<{ version: number }>(`SELECT version FROM "${schema}".migrations`);
-    expect(rows.map((r) => r.version)).toEqual([1]);
+    expect(rows.map((r) => r.version)).toEqual(POSTGRES_MIGRATIONS.map((m) => m.version));
     // A second round is a no-op.
     await Promise.all(stores.map((s) => s.init()));
     const created = await stores[9].create(newJob());
@@ -304,6 +305,94 @@ describe('PostgresStore', () => {
     await writer.create(newJob());
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(changes).toHaveLength(3);
+  });
+
+  it('subscribe() hears every change of a batched statement, in a few notifications', async () => {
+    const schema = fresh.next();
+    const listening = store({ schema });
+    const writer = store({ schema, listen: false });
+    await Promise.all([listening.init(), writer.init()]);
+    const changes: JobChange[] = [];
+    await listening.subscribe!((change) => changes.push(change));
+    // Count the raw notifications on a connection of our own.
+    const raw = new pg.Client({ connectionString: pgUrl() });
+    let notifications = 0;
+    raw.on('notification', () => {
+      notifications += 1;
+    });
+    await raw.connect();
+    try {
+      await raw.query(`LISTEN "${schema}_changes"`);
+      // 250 creates in one turn: one INSERT statement, so 3 notifications of at most 100 changes.
+      const created = await Promise.all(Array.from({ length: 250 }, () => writer.create(newJob())));
+      const ids = new Set(created.map((c) => c.job.id));
+      await eventually(() => changes.filter((c) => c.status === 'queued').length === 250, 5000);
+      expect(new Set(changes.map((c) => c.id))).toEqual(ids);
+      // One claim of all of them, then their completions sent with the next claim (one statement).
+      const claimed = await writer.claim({ names: ['work'], workerId: 'w', limit: 250, leaseMs: 10_000 });
+      expect(claimed).toHaveLength(250);
+      const completions = claimed.map((job) =>
+        writer.complete(job.id, 'w', { result: { ok: job.id }, resultUrl: null, retentionMs: 60_000 }),
+      );
+      expect(await writer.claim({ names: ['work'], workerId: 'w', limit: 10, leaseMs: 10_000 })).toEqual([]);
+      const done = await Promise.all(completions);
+      expect(done.map((job) => job?.status)).toEqual(claimed.map(() => 'complete'));
+      await eventually(() => changes.filter((c) => c.status === 'complete').length === 250, 5000);
+      expect(changes.filter((c) => c.status === 'processing')).toHaveLength(250);
+      await eventually(() => notifications === 9, 5000);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(notifications).toBe(9);
+    } finally {
+      await raw.end();
+    }
+  });
+
+  it('claim() sends waiting completions in its statement, each with its own lease check', async () => {
+    const s = store();
+    await s.init();
+    const jobs = await Promise.all(Array.from({ length: 4 }, () => s.create(newJob())));
+    const [a, b] = await s.claim({ names: ['work'], workerId: 'w1', limit: 2, leaseMs: 10_000 });
+    const outcome = { result: 'r', resultUrl: null, retentionMs: 60_000 };
+    // b's completion names a worker that does not hold it: that row alone is refused.
+    const completions = [s.complete(a.id, 'w1', outcome), s.complete(b.id, 'other', outcome)];
+    const next = await s.claim({ names: ['work'], workerId: 'w1', limit: 10, leaseMs: 10_000 });
+    const [doneA, doneB] = await Promise.all(completions);
+    expect(doneA).toMatchObject({ id: a.id, status: 'complete', result: 'r', leaseOwner: null });
+    expect(doneB).toBeUndefined();
+    expect(next.map((job) => job.id).sort()).toEqual(
+      jobs
+        .map((c) => c.job.id)
+        .filter((id) => id !== a.id && id !== b.id)
+        .sort(),
+    );
+    expect(await s.get(b.id)).toMatchObject({ status: 'processing', leaseOwner: 'w1' });
+  });
+
+  it('migrates a schema made by version 1 and keeps its jobs and change feed', async () => {
+    const schema = fresh.next();
+    const client = new pg.Client({ connectionString: pgUrl() });
+    await client.connect();
+    try {
+      await client.query(`CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"`);
+      await client.query(
+        'CREATE TABLE migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+      );
+      await client.query(POSTGRES_MIGRATIONS[0].sql);
+      await client.query("INSERT INTO migrations (version, name) VALUES (1, 'jobs')");
+      await client.query(`INSERT INTO jobs (id, name, status, input, max_attempts, run_at, created_at, updated_at)
+        VALUES ('old-job', 'work', 'queued', '{"n":1}', 3, 0, 0, 0)`);
+    } finally {
+      await client.end();
+    }
+    const s = store({ schema });
+    await s.init();
+    const rows = await adminQuery<{ version: number }>(`SELECT version FROM "${schema}".migrations ORDER BY version`);
+    expect(rows.map((r) => r.version)).toEqual(POSTGRES_MIGRATIONS.map((m) => m.version));
+    const changes: JobChange[] = [];
+    await s.subscribe!((change) => changes.push(change));
+    const [claimed] = await s.claim({ names: ['work'], workerId: 'w', limit: 1, leaseMs: 10_000 });
+    expect(claimed).toMatchObject({ id: 'old-job', input: { n: 1 }, status: 'processing', attempt: 1 });
+    await eventually(() => changes.some((c) => c.id === 'old-job' && c.status === 'processing'), 5000);
   });
 
   it('subscribe() reconnects after its connection is terminated', async () => {

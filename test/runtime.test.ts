@@ -387,6 +387,36 @@ describe('concurrency and shutdown', () => {
     expect(jobs.runningCount).toBe(0);
   });
 
+  it('frees a slot when the handler returns, before its final write lands, and bounds those writes', async () => {
+    const store = new MemoryStore();
+    const writes = gate();
+    let completesWaiting = 0;
+    const complete = store.complete.bind(store);
+    // A slow store: every completion waits until the test lets them through.
+    store.complete = async (...args) => {
+      completesWaiting += 1;
+      await writes.promise;
+      return complete(...args);
+    };
+    const { jobs } = setup({ store, concurrency: 2 });
+    let started = 0;
+    const def = jobs.define('quick', async () => {
+      started += 1;
+    });
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i += 1) ids.push((await jobs.submit(def, { i })).job.id);
+    // Two slots: the next two jobs start while the first two completions are still pending, then no more:
+    // at most `concurrency` final writes wait besides the running handlers.
+    await until('four handlers ran', () => started === 4);
+    await sleep(100);
+    expect(started).toBe(4);
+    expect(completesWaiting).toBe(4);
+    expect(jobs.runningCount).toBe(4);
+    writes.open();
+    for (const id of ids) expect((await settled(store, id)).status).toBe('complete');
+    expect(started).toBe(10);
+  });
+
   it('close() lets running jobs that finish within the deadline complete', async () => {
     const { jobs, store } = setup();
     const signals: AbortSignal[] = [];

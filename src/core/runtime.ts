@@ -97,6 +97,8 @@ function isSeeOther(value: unknown): value is SeeOther {
 interface Running {
   job: JobRecord;
   controller: AbortController;
+  /** Its handler still runs (holds one of `concurrency` slots); false once only the final write is left. */
+  active: boolean;
 }
 
 const DEFAULTS = {
@@ -123,6 +125,9 @@ export class Jobs {
   readonly logger: Logger;
   readonly #definitions = new Map<string, JobDefinition<never, unknown>>();
   readonly #running = new Map<string, Running>();
+  /** Entries of `#running` whose handler runs: what `concurrency` limits. */
+  #active = 0;
+  #wakeScheduled = false;
   readonly #changes = new EventEmitter();
   /** Listeners registered by watch(): while none, publishing a change costs nothing (the accept path). */
   #watchers = 0;
@@ -439,8 +444,11 @@ export class Jobs {
     try {
       await this.ready();
       const names = [...this.#definitions.keys()];
+      const { concurrency } = this.options;
       while (!this.#closing) {
-        const free = this.options.concurrency - this.#running.size;
+        // A slot frees when its handler returns; the final writes still in flight are bounded by `concurrency`
+        // too, so a slow store cannot make them pile up.
+        const free = Math.min(concurrency - this.#active, 2 * concurrency - this.#running.size);
         if (free <= 0) return;
         const claimed = await this.store.claim({
           names,
@@ -462,17 +470,37 @@ export class Jobs {
     // over: abort it as a lost lease, and let only the new run own the entry.
     this.#running.get(job.id)?.controller.abort(new LeaseLostError());
     const controller = new AbortController();
-    const entry: Running = { job, controller };
+    const entry: Running = { job, controller, active: true };
     this.#running.set(job.id, entry);
+    this.#active += 1;
     this.#publish(job);
-    void this.#run(job, controller).finally(() => {
+    void this.#run(entry).finally(() => {
+      this.#handlerDone(entry);
       if (this.#running.get(job.id) === entry) this.#running.delete(job.id);
       if (this.#running.size === 0) for (const resolve of this.#idle) resolve();
       this.#wake();
     });
   }
 
-  async #run(job: JobRecord, controller: AbortController): Promise<void> {
+  /**
+   * The handler of `entry` is over: its slot is free for the next job while its final write goes to the store.
+   * The worker looks for more work once this turn's handlers are done, so that a store can send their final
+   * writes and the next claim together.
+   */
+  #handlerDone(entry: Running): void {
+    if (!entry.active) return;
+    entry.active = false;
+    this.#active -= 1;
+    if (this.#wakeScheduled) return;
+    this.#wakeScheduled = true;
+    setImmediate(() => {
+      this.#wakeScheduled = false;
+      this.#wake();
+    });
+  }
+
+  async #run(entry: Running): Promise<void> {
+    const { job, controller } = entry;
     const definition = this.#definitions.get(job.name);
     if (!definition) return; // claim filters by name; unreachable
     const { attempts, timeoutMs } = definition.options;
@@ -480,6 +508,7 @@ export class Jobs {
     if (job.attempt > attempts) {
       // Leases lapsed (crashed processes) until the attempts ran out.
       const error = { message: 'The job failed', code: 'ERR_RESPOND_ASYNC_ATTEMPTS_EXHAUSTED' };
+      this.#handlerDone(entry);
       await this.#settle(
         () => this.store.fail(job.id, this.workerId, { error, retryAt: null, retentionMs }),
         controller.signal,
@@ -487,6 +516,7 @@ export class Jobs {
       return;
     }
     if (job.cancelRequested) {
+      this.#handlerDone(entry);
       await this.#settle(() => this.store.markCanceled(job.id, this.workerId, { retentionMs }), controller.signal);
       return;
     }
@@ -515,6 +545,7 @@ export class Jobs {
     } finally {
       clearTimeout(timer);
     }
+    this.#handlerDone(entry);
     const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
     if (reason instanceof ShutdownError) {
       await this.store.release(job.id, this.workerId).catch(() => {});

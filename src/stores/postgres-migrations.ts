@@ -77,4 +77,62 @@ CREATE TRIGGER jobs_notify_update AFTER UPDATE ON jobs
   FOR EACH ROW WHEN (NEW.seq IS DISTINCT FROM OLD.seq) EXECUTE FUNCTION notify_job_change();
 `,
   },
+  {
+    version: 2,
+    name: 'notify per statement, partial key index',
+    // - The idempotency-key index holds only the jobs that have a key (most have none): one index entry less to
+    //   write per row version.
+    // - One NOTIFY per statement instead of one per row: a batch of creates, claims or completions is announced as
+    //   one JSON array of [id, status, seq] (at most 100 changes per notification, well under the 8000-byte
+    //   payload limit). Updates that leave seq alone (lease renewals, webhook bookkeeping) announce nothing.
+    sql: `
+DROP TRIGGER jobs_notify_insert ON jobs;
+DROP TRIGGER jobs_notify_update ON jobs;
+DROP FUNCTION notify_job_change();
+
+ALTER TABLE jobs DROP CONSTRAINT jobs_idem_scope_key;
+CREATE UNIQUE INDEX jobs_idem_scope_idx ON jobs (idem_scope) WHERE idem_scope IS NOT NULL;
+
+CREATE FUNCTION notify_jobs_inserted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  payload text;
+BEGIN
+  FOR payload IN
+    SELECT json_agg(json_build_array(c.id, c.status, c.seq))::text
+    FROM (SELECT n.id, n.status, n.seq, (row_number() OVER () - 1) / 100 AS chunk FROM new_rows n) c
+    GROUP BY c.chunk
+  LOOP
+    PERFORM pg_notify(TG_TABLE_SCHEMA || '_changes', payload);
+  END LOOP;
+  RETURN NULL;
+END
+$fn$;
+
+CREATE FUNCTION notify_jobs_updated() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  payload text;
+BEGIN
+  FOR payload IN
+    SELECT json_agg(json_build_array(c.id, c.status, c.seq))::text
+    FROM (
+      SELECT n.id, n.status, n.seq, (row_number() OVER () - 1) / 100 AS chunk
+      FROM new_rows n JOIN old_rows o ON o.id = n.id
+      WHERE n.seq IS DISTINCT FROM o.seq
+    ) c
+    GROUP BY c.chunk
+  LOOP
+    PERFORM pg_notify(TG_TABLE_SCHEMA || '_changes', payload);
+  END LOOP;
+  RETURN NULL;
+END
+$fn$;
+
+CREATE TRIGGER jobs_notify_insert AFTER INSERT ON jobs
+  REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION notify_jobs_inserted();
+CREATE TRIGGER jobs_notify_update AFTER UPDATE ON jobs
+  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION notify_jobs_updated();
+`,
+  },
 ];

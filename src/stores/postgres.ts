@@ -4,7 +4,7 @@
 // - Times are epoch ms taken from the database clock, so lease and expiry comparisons agree across machines.
 // - create() is idempotent through a unique index (INSERT … ON CONFLICT DO NOTHING), not read-then-write.
 // - claim() is one UPDATE over a `FOR UPDATE SKIP LOCKED` selection: no job goes to two live leases.
-// - A trigger announces every change on the channel '<schema>_changes'; subscribe() LISTENs on it.
+// - A statement trigger announces every change (batched per statement) on '<schema>_changes'; subscribe() LISTENs.
 import { createHash } from 'node:crypto';
 import type { Client, ClientConfig, Pool, PoolConfig } from 'pg';
 import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
@@ -104,6 +104,25 @@ function statements(schema: string) {
     delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
     delivery_next_at = CASE WHEN j.callback_url IS NOT NULL THEN ${NOW} ELSE j.delivery_next_at END,
     updated_at = ${NOW}, seq = j.seq + 1`;
+  // Due jobs of the names in `names`, oldest first: queued ones, and processing ones whose lease lapsed.
+  const pick = (names: string, limit: string, extra: string) => `
+        SELECT c.id FROM ${jobs} c
+        WHERE c.name = ANY(${names}::text[]) AND c.status IN ('queued', 'processing')
+          AND ((c.status = 'queued' AND c.run_at <= ${NOW})
+            OR (c.status = 'processing' AND c.lease_until < ${NOW})) ${extra}
+        ORDER BY c.run_at
+        LIMIT ${limit}
+        FOR UPDATE SKIP LOCKED`;
+  const claimSet = (worker: string, leaseMs: string) => `status = 'processing', attempt = j.attempt + 1,
+        lease_owner = ${worker}, lease_until = ${NOW} + ${leaseMs}::bigint,
+        started_at = COALESCE(j.started_at, ${NOW}), updated_at = ${NOW}, seq = j.seq + 1`;
+  // Completions as parallel arrays ($1 ids, $2 workers, $3 results, $4 result URLs, $5 retentions); each row
+  // keeps its own lease check.
+  const completeSet = `result = u.result::jsonb, result_url = u.result_url, progress = 100,
+        ${finish("'complete'", 'u.retention')}`;
+  const completeRows = `FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+        AS u(id, worker, result, result_url, retention)
+      WHERE j.id = u.id AND j.status = 'processing' AND j.lease_owner = u.worker`;
   return {
     // An expired job keeps its row (hidden, until purgeExpired) but gives up its key.
     freeExpiredKey: `UPDATE ${jobs} j SET idem_scope = NULL WHERE j.idem_scope = $1 AND j.expires_at <= ${NOW}`,
@@ -111,7 +130,7 @@ function statements(schema: string) {
       (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
        run_at, created_at, updated_at)
       VALUES ($1, $2, 'queued', $3::jsonb, $4, $5, $6, $7, $8, $9, ${NOW}, ${NOW}, ${NOW})
-      ON CONFLICT (idem_scope) DO NOTHING
+      ON CONFLICT (idem_scope) WHERE idem_scope IS NOT NULL DO NOTHING
       RETURNING ${cols}`,
     // Group commit: the creates of one event-loop turn in one statement, rows in the order they were submitted.
     // Two rows with one key in the same statement: the first is inserted, the other skipped (DO NOTHING).
@@ -125,7 +144,7 @@ function statements(schema: string) {
         WITH ORDINALITY AS u(id, name, input, owner, idempotency_key, idem_scope, request_hash, max_attempts,
           callback_url, n)
       ORDER BY u.n
-      ON CONFLICT (idem_scope) DO NOTHING
+      ON CONFLICT (idem_scope) WHERE idem_scope IS NOT NULL DO NOTHING
       RETURNING ${cols}`,
     getByKey: `SELECT ${cols} FROM ${jobs} j WHERE j.idem_scope = $1 AND ${live}`,
     get: `SELECT ${cols} FROM ${jobs} j WHERE j.id = $1 AND ${live}`,
@@ -133,20 +152,24 @@ function statements(schema: string) {
       ORDER BY j.created_at DESC, j.ord DESC LIMIT $2`,
     listNoOwner: `SELECT ${cols} FROM ${jobs} j WHERE j.owner IS NULL AND ${live}
       ORDER BY j.created_at DESC, j.ord DESC LIMIT $1`,
-    claim: `WITH picked AS MATERIALIZED (
-        SELECT c.id FROM ${jobs} c
-        WHERE c.name = ANY($1::text[]) AND c.status IN ('queued', 'processing')
-          AND ((c.status = 'queued' AND c.run_at <= ${NOW})
-            OR (c.status = 'processing' AND c.lease_until < ${NOW}))
-        ORDER BY c.run_at
-        LIMIT $3
-        FOR UPDATE SKIP LOCKED
-      )
-      UPDATE ${jobs} j SET status = 'processing', attempt = j.attempt + 1,
-        lease_owner = $2, lease_until = ${NOW} + $4::bigint,
-        started_at = COALESCE(j.started_at, ${NOW}), updated_at = ${NOW}, seq = j.seq + 1
+    claim: `WITH picked AS MATERIALIZED (${pick('$1', '$3', '')})
+      UPDATE ${jobs} j SET ${claimSet('$2', '$4')}
       FROM picked WHERE j.id = picked.id
       RETURNING ${cols}`,
+    // The completions waiting in this turn and the claim of the next jobs in one statement (one round trip, one
+    // commit). The jobs being completed are left out of the claim: one statement may not update a row twice.
+    completeAndClaim: `WITH done AS (
+        UPDATE ${jobs} j SET ${completeSet}
+        ${completeRows}
+        RETURNING ${cols}, true AS done
+      ),
+      picked AS MATERIALIZED (${pick('$6', '$8', 'AND c.id <> ALL($1::text[])')}),
+      claimed AS (
+        UPDATE ${jobs} j SET ${claimSet('$7', '$9')}
+        FROM picked WHERE j.id = picked.id
+        RETURNING ${cols}, false AS done
+      )
+      SELECT * FROM done UNION ALL SELECT * FROM claimed`,
     renew: `UPDATE ${jobs} j SET lease_until = ${NOW} + $3::bigint
       WHERE j.id = ANY($1::text[]) AND j.status = 'processing' AND j.lease_owner = $2
       RETURNING j.id, j.cancel_requested`,
@@ -155,12 +178,7 @@ function statements(schema: string) {
     complete: `UPDATE ${jobs} j SET result = $3::jsonb, result_url = $4, progress = 100, ${finish("'complete'", '$5')}
       WHERE ${held} RETURNING ${cols}`,
     // Completions of one event-loop turn (distinct ids) in one statement; each row keeps its own lease check.
-    completeMany: `UPDATE ${jobs} j SET result = u.result::jsonb, result_url = u.result_url, progress = 100,
-        ${finish("'complete'", 'u.retention')}
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
-        AS u(id, worker, result, result_url, retention)
-      WHERE j.id = u.id AND j.status = 'processing' AND j.lease_owner = u.worker
-      RETURNING ${cols}`,
+    completeMany: `UPDATE ${jobs} j SET ${completeSet} ${completeRows} RETURNING ${cols}`,
     failFinal: `UPDATE ${jobs} j SET error = $3::jsonb, ${finish("'failed'", '$4')}
       WHERE ${held} RETURNING ${cols}`,
     failRetry: `UPDATE ${jobs} j SET error = $3::jsonb, status = 'queued', run_at = $4::bigint,
@@ -298,8 +316,7 @@ export class PostgresStore implements JobStore {
       settle(batch[0], this.#createOne(batch[0].values, true));
       return;
     }
-    const columns = batch[0].values.map((_, index) => batch.map((pending) => pending.values[index]));
-    this.#query('insertMany', columns).then(
+    this.#query('insertMany', columnsOf(batch)).then(
       (rows) => {
         const inserted = new Map(rows.map((row) => [row.id as string, row]));
         for (const pending of batch) {
@@ -347,11 +364,36 @@ export class PostgresStore implements JobStore {
     return rows.map(toRecord);
   }
 
+  /**
+   * Claims due jobs. Completions waiting for the end of this turn go in the same statement (one round trip, one
+   * commit for both): a worker that frees slots and claims again pays once.
+   */
   async claim(options: ClaimOptions): Promise<JobRecord[]> {
     const limit = Math.floor(options.limit);
     if (limit <= 0 || options.names.length === 0) return [];
-    const rows = await this.#query('claim', [[...options.names], options.workerId, limit, ms(options.leaseMs)]);
-    return rows.map(toRecord).sort((a, b) => a.runAt - b.runAt);
+    const names = [...options.names];
+    const lease = ms(options.leaseMs);
+    const batch = this.#takeCompletes();
+    if (batch.length === 0) {
+      const rows = await this.#query('claim', [names, options.workerId, limit, lease]);
+      return rows.map(toRecord).sort(byRunAt);
+    }
+    let rows: Row[];
+    try {
+      rows = await this.#query('completeAndClaim', [...columnsOf(batch), names, options.workerId, limit, lease]);
+    } catch (error) {
+      // The completions go on alone (each fails alone); the claim is retried by the worker loop.
+      for (const pending of batch) settle(pending, this.#completeOne(pending.values));
+      throw error;
+    }
+    const claimed: JobRecord[] = [];
+    const done = new Map<string, Row>();
+    for (const row of rows) {
+      if (row.done === true) done.set(row.id as string, row);
+      else claimed.push(toRecord(row));
+    }
+    resolveCompletes(batch, done);
+    return claimed.sort(byRunAt);
   }
 
   async renew(ids: readonly string[], workerId: string, leaseMs: number): Promise<LeaseState[]> {
@@ -383,37 +425,36 @@ export class PostgresStore implements JobStore {
   }
 
   #flushCompletes(): void {
+    const batch = this.#takeCompletes();
+    if (batch.length === 0) return;
+    if (batch.length === 1) {
+      settle(batch[0], this.#completeOne(batch[0].values));
+      return;
+    }
+    this.#query('completeMany', columnsOf(batch)).then(
+      (rows) => resolveCompletes(batch, new Map(rows.map((row) => [row.id as string, row]))),
+      () => {
+        for (const pending of batch) settle(pending, this.#completeOne(pending.values));
+      },
+    );
+  }
+
+  /** The waiting completions with distinct ids; a job twice in one turn (not expected) goes alone. */
+  #takeCompletes(): Array<Pending<unknown[], JobRecord | undefined>> {
     const all = this.#completes;
+    if (all.length === 0) return all;
     this.#completes = [];
-    // A job twice in one turn (not expected) goes alone: one UPDATE row may join only one of them.
     const seen = new Set<unknown>();
     const batch: typeof all = [];
     for (const pending of all) {
-      if (all.length > 1 && !seen.has(pending.values[0])) {
+      if (!seen.has(pending.values[0])) {
         seen.add(pending.values[0]);
         batch.push(pending);
       } else {
         settle(pending, this.#completeOne(pending.values));
       }
     }
-    if (batch.length === 0) return;
-    if (batch.length === 1) {
-      settle(batch[0], this.#completeOne(batch[0].values));
-      return;
-    }
-    const columns = batch[0].values.map((_, index) => batch.map((pending) => pending.values[index]));
-    this.#query('completeMany', columns).then(
-      (rows) => {
-        const done = new Map(rows.map((row) => [row.id as string, row]));
-        for (const pending of batch) {
-          const row = done.get(pending.values[0] as string);
-          pending.resolve(row && toRecord(row));
-        }
-      },
-      () => {
-        for (const pending of batch) settle(pending, this.#completeOne(pending.values));
-      },
-    );
+    return batch;
   }
 
   async #completeOne(values: unknown[]): Promise<JobRecord | undefined> {
@@ -575,12 +616,12 @@ export class PostgresStore implements JobStore {
 
     const onNotification = (message: { channel: string; payload?: string }) => {
       if (message.channel !== this.channel || message.payload === undefined) return;
-      const change = parseChange(message.payload);
-      if (!change) return;
-      try {
-        listener(change);
-      } catch {
-        // A listener's failure is its own; the feed goes on.
+      for (const change of parseChanges(message.payload)) {
+        try {
+          listener(change);
+        } catch {
+          // A listener's failure is its own; the feed goes on.
+        }
       }
     };
 
@@ -638,6 +679,23 @@ interface Pending<Values, Result> {
   values: Values;
   resolve(result: Result): void;
   reject(error: unknown): void;
+}
+
+/** Parallel arrays (one per parameter) of a batch's values, for unnest(). */
+function columnsOf(batch: ReadonlyArray<Pending<unknown[], unknown>>): unknown[][] {
+  return batch[0].values.map((_, index) => batch.map((pending) => pending.values[index]));
+}
+
+/** Each completion gets its row, or undefined where its lease was no longer held. */
+function resolveCompletes(batch: ReadonlyArray<Pending<unknown[], JobRecord | undefined>>, done: Map<string, Row>) {
+  for (const pending of batch) {
+    const row = done.get(pending.values[0] as string);
+    pending.resolve(row && toRecord(row));
+  }
+}
+
+function byRunAt(a: JobRecord, b: JobRecord): number {
+  return a.runAt - b.runAt;
 }
 
 function settle<Result>(pending: Pending<unknown, Result>, work: Promise<Result>): void {
@@ -705,12 +763,23 @@ function toRecord(row: Row): JobRecord {
   };
 }
 
-function parseChange(payload: string): JobChange | undefined {
+/** A notification's changes: a JSON array of `[id, status, seq]` (migration 2), or one `{id, status, seq}` object. */
+function parseChanges(payload: string): JobChange[] {
+  let value: unknown;
   try {
-    const value = JSON.parse(payload) as Partial<JobChange>;
-    if (typeof value.id !== 'string' || typeof value.status !== 'string') return undefined;
-    return { id: value.id, status: value.status, seq: Number(value.seq) };
+    value = JSON.parse(payload);
   } catch {
-    return undefined;
+    return [];
   }
+  if (!Array.isArray(value)) {
+    const one = value as Partial<JobChange> | null;
+    if (typeof one?.id !== 'string' || typeof one.status !== 'string') return [];
+    return [{ id: one.id, status: one.status, seq: Number(one.seq) }];
+  }
+  const changes: JobChange[] = [];
+  for (const entry of value) {
+    if (!Array.isArray(entry) || typeof entry[0] !== 'string' || typeof entry[1] !== 'string') continue;
+    changes.push({ id: entry[0], status: entry[1] as JobStatus, seq: Number(entry[2]) });
+  }
+  return changes;
 }
