@@ -16,6 +16,8 @@ export interface StoreConformanceOptions {
      * The suite has already closed `previous` when it calls this; the store returned is closed by the suite.
      */
     reopen?: (previous: JobStore) => Promise<JobStore>;
+    /** The store implements the optional `createClaimed()`: its cases run too. */
+    createClaimed?: boolean;
   };
 }
 
@@ -457,6 +459,38 @@ export function describeStoreConformance(name: string, api: TestApi, options: St
       assert.equal(claimed.id, job.id);
       assert.equal(claimed.attempt, 2);
     });
+
+    if (options.capabilities?.createClaimed) {
+      test('createClaimed inserts the job leased to the worker; a bound key returns the job untouched', async ({
+        store,
+      }) => {
+        assert.equal(typeof store.createClaimed, 'function', 'capabilities.createClaimed: the store has none');
+        const spec = newJob({ idempotencyKey: 'k', owner: 'ann' });
+        const { job, created } = await store.createClaimed!(spec, { workerId: 'w1', leaseMs: 100 });
+        assert.equal(created, true);
+        assert.equal(job.status, 'processing');
+        assert.equal(job.attempt, 1);
+        assert.equal(job.leaseOwner, 'w1');
+        assert.equal(job.startedAt, job.createdAt);
+        assert.equal((job.leaseUntil ?? 0) - job.createdAt, 100);
+        assert.deepEqual(job.input, spec.input);
+        const again = await store.createClaimed!(newJob({ idempotencyKey: 'k', owner: 'ann' }), {
+          workerId: 'w2',
+          leaseMs: LONG_LEASE_MS,
+        });
+        assert.equal(again.created, false);
+        assert.equal(again.job.id, job.id);
+        assert.equal(again.job.leaseOwner, 'w1');
+        assert.equal(again.job.attempt, 1);
+        // Nobody else takes it while the lease holds; once it lapses (its creator died), another worker does.
+        assert.deepEqual(await store.claim(claimOptions('w2')), []);
+        const [taken] = await eventually('the lapsed job is claimed', () => store.claim(claimOptions('w2')));
+        assert.equal(taken.id, job.id);
+        assert.equal(taken.attempt, 2);
+        const stale = await store.complete(job.id, 'w1', { result: 1, resultUrl: null, retentionMs: RETENTION_MS });
+        assert.equal(stale, undefined, 'the lapsed lease completes nothing');
+      });
+    }
 
     test('a lapsed lease makes the job claimable by another worker; the old worker has lost it', async ({ store }) => {
       const { job } = await store.create(newJob());

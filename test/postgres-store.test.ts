@@ -68,6 +68,7 @@ describeStoreConformance(
       return created;
     },
     capabilities: {
+      createClaimed: true,
       // The suite has closed `previous`: open its schema again, as a restarted process would.
       reopen: async (previous) => {
         const reopened = new PostgresStore({ connectionString: pgUrl(), schema: (previous as PostgresStore).schema });
@@ -414,6 +415,41 @@ describe('PostgresStore', () => {
     expect(newPid).not.toBe(pid);
     const { job } = await writer.create(newJob());
     await eventually(() => changes.some((c) => c.id === job.id), 5000);
+  });
+
+  it('an idle worker takes its own submits at once, but never ahead of jobs already queued', async () => {
+    const schema = fresh.next();
+    const jobs = createJobs({ store: store({ schema }), concurrency: 1, pollIntervalMs: 60_000 });
+    runtimes.push(jobs);
+    const started: string[] = [];
+    const gates = new Map<string, () => void>();
+    const step = jobs.define('step', async (input: { name: string }) => {
+      started.push(input.name);
+      await new Promise<void>((resolve) => gates.set(input.name, resolve));
+    });
+    await jobs.ready();
+    await listenerPid(schema);
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the first claim found nothing
+    // Idle, nothing queued: the job is created already claimed and starts without a claim.
+    const first = await jobs.submit(step, { name: 'a' });
+    expect(first.job).toMatchObject({ status: 'processing', leaseOwner: jobs.workerId, attempt: 1 });
+    await eventually(() => started.length === 1, 2000, 2);
+    // The slot is taken: these wait in the queue, in order.
+    const b = await jobs.submit(step, { name: 'b' });
+    const c = await jobs.submit(step, { name: 'c' });
+    expect([b.job.status, c.job.status]).toEqual(['queued', 'queued']);
+    // a ends; in the same event-loop turn (its slot free, the worker not yet looking for the next job), d is
+    // submitted: it goes behind b and c, not into the free slot.
+    gates.get('a')!();
+    for (let i = 0; i < 50; i++) await Promise.resolve();
+    const d = await jobs.submit(step, { name: 'd' });
+    expect(d.job.status).toBe('queued');
+    for (const name of ['b', 'c', 'd']) {
+      await eventually(() => gates.has(name), 5000, 2);
+      gates.get(name)!();
+    }
+    await eventually(() => started.length === 4, 5000, 2);
+    expect(started).toEqual(['a', 'b', 'c', 'd']);
   });
 
   it('wakes an idle runtime (pollIntervalMs 60 s) when another instance submits (LISTEN/NOTIFY)', async () => {

@@ -127,6 +127,13 @@ export class Jobs {
   readonly #running = new Map<string, Running>();
   /** Entries of `#running` whose handler runs: what `concurrency` limits. */
   #active = 0;
+  /** Slots held for jobs being created already claimed by this worker, or being claimed now. */
+  #reserved = 0;
+  /**
+   * Due jobs may be waiting in the store. False once a claim came back short and nothing has been queued since, as
+   * far as this process knows: then new submits may be taken at once (createClaimed) without jumping the queue.
+   */
+  #queueMayHoldJobs = true;
   #wakeScheduled = false;
   readonly #changes = new EventEmitter();
   /** Listeners registered by watch(): while none, publishing a change costs nothing (the accept path). */
@@ -227,26 +234,52 @@ export class Jobs {
     if (!known) throw new TypeError(`respond-async: job "${name}" is not defined in this process`);
     if (this.#closing) throw new StoreUnavailableError(this.store.kind, new Error('the runtime is closing'));
     if (!this.#isReady) await this.ready();
+    const job = {
+      id: newJobId(),
+      name,
+      input,
+      owner: options.owner || null,
+      idempotencyKey: options.idempotencyKey ?? null,
+      requestHash: options.requestHash ?? null,
+      maxAttempts: known.options.attempts,
+      callbackUrl: options.callbackUrl ?? null,
+    };
+    const takeNow = this.#reserveForSubmit();
     let result: CreateResult;
     try {
-      result = await this.store.create({
-        id: newJobId(),
-        name,
-        input,
-        owner: options.owner || null,
-        idempotencyKey: options.idempotencyKey ?? null,
-        requestHash: options.requestHash ?? null,
-        maxAttempts: known.options.attempts,
-        callbackUrl: options.callbackUrl ?? null,
-      });
+      result = takeNow
+        ? await takeNow(job, { workerId: this.workerId, leaseMs: this.options.leaseMs })
+        : await this.store.create(job);
     } catch (error) {
       throw storeError(this.store.kind, error);
+    } finally {
+      if (takeNow) this.#reserved -= 1;
     }
     if (result.created) {
-      this.#publish(result.job);
-      this.#wake();
+      if (takeNow && result.job.status === 'processing' && result.job.leaseOwner === this.workerId) {
+        this.#start(result.job);
+      } else {
+        this.#publish(result.job);
+        this.#queueMayHoldJobs = true;
+        this.#wake();
+      }
     }
     return result;
+  }
+
+  /**
+   * A slot for a job about to be submitted, when this process runs jobs, has a slot free, and knows of no due job
+   * waiting in the store (so the new job jumps no queue): the store's `createClaimed`, bound, or undefined.
+   */
+  #reserveForSubmit(): JobStore['createClaimed'] {
+    const createClaimed = this.store.createClaimed;
+    if (!createClaimed || !this.options.worker || this.#closing || this.#queueMayHoldJobs) return undefined;
+    const { concurrency } = this.options;
+    if (this.#active + this.#reserved >= concurrency || this.#running.size + this.#reserved >= 2 * concurrency) {
+      return undefined;
+    }
+    this.#reserved += 1;
+    return createClaimed.bind(this.store);
   }
 
   /** The job, or undefined when unknown or expired. */
@@ -383,7 +416,11 @@ export class Jobs {
 
   #startWorker(): void {
     if (this.#pollTimer || this.#closing) return;
-    this.#pollTimer = setInterval(() => this.#wake(), this.options.pollIntervalMs);
+    this.#pollTimer = setInterval(() => {
+      // Jobs no notification announces (delayed retries coming due, lapsed leases) are found here.
+      this.#queueMayHoldJobs = true;
+      this.#wake();
+    }, this.options.pollIntervalMs);
     this.#pollTimer.unref();
     this.#heartbeatTimer = setInterval(() => void this.#heartbeat(), Math.max(10, this.options.leaseMs / 3));
     this.#heartbeatTimer.unref();
@@ -405,7 +442,10 @@ export class Jobs {
 
   #onRemoteChange(change: JobChange): void {
     this.#changes.emit(change.id, change);
-    if (change.status === 'queued') this.#wake();
+    if (change.status === 'queued') {
+      this.#queueMayHoldJobs = true;
+      this.#wake();
+    }
     const running = this.#running.get(change.id);
     // A change this process did not make to a job it runs: maybe a cancel asked for on another instance.
     if (running && change.status === 'processing' && change.seq > running.job.seq) {
@@ -445,21 +485,34 @@ export class Jobs {
       await this.ready();
       const names = [...this.#definitions.keys()];
       const { concurrency } = this.options;
+      // Where jobs can be created claimed, the store announces every queued job: a claim is needed only when one
+      // may be waiting. Elsewhere the worker looks each time a slot frees.
+      const gated = this.store.createClaimed !== undefined && this.#unsubscribe !== undefined;
       while (!this.#closing) {
+        if (gated && !this.#queueMayHoldJobs) return;
         // A slot frees when its handler returns; the final writes still in flight are bounded by `concurrency`
         // too, so a slow store cannot make them pile up.
-        const free = Math.min(concurrency - this.#active, 2 * concurrency - this.#running.size);
+        const free = Math.min(concurrency - this.#active, 2 * concurrency - this.#running.size) - this.#reserved;
         if (free <= 0) return;
-        const claimed = await this.store.claim({
-          names,
-          workerId: this.workerId,
-          limit: free,
-          leaseMs: this.options.leaseMs,
-        });
+        this.#queueMayHoldJobs = false;
+        this.#reserved += free;
+        let claimed: JobRecord[];
+        try {
+          claimed = await this.store.claim({
+            names,
+            workerId: this.workerId,
+            limit: free,
+            leaseMs: this.options.leaseMs,
+          });
+        } finally {
+          this.#reserved -= free;
+        }
         for (const job of claimed) this.#start(job);
-        if (claimed.length < free) return;
+        if (claimed.length === free) this.#queueMayHoldJobs = true;
+        else return;
       }
     } catch (error) {
+      this.#queueMayHoldJobs = true;
       this.logger.error('respond-async: claiming jobs failed; will retry', error);
     }
   }

@@ -60,6 +60,14 @@ export interface JobStore {
    */
   create(job: NewJob): Promise<CreateResult>;
 
+  /**
+   * Optional. Like `create`, but the new job is inserted already claimed by `lease.workerId`, as `claim()` would
+   * leave it (`processing`, attempt 1, leased for `lease.leaseMs`), so that a worker of the submitting process with
+   * a free slot starts it without a claim round trip. A bound idempotency key resolves to the existing job,
+   * untouched, with `created: false`.
+   */
+  createClaimed?(job: NewJob, lease: { workerId: string; leaseMs: number }): Promise<CreateResult>;
+
   /** The job, or `undefined` when missing or past `expiresAt`. */
   get(id: string): Promise<JobRecord | undefined>;
 

@@ -191,7 +191,8 @@ export class HttpProtocol<Req> {
       const statusUrl = this.statusUrl(job.id);
       const accepted: AcceptedDocument = {
         jobId: job.id,
-        status: job.status,
+        // A new job is reported as accepted into the queue, even when a worker of this process took it at once.
+        status: 'queued',
         statusUrl,
         createdAt: isoTime(job.createdAt),
       };
@@ -220,16 +221,20 @@ export class HttpProtocol<Req> {
       extra['idempotent-replayed'] = 'true';
     }
     const wait = Math.min(parsePreferWait(prefer) ?? 0, this.#maxWait);
+    // What the 202 reports: a new job as accepted into the queue (even when a worker of this process took it at
+    // once), a replayed one as it is, and after a wait the state the wait ended on.
+    let status = created ? 'queued' : job.status;
     if (wait > 0) {
       const latest = isTerminal(job.status) ? job : await this.jobs.waitFor(job.id, wait * 1000).catch(() => job);
       if (latest && isTerminal(latest.status)) {
         return this.#statusResponse(latest, { ...extra, 'preference-applied': `wait=${wait}` });
       }
+      status = latest?.status ?? status;
     }
     const statusUrl = this.statusUrl(job.id);
     const accepted: AcceptedDocument = {
       jobId: job.id,
-      status: job.status,
+      status,
       statusUrl,
       createdAt: isoTime(job.createdAt),
     };

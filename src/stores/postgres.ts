@@ -104,6 +104,9 @@ function statements(schema: string) {
     delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
     delivery_next_at = CASE WHEN j.callback_url IS NOT NULL THEN ${NOW} ELSE j.delivery_next_at END,
     updated_at = ${NOW}, seq = j.seq + 1`;
+  // One value for a job created claimed (its worker column not NULL), another for a queued one.
+  const claimedAs = (worker: string, claimed: string, queued: string) =>
+    `CASE WHEN ${worker}::text IS NULL THEN ${queued} ELSE ${claimed} END`;
   // Due jobs of the names in `names`, oldest first: queued ones, and processing ones whose lease lapsed.
   const pick = (names: string, limit: string, extra: string) => `
         SELECT c.id FROM ${jobs} c
@@ -126,23 +129,28 @@ function statements(schema: string) {
   return {
     // An expired job keeps its row (hidden, until purgeExpired) but gives up its key.
     freeExpiredKey: `UPDATE ${jobs} j SET idem_scope = NULL WHERE j.idem_scope = $1 AND j.expires_at <= ${NOW}`,
+    // $10/$11: a worker and lease length for a job created already claimed (createClaimed), or NULL.
     insert: `INSERT INTO ${jobs} AS j
       (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
-       run_at, created_at, updated_at)
-      VALUES ($1, $2, 'queued', $3::jsonb, $4, $5, $6, $7, $8, $9, ${NOW}, ${NOW}, ${NOW})
+       attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
+      VALUES ($1, $2, ${claimedAs('$10', "'processing'", "'queued'")}, $3::jsonb, $4, $5, $6, $7, $8, $9,
+        ${claimedAs('$10', '1', '0')}, $10, ${claimedAs('$10', `${NOW} + $11::bigint`, 'NULL')},
+        ${claimedAs('$10', NOW, 'NULL')}, ${NOW}, ${NOW}, ${NOW})
       ON CONFLICT (idem_scope) WHERE idem_scope IS NOT NULL DO NOTHING
       RETURNING ${cols}`,
     // Group commit: the creates of one event-loop turn in one statement, rows in the order they were submitted.
     // Two rows with one key in the same statement: the first is inserted, the other skipped (DO NOTHING).
     insertMany: `INSERT INTO ${jobs} AS j
       (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
-       run_at, created_at, updated_at)
-      SELECT u.id, u.name, 'queued', u.input::jsonb, u.owner, u.idempotency_key, u.idem_scope, u.request_hash,
-        u.max_attempts, u.callback_url, ${NOW}, ${NOW}, ${NOW}
+       attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
+      SELECT u.id, u.name, ${claimedAs('u.worker', "'processing'", "'queued'")}, u.input::jsonb, u.owner,
+        u.idempotency_key, u.idem_scope, u.request_hash, u.max_attempts, u.callback_url,
+        ${claimedAs('u.worker', '1', '0')}, u.worker, ${claimedAs('u.worker', `${NOW} + u.lease_ms`, 'NULL')},
+        ${claimedAs('u.worker', NOW, 'NULL')}, ${NOW}, ${NOW}, ${NOW}
       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-        $8::integer[], $9::text[])
+        $8::integer[], $9::text[], $10::text[], $11::bigint[])
         WITH ORDINALITY AS u(id, name, input, owner, idempotency_key, idem_scope, request_hash, max_attempts,
-          callback_url, n)
+          callback_url, worker, lease_ms, n)
       ORDER BY u.n
       ON CONFLICT (idem_scope) WHERE idem_scope IS NOT NULL DO NOTHING
       RETURNING ${cols}`,
@@ -291,6 +299,15 @@ export class PostgresStore implements JobStore {
    * idempotency key is taken (by another job of the batch too) goes on as a lone create would.
    */
   create(job: NewJob): Promise<CreateResult> {
+    return this.#create(job, null, null);
+  }
+
+  /** A create (group-committed like the others) whose job is inserted already leased to `lease.workerId`. */
+  createClaimed(job: NewJob, lease: { workerId: string; leaseMs: number }): Promise<CreateResult> {
+    return this.#create(job, lease.workerId, ms(lease.leaseMs));
+  }
+
+  #create(job: NewJob, workerId: string | null, leaseMs: number | null): Promise<CreateResult> {
     const scope = job.idempotencyKey === null ? null : scopeHash(keyScope(job.owner, job.idempotencyKey));
     const values = [
       job.id,
@@ -302,6 +319,8 @@ export class PostgresStore implements JobStore {
       job.requestHash,
       job.maxAttempts,
       job.callbackUrl,
+      workerId,
+      leaseMs,
     ];
     return new Promise((resolve, reject) => {
       if (this.#creates.length === 0) setImmediate(() => this.#flushCreates());
