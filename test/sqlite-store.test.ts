@@ -74,11 +74,12 @@ describe('SqliteStore (SQLite specific)', () => {
     expect(() => new SqliteStore({ path: freshFile(), database: db })).toThrow(TypeError);
   });
 
-  it('turns WAL on, with synchronous = NORMAL and the busy timeout', async () => {
+  it('turns WAL on, with synchronous = NORMAL, checkpoints every 10 000 pages, and the busy timeout', async () => {
     const store = track(new SqliteStore({ path: freshFile(), busyTimeoutMs: 1234 }));
     await store.init();
     expect(store.database.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(store.database.pragma('synchronous', { simple: true })).toBe(1); // NORMAL
+    expect(store.database.pragma('wal_autocheckpoint', { simple: true })).toBe(10_000);
     expect(store.database.pragma('busy_timeout', { simple: true })).toBe(1234);
     expect(store.database.pragma('user_version', { simple: true })).toBe(SQLITE_SCHEMA_VERSION);
   });
@@ -90,6 +91,8 @@ describe('SqliteStore (SQLite specific)', () => {
     const store = new SqliteStore({ database: db });
     await store.init();
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    // The user's own checkpoint setting is left alone.
+    expect(Number(db.pragma('wal_autocheckpoint', { simple: true }))).toBe(1000);
     const { job } = await store.create(newJob({ input: { big: 1 } }));
     const [claimed] = await store.claim({ names: ['task'], workerId: 'w', limit: 1, leaseMs: 1000 });
     expect(claimed.id).toBe(job.id);

@@ -262,6 +262,10 @@ export class SqliteStore implements JobStore {
       // claim, progress and heartbeat too) for power-loss durability; who needs that can pass their own
       // Database, whose `synchronous` setting (SQLite's default is FULL) this store leaves alone.
       this.database.pragma('synchronous = NORMAL');
+      // A checkpoint fsyncs the WAL and the database file inside whichever commit triggers it, and that commit
+      // blocks the event loop meanwhile: every 10 000 pages (a WAL of up to about 40 MB) rather than SQLite's
+      // 1 000, so that a busy accept path stalls on it a tenth as often.
+      this.database.pragma('wal_autocheckpoint = 10000');
     }
     this.database.pragma(`busy_timeout = ${this.#busyTimeoutMs}`);
   }
