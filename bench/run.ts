@@ -396,7 +396,7 @@ async function latencySection(db: BenchPostgres | undefined): Promise<void> {
       "counted, 5 ms apart. The job carries the machine's monotonic clock at the moment of the submit call; the " +
       "handler's first line reads it again (across processes too: it is one clock per machine). p50 and p99 per " +
       'round, then the median over rounds. "One process": the submitting runtime also runs the job (it wakes its ' +
-      'own worker at once). "API and worker processes": an API-only runtime submits, a worker process hears of the ' +
+      'own worker at once; PostgreSQL inserts the job already claimed by it). "API and worker processes": an API-only runtime submits, a worker process hears of the ' +
       'job through LISTEN/NOTIFY — the way graphile-worker is measured too (`addJob` from `makeWorkerUtils` in one ' +
       'process, `run()` in another).',
   );
