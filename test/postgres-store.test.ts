@@ -394,6 +394,12 @@ describe('PostgresStore', () => {
     const [claimed] = await s.claim({ names: ['work'], workerId: 'w', limit: 1, leaseMs: 10_000 });
     expect(claimed).toMatchObject({ id: 'old-job', input: { n: 1 }, status: 'processing', attempt: 1 });
     await eventually(() => changes.some((c) => c.id === 'old-job' && c.status === 'processing'), 5000);
+    // A process still on version 1 during a rolling upgrade: its idempotent INSERT still finds the key's index.
+    const oldInsert = `INSERT INTO "${schema}".jobs (id, name, status, input, idem_scope, max_attempts, run_at,
+      created_at, updated_at) VALUES ($1, 'work', 'queued', '{}', 'scope-1', 3, 0, 0, 0)
+      ON CONFLICT (idem_scope) DO NOTHING RETURNING id`;
+    expect(await adminQuery(oldInsert, ['v1-a'])).toEqual([{ id: 'v1-a' }]);
+    expect(await adminQuery(oldInsert, ['v1-b'])).toEqual([]);
   });
 
   it('subscribe() reconnects after its connection is terminated', async () => {

@@ -79,19 +79,16 @@ CREATE TRIGGER jobs_notify_update AFTER UPDATE ON jobs
   },
   {
     version: 2,
-    name: 'notify per statement, partial key index',
-    // - The idempotency-key index holds only the jobs that have a key (most have none): one index entry less to
-    //   write per row version.
-    // - One NOTIFY per statement instead of one per row: a batch of creates, claims or completions is announced as
-    //   one JSON array of [id, status, seq] (at most 100 changes per notification, well under the 8000-byte
-    //   payload limit). Updates that leave seq alone (lease renewals, webhook bookkeeping) announce nothing.
+    name: 'notify per statement',
+    // One NOTIFY per statement instead of one per row: a batch of creates, claims or completions is announced as
+    // one JSON array of [id, status, seq] (at most 100 changes per notification, well under the 8000-byte payload
+    // limit). Updates that leave seq alone (lease renewals, webhook bookkeeping) announce nothing.
+    // The tables and indexes are unchanged, so that processes of the previous version keep working against a
+    // migrated schema during a rolling upgrade (they ignore the new payloads and find jobs by polling).
     sql: `
 DROP TRIGGER jobs_notify_insert ON jobs;
 DROP TRIGGER jobs_notify_update ON jobs;
 DROP FUNCTION notify_job_change();
-
-ALTER TABLE jobs DROP CONSTRAINT jobs_idem_scope_key;
-CREATE UNIQUE INDEX jobs_idem_scope_idx ON jobs (idem_scope) WHERE idem_scope IS NOT NULL;
 
 CREATE FUNCTION notify_jobs_inserted() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE

@@ -136,7 +136,7 @@ function statements(schema: string) {
       VALUES ($1, $2, ${claimedAs('$10', "'processing'", "'queued'")}, $3::jsonb, $4, $5, $6, $7, $8, $9,
         ${claimedAs('$10', '1', '0')}, $10, ${claimedAs('$10', `${NOW} + $11::bigint`, 'NULL')},
         ${claimedAs('$10', NOW, 'NULL')}, ${NOW}, ${NOW}, ${NOW})
-      ON CONFLICT (idem_scope) WHERE idem_scope IS NOT NULL DO NOTHING
+      ON CONFLICT (idem_scope) DO NOTHING
       RETURNING ${cols}`,
     // Group commit: the creates of one event-loop turn in one statement, rows in the order they were submitted.
     // Two rows with one key in the same statement: the first is inserted, the other skipped (DO NOTHING).
@@ -152,7 +152,7 @@ function statements(schema: string) {
         WITH ORDINALITY AS u(id, name, input, owner, idempotency_key, idem_scope, request_hash, max_attempts,
           callback_url, worker, lease_ms, n)
       ORDER BY u.n
-      ON CONFLICT (idem_scope) WHERE idem_scope IS NOT NULL DO NOTHING
+      ON CONFLICT (idem_scope) DO NOTHING
       RETURNING ${cols}`,
     getByKey: `SELECT ${cols} FROM ${jobs} j WHERE j.idem_scope = $1 AND ${live}`,
     get: `SELECT ${cols} FROM ${jobs} j WHERE j.id = $1 AND ${live}`,
