@@ -9,6 +9,27 @@ export interface PostgresMigration {
   sql: string;
 }
 
+/**
+ * A statement trigger's function announcing the changed rows `rows` selects (alias `n`) on '<schema>_changes', as
+ * JSON arrays of [id, status, seq], 100 rows per notification.
+ */
+function notifyFunction(name: string, rows: string): string {
+  return `CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  payload text;
+BEGIN
+  FOR payload IN
+    SELECT json_agg(json_build_array(c.id, c.status, c.seq))::text
+    FROM (SELECT n.id, n.status, n.seq, (row_number() OVER () - 1) / 100 AS chunk ${rows}) c
+    GROUP BY c.chunk
+  LOOP
+    PERFORM pg_notify(TG_TABLE_SCHEMA || '_changes', payload);
+  END LOOP;
+  RETURN NULL;
+END
+$fn$;`;
+}
+
 /** @internal */
 export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
   {
@@ -90,39 +111,12 @@ DROP TRIGGER jobs_notify_insert ON jobs;
 DROP TRIGGER jobs_notify_update ON jobs;
 DROP FUNCTION notify_job_change();
 
-CREATE FUNCTION notify_jobs_inserted() RETURNS trigger LANGUAGE plpgsql AS $fn$
-DECLARE
-  payload text;
-BEGIN
-  FOR payload IN
-    SELECT json_agg(json_build_array(c.id, c.status, c.seq))::text
-    FROM (SELECT n.id, n.status, n.seq, (row_number() OVER () - 1) / 100 AS chunk FROM new_rows n) c
-    GROUP BY c.chunk
-  LOOP
-    PERFORM pg_notify(TG_TABLE_SCHEMA || '_changes', payload);
-  END LOOP;
-  RETURN NULL;
-END
-$fn$;
+${notifyFunction('notify_jobs_inserted', 'FROM new_rows n')}
 
-CREATE FUNCTION notify_jobs_updated() RETURNS trigger LANGUAGE plpgsql AS $fn$
-DECLARE
-  payload text;
-BEGIN
-  FOR payload IN
-    SELECT json_agg(json_build_array(c.id, c.status, c.seq))::text
-    FROM (
-      SELECT n.id, n.status, n.seq, (row_number() OVER () - 1) / 100 AS chunk
-      FROM new_rows n JOIN old_rows o ON o.id = n.id
-      WHERE n.seq IS DISTINCT FROM o.seq
-    ) c
-    GROUP BY c.chunk
-  LOOP
-    PERFORM pg_notify(TG_TABLE_SCHEMA || '_changes', payload);
-  END LOOP;
-  RETURN NULL;
-END
-$fn$;
+${notifyFunction(
+  'notify_jobs_updated',
+  'FROM new_rows n JOIN old_rows o ON o.id = n.id WHERE n.seq IS DISTINCT FROM o.seq',
+)}
 
 CREATE TRIGGER jobs_notify_insert AFTER INSERT ON jobs
   REFERENCING NEW TABLE AS new_rows
