@@ -458,6 +458,40 @@ describe('PostgresStore', () => {
     expect(started).toEqual(['a', 'b', 'c', 'd']);
   });
 
+  it('close() waits for a submit whose job is being created claimed, and drains that job', async () => {
+    const schema = fresh.next();
+    const s = store({ schema });
+    const createClaimed = s.createClaimed.bind(s);
+    let creating = 0;
+    // A slow insert: close() starts while the job is on its way to the database, already claimed by this worker.
+    s.createClaimed = async (job, lease) => {
+      creating += 1;
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      return createClaimed(job, lease);
+    };
+    const jobs = createJobs({ store: s, pollIntervalMs: 60_000 });
+    runtimes.push(jobs);
+    let finished = 0;
+    const quick = jobs.define('quick', async () => {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      finished += 1;
+      return 'done';
+    });
+    await jobs.ready();
+    await listenerPid(schema);
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the first claim found nothing
+    const submitted = jobs.submit(quick, {});
+    await eventually(() => creating === 1, 2000, 2);
+    await jobs.close({ timeoutMs: 5000 });
+    expect(finished).toBe(1);
+    const { job } = await submitted;
+    const [row] = await adminQuery<{ status: string; result: string }>(
+      `SELECT status, result::text AS result FROM "${schema}".jobs WHERE id = $1`,
+      [job.id],
+    );
+    expect(row).toEqual({ status: 'complete', result: '"done"' });
+  });
+
   it('wakes an idle runtime (pollIntervalMs 60 s) when another instance submits (LISTEN/NOTIFY)', async () => {
     const schema = fresh.next();
     const worker = createJobs({ store: store({ schema }), pollIntervalMs: 60_000 });

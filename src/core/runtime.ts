@@ -134,6 +134,8 @@ export class Jobs {
    * far as this process knows: then new submits may be taken at once (createClaimed) without jumping the queue.
    */
   #queueMayHoldJobs = true;
+  /** Submits whose job is being created claimed by this worker: close() waits for them to start. */
+  readonly #landing = new Set<Promise<void>>();
   #wakeScheduled = false;
   readonly #changes = new EventEmitter();
   /** Listeners registered by watch(): while none, publishing a change costs nothing (the accept path). */
@@ -245,18 +247,39 @@ export class Jobs {
       callbackUrl: options.callbackUrl ?? null,
     };
     const takeNow = this.#reserveForSubmit();
-    let result: CreateResult;
+    if (!takeNow) return this.#submitted(await this.#create(() => this.store.create(job)), false);
+    // Until the job is stored and started, close() waits for it, so that it is drained like the other running jobs.
+    let landed!: () => void;
+    const landing = new Promise<void>((resolve) => {
+      landed = resolve;
+    });
+    this.#landing.add(landing);
     try {
-      result = takeNow
-        ? await takeNow(job, { workerId: this.workerId, leaseMs: this.options.leaseMs })
-        : await this.store.create(job);
+      let result: CreateResult;
+      try {
+        result = await this.#create(() => takeNow(job, { workerId: this.workerId, leaseMs: this.options.leaseMs }));
+      } finally {
+        this.#reserved -= 1;
+      }
+      return this.#submitted(result, true);
+    } finally {
+      this.#landing.delete(landing);
+      landed();
+    }
+  }
+
+  async #create(create: () => Promise<CreateResult>): Promise<CreateResult> {
+    try {
+      return await create();
     } catch (error) {
       throw storeError(this.store.kind, error);
-    } finally {
-      if (takeNow) this.#reserved -= 1;
     }
+  }
+
+  /** After a create: start the job if it was created claimed by this worker, else announce it to the worker. */
+  #submitted(result: CreateResult, claimed: boolean): CreateResult {
     if (result.created) {
-      if (takeNow && result.job.status === 'processing' && result.job.leaseOwner === this.workerId) {
+      if (claimed && result.job.status === 'processing' && result.job.leaseOwner === this.workerId) {
         this.#start(result.job);
       } else {
         this.#publish(result.job);
@@ -399,8 +422,10 @@ export class Jobs {
     clearInterval(this.#pollTimer);
     clearInterval(this.#purgeTimer);
     await Promise.allSettled(this.#background.map((task) => task.stop()));
-    // A claim in flight may still hand us jobs: let it land so they are drained like the others.
+    // A claim in flight, or a submit creating a job claimed by this worker, may still hand us jobs: let them land
+    // so they are drained like the others.
     await this.#pumpDone;
+    await Promise.all([...this.#landing]);
     if (this.#running.size > 0) {
       const drained = new Promise<void>((resolve) => this.#idle.add(resolve));
       const deadline = new Promise<'deadline'>((resolve) => setTimeout(resolve, timeoutMs, 'deadline').unref());
