@@ -6,9 +6,11 @@
 //   npx tsx bench/ab.ts <treeA> <treeB> latency <kind>        (one-process latency, e.g. respond-async:memory)
 //
 // A tree is a directory shaped like src/ inside this repository (so that it resolves this node_modules).
+// Each tree is built first (bench/lib/build.ts); BENCH_TS=1 loads them through tsx instead.
 // BENCH_ROUNDS (default 5), BENCH_DURATION (default 4).
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { libraryDir } from './lib/build.js';
 import { Child, runChild } from './lib/child.js';
 import { type BenchPostgres, dropSchemas, startPostgres } from './lib/pg.js';
 import { int, median, ms, percentile, ratio } from './lib/stats.js';
@@ -68,12 +70,14 @@ async function once(db: BenchPostgres | undefined, tree: string, round: number):
 async function main(): Promise<void> {
   const needPg = what === 'queue' || args.includes('postgres') || args.some((a) => a.includes('postgres'));
   const db = needPg ? await startPostgres() : undefined;
+  const libA = await libraryDir(treeA);
+  const libB = await libraryDir(treeB);
   const results: Record<'A' | 'B', Metrics[]> = { A: [], B: [] };
   try {
     for (let round = 0; round < rounds; round++) {
       const order: Array<['A' | 'B', string]> = [
-        ['A', treeA],
-        ['B', treeB],
+        ['A', libA],
+        ['B', libB],
       ];
       if (round % 2 === 1) order.reverse();
       for (const [label, tree] of order) {

@@ -13,6 +13,7 @@
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { libraryDir } from './lib/build.js';
 import { Child, runChild } from './lib/child.js';
 import { type CpuProfile, report, summarise } from './lib/cpuprofile.js';
 import { dropSchemas, startPostgres } from './lib/pg.js';
@@ -37,6 +38,7 @@ async function main(): Promise<void> {
     show(args[0], args[1] ? new RegExp(args[1]) : undefined);
     return;
   }
+  process.env.BENCH_SRC = await libraryDir(process.env.BENCH_SRC);
   const dir = mkdtempSync(join(tmpdir(), 'respond-async-profile-'));
   const nodeArgs = ['--cpu-prof', '--cpu-prof-dir', dir];
   const db = what === 'accept' && args[1] !== 'postgres' ? undefined : await startPostgres();

@@ -8,14 +8,17 @@
 //   BENCH_DURATION     seconds of load per accept-path run, after BENCH_WARMUP seconds not counted (4, 1)
 //   BENCH_CONNECTIONS  autocannon connections (50)
 //   BENCH_FRAMEWORKS   express,fastify,koa
+//   BENCH_ACCEPT       the accept-path routes to run: bare,memory,sqlite,postgres (default: all)
 //   BENCH_JOBS         end-to-end jobs per queue run (5000); BENCH_SUBMIT_JOBS submit-only jobs (2000)
 //   BENCH_CONCURRENCY  worker concurrency of every queue (10); BENCH_PARALLEL submits in flight (10)
 //   BENCH_SAMPLES      latency samples per round (200); BENCH_MEMORY_JOBS (100000)
 //   BENCH_PG_URL       use this PostgreSQL server instead of starting an embedded one
 //   BENCH_OUT          where to write the Markdown (default bench/results.md)
+//   BENCH_SRC          the tree to measure (default src/), built with esbuild first; BENCH_TS=1 loads it through tsx
 import { rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { libraryDir } from './lib/build.js';
 import { BENCH_DIR, Child, ROOT_DIR, runChild } from './lib/child.js';
 import { type BenchPostgres, dropSchemas, startPostgres } from './lib/pg.js';
 import { bytes, int, median, ms, percentile, ratio, rotate, table } from './lib/stats.js';
@@ -66,6 +69,12 @@ function removeSqlite(path: string): void {
 
 const ACCEPT_CONTENDERS = ['bare', 'memory', 'sqlite', 'postgres'] as const;
 type AcceptContender = (typeof ACCEPT_CONTENDERS)[number];
+const ACCEPT_CHOSEN = ACCEPT_CONTENDERS.filter((c) =>
+  (env.BENCH_ACCEPT ?? ACCEPT_CONTENDERS.join(','))
+    .split(',')
+    .map((s) => s.trim())
+    .includes(c),
+);
 interface LoadResult {
   type: string;
   requestsPerSecond: number;
@@ -104,7 +113,7 @@ async function acceptRun(
 }
 
 async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string, number>> {
-  const contenders = ACCEPT_CONTENDERS.filter((c) => c !== 'postgres' || db);
+  const contenders = ACCEPT_CHOSEN.filter((c) => c !== 'postgres' || db);
   emit('## 1. Accept path: a wrapped `POST` route against the bare handler');
   emit();
   emit(
@@ -516,9 +525,13 @@ function acceptVsAddJob(accept: Map<string, number>, queue: Map<string, QueueRes
 // ---------------------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
+  // The children load the library from here (inherited through the environment): built, as users run it.
+  process.env.BENCH_SRC = await libraryDir(process.env.BENCH_SRC);
   const started = Date.now();
   const load0 = loadavg();
-  const needPg = SECTIONS.some((s) => s === 'accept' || s === 'queue' || s === 'latency');
+  const needPg = SECTIONS.some(
+    (s) => (s === 'accept' && ACCEPT_CHOSEN.includes('postgres')) || s === 'queue' || s === 'latency',
+  );
   let db: BenchPostgres | undefined;
   if (needPg) {
     try {

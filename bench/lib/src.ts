@@ -1,7 +1,5 @@
-// Where the benchmark loads respond-async from: `src/` of this checkout, or the tree named by BENCH_SRC (a
-// patched copy of src/, to measure a change before making it). Keep such copies out of the repository (lint
-// and tsc would check them) and next to a symlink to this node_modules, so that their imports resolve:
-//   mkdir -p /tmp/ra && cp -r src /tmp/ra/patched && ln -s "$PWD/node_modules" /tmp/ra/node_modules
+// Where the benchmark's children load respond-async from: BENCH_SRC, which run.ts, ab.ts and profile.ts set to the
+// build of the measured tree (bench/lib/build.ts), or `src/` of this checkout when a child is run by hand.
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ROOT_DIR } from './child.js';
