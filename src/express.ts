@@ -43,7 +43,7 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
         try {
           const body =
             req.body !== undefined
-              ? protocol.checkParsedBody(req.body, req.headers['content-type'])
+              ? protocol.checkParsedBody(req.body, req.headers)
               : await readNodeBody(req, protocol as HttpProtocol<unknown>);
           return await protocol.submit(job, toRequest(req, body), routeOptions);
         } catch (error) {

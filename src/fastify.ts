@@ -113,7 +113,7 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
         handler: async (request, reply) => {
           let response: HttpResponse;
           try {
-            const body = protocol.checkParsedBody(request.body, request.headers['content-type']);
+            const body = protocol.checkParsedBody(request.body, request.headers);
             response = await protocol.submit(job, toRequest(request, body), routeOptions);
           } catch (error) {
             response = protocol.error(error);

@@ -57,7 +57,7 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
         const parsed = (ctx.request as { body?: unknown }).body;
         const body =
           parsed !== undefined
-            ? protocol.checkParsedBody(parsed, ctx.get('content-type') || undefined)
+            ? protocol.checkParsedBody(parsed, ctx.req.headers)
             : await readNodeBody(ctx.req, protocol as HttpProtocol<unknown>);
         response = await protocol.submit(job, toRequest(ctx, body), routeOptions);
       } catch (error) {
@@ -73,14 +73,15 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
       return (ctx, next) => (ctx.method === 'POST' && ctx.path === path ? handler(ctx, next) : next());
     },
     routes() {
-      return async (ctx, next) => {
-        if (!protocol.matches(ctx.path)) return next();
+      const handle = async (ctx: Context, next: () => Promise<unknown>) => {
         const response = await protocol
           .handle(toRequest(ctx, undefined))
           .catch((error: unknown) => protocol.error(error));
         if (!response) return next();
         send(ctx, response);
       };
+      // Not async itself: a request for another route (a wrapped POST among them) goes on without a promise more.
+      return (ctx, next) => (protocol.matches(ctx.path) ? handle(ctx, next) : next());
     },
     statusUrl: (id) => protocol.statusUrl(id),
   };

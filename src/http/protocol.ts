@@ -327,16 +327,24 @@ export class HttpProtocol<Req> {
   }
 
   /**
-   * Check a body a framework already parsed: JSON only (415 otherwise) and within the size limit (413).
-   * Throws a ProblemError; returns the body.
+   * Check a body a framework already parsed: JSON only (415 otherwise) and within the size limit (413), given the
+   * request's headers. Throws a ProblemError; returns the body.
+   *
+   * The size is the body's `Content-Length` when it declares one and no `Content-Encoding` (the framework's parser
+   * read exactly that many bytes), as for a body this library reads itself; otherwise (chunked, compressed) the
+   * size of the body serialised again.
    */
-  checkParsedBody(body: unknown, contentType: string | undefined): unknown {
+  checkParsedBody(body: unknown, headers: Readonly<Record<string, string | string[] | undefined>>): unknown {
     if (body === undefined) return body;
-    if (contentType !== undefined && !isJsonType(contentType)) throw new ProblemError(this.error({ status: 415 }));
-    if (nestedDeeperThan(body, MAX_BODY_DEPTH)) throw new ProblemError(tooDeep());
-    if (Buffer.byteLength(JSON.stringify(body) ?? '') > this.maxBodyBytes) {
-      throw new ProblemError(this.error({ status: 413 }));
+    const contentType = headers['content-type'];
+    if (typeof contentType === 'string' && contentType !== '' && !isJsonType(contentType)) {
+      throw new ProblemError(this.error({ status: 415 }));
     }
+    if (nestedDeeperThan(body, MAX_BODY_DEPTH)) throw new ProblemError(tooDeep());
+    const declared =
+      headers['content-encoding'] === undefined ? Number(headers['content-length'] ?? Number.NaN) : Number.NaN;
+    const size = Number.isFinite(declared) ? declared : Buffer.byteLength(JSON.stringify(body) ?? '');
+    if (size > this.maxBodyBytes) throw new ProblemError(this.error({ status: 413 }));
     return body;
   }
 
