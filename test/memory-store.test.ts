@@ -61,3 +61,61 @@ describe('MemoryStore: maxJobs', () => {
     await expect(store.create(job())).rejects.toBeInstanceOf(QueueFullError);
   });
 });
+
+describe('MemoryStore: rows, id index and text arena', () => {
+  const run = async (store: MemoryStore, id: string, result: unknown, retentionMs: number) => {
+    const [claimed] = await store.claim({ names: ['bounded'], workerId: 'w', limit: 1, leaseMs: 60_000 });
+    expect(claimed?.id).toBe(id);
+    await store.complete(id, 'w', { result, resultUrl: null, retentionMs });
+  };
+
+  it('refuses a maxJobs below 1', () => {
+    expect(() => new MemoryStore({ maxJobs: 0 })).toThrow(TypeError);
+    expect(() => new MemoryStore({ maxJobs: Number.NaN })).toThrow(TypeError);
+  });
+
+  it('holds jobs whose ids newJobId() did not make, and forgets them when purged', async () => {
+    const store = new MemoryStore();
+    // Not base64url; and 22 base64url characters that are not the canonical form of 16 bytes (last one 'B').
+    const ids = ['job-1', 'ÿ-not-base64', 'AAAAAAAAAAAAAAAAAAAAAB', 'AAAAAAAAAAAAAAAAAAAAAA'];
+    for (const id of ids) await store.create({ ...job(), id, input: { id } });
+    for (const id of ids) expect(await store.get(id)).toMatchObject({ id, input: { id }, status: 'queued' });
+    expect(await store.get('AAAAAAAAAAAAAAAAAAAAAC')).toBeUndefined();
+    for (const id of ids) await run(store, id, id, 1);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(await store.purgeExpired()).toBe(ids.length);
+    for (const id of ids) expect(await store.get(id)).toBeUndefined();
+    expect(store.size).toBe(0);
+  });
+
+  it('keeps every input and result intact while rows are purged and reused and the text is compacted', async () => {
+    const store = new MemoryStore();
+    const kept = new Map<string, { input: unknown; result: unknown }>();
+    // Big texts fill the arena many times over; every other job is purged at once, so rows are reused, the id
+    // index gets deleted entries and the arena has dead text to compact.
+    for (let round = 0; round < 40; round++) {
+      for (let i = 0; i < 50; i++) {
+        const input = { round, i, text: `é€😀 ${'x'.repeat(((round * 50 + i) % 7) * 2000)}` };
+        const { job: created } = await store.create({ ...job(), input });
+        const result = { doubled: input.text + input.text, n: i };
+        const short = i % 2 === 0;
+        await run(store, created.id, result, short ? 1 : 60_000);
+        if (!short) kept.set(created.id, { input, result });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      await store.purgeExpired();
+    }
+    expect(store.size).toBe(kept.size);
+    for (const [id, { input, result }] of kept) {
+      expect(await store.get(id)).toMatchObject({ id, status: 'complete', input, result });
+    }
+  });
+
+  it('finds every job among many (the id index grows and keeps deleted slots apart)', async () => {
+    const store = new MemoryStore({ maxJobs: 1_000_000 });
+    const ids: string[] = [];
+    for (let i = 0; i < 5000; i++) ids.push((await store.create({ ...job(), input: i })).job.id);
+    for (const [i, id] of ids.entries()) expect((await store.get(id))?.input).toBe(i);
+    expect(await store.get(newJobId())).toBeUndefined();
+  });
+});

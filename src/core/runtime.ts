@@ -247,7 +247,15 @@ export class Jobs {
       callbackUrl: options.callbackUrl ?? null,
     };
     const takeNow = this.#reserveForSubmit();
-    if (!takeNow) return this.#submitted(await this.#create(() => this.store.create(job)), false);
+    if (!takeNow) {
+      let result: CreateResult;
+      try {
+        result = await this.store.create(job);
+      } catch (error) {
+        throw storeError(this.store.kind, error);
+      }
+      return this.#submitted(result, false);
+    }
     // Until the job is stored and started, close() waits for it, so that it is drained like the other running jobs.
     let landed!: () => void;
     const landing = new Promise<void>((resolve) => {

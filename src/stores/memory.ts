@@ -2,7 +2,17 @@
 import { QueueFullError } from '../core/errors.js';
 import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
 import type { JobErrorInfo, JobRecord, NewJob } from '../core/types.js';
-import { isTerminal } from '../core/types.js';
+import {
+  CANCELED,
+  COMPLETE,
+  DELIVERY_CODE,
+  FAILED,
+  FREE,
+  JobTable,
+  PENDING,
+  PROCESSING,
+  QUEUED,
+} from './memory-table.js';
 
 export interface MemoryStoreOptions {
   /** Most jobs held at once, finished ones included; a full store makes submit answer 503. Default 100 000. */
@@ -51,90 +61,102 @@ export function newRecord(job: NewJob, now: number): JobRecord {
  */
 export class MemoryStore implements JobStore {
   readonly kind = 'memory';
-  readonly #jobs = new Map<string, Stored>();
-  /** Queued and processing jobs (what claim looks at): a claim does not walk the finished ones. */
-  readonly #active = new Set<Stored>();
-  readonly #keys = new Map<string, string>();
+  /** The jobs, one row each (see memory-table.ts for why rows and not objects). */
+  readonly #table: JobTable;
+  /** Rows of queued and processing jobs (what claim looks at): a claim does not walk the finished ones. */
+  readonly #active = new Set<number>();
+  /** Idempotency scope → row of the job bound to it. */
+  readonly #keys = new Map<string, number>();
   readonly #maxJobs: number;
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#maxJobs = options.maxJobs ?? 100_000;
+    if (!(this.#maxJobs >= 1)) {
+      throw new TypeError(`respond-async: MemoryStore \`maxJobs\` must be at least 1, got ${String(options.maxJobs)}`);
+    }
+    this.#table = new JobTable(Math.min(this.#maxJobs, 65_536));
   }
 
   async init(): Promise<void> {}
 
   async create(job: NewJob): Promise<CreateResult> {
     const now = Date.now();
+    const t = this.#table;
     const scope = job.idempotencyKey === null ? null : keyScope(job.owner, job.idempotencyKey);
     if (scope !== null) {
-      const existing = this.#live(this.#keys.get(scope), now);
-      if (existing) return { job: snapshot(existing), created: false };
+      const existing = this.#keys.get(scope);
+      if (existing !== undefined && !t.expired(existing, now)) return { job: t.record(existing), created: false };
     }
-    if (this.#jobs.size >= this.#maxJobs) {
+    if (t.size >= this.#maxJobs) {
       this.#purge(now);
-      if (this.#jobs.size >= this.#maxJobs) throw new QueueFullError(this.kind, this.#maxJobs);
+      if (t.size >= this.#maxJobs) throw new QueueFullError(this.kind, this.#maxJobs);
     }
-    const record = storedRecord(job, now);
-    this.#jobs.set(record.id, record);
-    this.#active.add(record);
-    if (scope !== null) this.#keys.set(scope, record.id);
-    return { job: snapshot(record), created: true };
+    const text = toText(job.input);
+    const row = t.insert(job, text, now);
+    this.#active.add(row);
+    if (scope !== null) this.#keys.set(scope, row);
+    // The input stored is its JSON text; the caller gets back the value it gave.
+    return { job: newRecord(job, now), created: true };
   }
 
   async get(id: string): Promise<JobRecord | undefined> {
-    const job = this.#live(id, Date.now());
-    return job && snapshot(job);
+    const row = this.#live(id, Date.now());
+    return row === undefined ? undefined : this.#table.record(row);
   }
 
   async list(options: { owner: string | null; limit: number }): Promise<JobRecord[]> {
     const now = Date.now();
-    const out: JobRecord[] = [];
-    for (const job of this.#jobs.values()) {
-      if (job.owner === options.owner && !expired(job, now)) out.push(snapshot(job));
+    const t = this.#table;
+    const rows: number[] = [];
+    for (let row = 0; row < t.end; row++) {
+      if (t.status[row] !== FREE && t.owner(row) === options.owner && !t.expired(row, now)) rows.push(row);
     }
-    out.sort((a, b) => b.createdAt - a.createdAt);
-    return out.slice(0, options.limit);
+    rows.sort((a, b) => t.createdAt[b] - t.createdAt[a]);
+    return rows.slice(0, options.limit).map((row) => t.record(row));
   }
 
   async claim(options: ClaimOptions): Promise<JobRecord[]> {
     const now = Date.now();
-    const candidates: Stored[] = [];
-    for (const job of this.#active) {
-      if (!options.names.includes(job.name)) continue;
+    const t = this.#table;
+    const candidates: number[] = [];
+    for (const row of this.#active) {
+      if (!options.names.includes(t.name(row))) continue;
+      const status = t.status[row];
       const claimable =
-        (job.status === 'queued' && job.runAt <= now) ||
-        (job.status === 'processing' && job.leaseUntil !== null && job.leaseUntil < now);
-      if (claimable) candidates.push(job);
+        (status === QUEUED && t.runAt[row] <= now) || (status === PROCESSING && t.leaseUntil[row] < now);
+      if (claimable) candidates.push(row);
     }
-    candidates.sort((a, b) => a.runAt - b.runAt);
-    return candidates.slice(0, options.limit).map((job) => {
-      job.status = 'processing';
-      job.attempt += 1;
-      job.leaseOwner = options.workerId;
-      job.leaseUntil = now + options.leaseMs;
-      job.startedAt ??= now;
-      touch(job, now);
-      return snapshot(job);
+    candidates.sort((a, b) => t.runAt[a] - t.runAt[b]);
+    return candidates.slice(0, options.limit).map((row) => {
+      t.status[row] = PROCESSING;
+      t.attempt[row] += 1;
+      t.leaseOwner[row] = options.workerId;
+      t.leaseUntil[row] = now + options.leaseMs;
+      if (Number.isNaN(t.startedAt[row])) t.startedAt[row] = now;
+      t.touch(row, now);
+      return t.record(row);
     });
   }
 
   async renew(ids: readonly string[], workerId: string, leaseMs: number): Promise<LeaseState[]> {
     const now = Date.now();
+    const t = this.#table;
     return ids.map((id) => {
-      const job = this.#held(id, workerId);
-      if (!job) return { id, held: false, cancelRequested: false };
-      job.leaseUntil = now + leaseMs;
-      return { id, held: true, cancelRequested: job.cancelRequested };
+      const row = this.#held(id, workerId);
+      if (row === undefined) return { id, held: false, cancelRequested: false };
+      t.leaseUntil[row] = now + leaseMs;
+      return { id, held: true, cancelRequested: t.cancelRequested[row] === 1 };
     });
   }
 
   async progress(id: string, workerId: string, progress: number, message: string | null) {
-    const job = this.#held(id, workerId);
-    if (!job) return undefined;
-    job.progress = progress;
-    job.message = message;
-    touch(job, Date.now());
-    return snapshot(job);
+    const row = this.#held(id, workerId);
+    if (row === undefined) return undefined;
+    const t = this.#table;
+    t.progress[row] = progress;
+    t.setMessage(row, message);
+    t.touch(row, Date.now());
+    return t.record(row);
   }
 
   async complete(
@@ -142,13 +164,13 @@ export class MemoryStore implements JobStore {
     workerId: string,
     outcome: { result: unknown; resultUrl: string | null; retentionMs: number },
   ) {
-    const job = this.#held(id, workerId);
-    if (!job) return undefined;
-    job.result = toText(outcome.result);
-    job.resultUrl = outcome.resultUrl;
-    job.progress = 100;
-    this.#finish(job, 'complete', outcome.retentionMs);
-    return snapshot(job);
+    const row = this.#held(id, workerId);
+    if (row === undefined) return undefined;
+    const t = this.#table;
+    t.setResult(row, toText(outcome.result), outcome.resultUrl);
+    t.progress[row] = 100;
+    this.#finish(row, COMPLETE, outcome.retentionMs);
+    return t.record(row);
   }
 
   async fail(
@@ -156,49 +178,53 @@ export class MemoryStore implements JobStore {
     workerId: string,
     outcome: { error: JobErrorInfo; retryAt: number | null; retentionMs: number },
   ) {
-    const job = this.#held(id, workerId);
-    if (!job) return undefined;
-    job.error = toText(outcome.error) ?? null;
+    const row = this.#held(id, workerId);
+    if (row === undefined) return undefined;
+    const t = this.#table;
+    t.setError(row, toText(outcome.error) ?? null);
     if (outcome.retryAt !== null) {
-      job.status = 'queued';
-      job.runAt = outcome.retryAt;
-      job.leaseOwner = null;
-      job.leaseUntil = null;
-      touch(job, Date.now());
+      t.status[row] = QUEUED;
+      t.runAt[row] = outcome.retryAt;
+      t.leaseOwner[row] = null;
+      t.leaseUntil[row] = Number.NaN;
+      t.touch(row, Date.now());
     } else {
-      this.#finish(job, 'failed', outcome.retentionMs);
+      this.#finish(row, FAILED, outcome.retentionMs);
     }
-    return snapshot(job);
+    return t.record(row);
   }
 
   async cancel(id: string, options: { retentionMs: number }): Promise<{ outcome: CancelOutcome; job?: JobRecord }> {
-    const job = this.#live(id, Date.now());
-    if (!job) return { outcome: 'missing' };
-    if (isTerminal(job.status)) return { outcome: 'finished', job: snapshot(job) };
-    if (job.status === 'queued') {
-      this.#finish(job, 'canceled', options.retentionMs);
-      return { outcome: 'canceled', job: snapshot(job) };
+    const row = this.#live(id, Date.now());
+    if (row === undefined) return { outcome: 'missing' };
+    const t = this.#table;
+    const status = t.status[row];
+    if (status === QUEUED) {
+      this.#finish(row, CANCELED, options.retentionMs);
+      return { outcome: 'canceled', job: t.record(row) };
     }
-    job.cancelRequested = true;
-    touch(job, Date.now());
-    return { outcome: 'requested', job: snapshot(job) };
+    if (status !== PROCESSING) return { outcome: 'finished', job: t.record(row) };
+    t.cancelRequested[row] = 1;
+    t.touch(row, Date.now());
+    return { outcome: 'requested', job: t.record(row) };
   }
 
   async markCanceled(id: string, workerId: string, options: { retentionMs: number }) {
-    const job = this.#held(id, workerId);
-    if (!job) return undefined;
-    this.#finish(job, 'canceled', options.retentionMs);
-    return snapshot(job);
+    const row = this.#held(id, workerId);
+    if (row === undefined) return undefined;
+    this.#finish(row, CANCELED, options.retentionMs);
+    return this.#table.record(row);
   }
 
   async release(id: string, workerId: string): Promise<void> {
-    const job = this.#held(id, workerId);
-    if (!job) return;
-    job.status = 'queued';
-    job.attempt = Math.max(0, job.attempt - 1);
-    job.leaseOwner = null;
-    job.leaseUntil = null;
-    touch(job, Date.now());
+    const row = this.#held(id, workerId);
+    if (row === undefined) return;
+    const t = this.#table;
+    t.status[row] = QUEUED;
+    t.attempt[row] = Math.max(0, t.attempt[row] - 1);
+    t.leaseOwner[row] = null;
+    t.leaseUntil[row] = Number.NaN;
+    t.touch(row, Date.now());
   }
 
   async purgeExpired(): Promise<number> {
@@ -207,118 +233,81 @@ export class MemoryStore implements JobStore {
 
   async claimDeliveries(options: { limit: number; leaseMs: number }): Promise<JobRecord[]> {
     const now = Date.now();
+    const t = this.#table;
     const out: JobRecord[] = [];
-    for (const job of this.#jobs.values()) {
-      if (out.length >= options.limit) break;
-      if (job.deliveryStatus === 'pending' && job.deliveryNextAt !== null && job.deliveryNextAt <= now) {
-        job.deliveryNextAt = now + options.leaseMs;
-        out.push(snapshot(job));
+    for (let row = 0; row < t.end && out.length < options.limit; row++) {
+      if (t.status[row] !== FREE && t.delivery[row] === PENDING && t.deliveryNextAt[row] <= now) {
+        t.deliveryNextAt[row] = now + options.leaseMs;
+        out.push(t.record(row));
       }
     }
     return out;
   }
 
   async recordDelivery(id: string, update: DeliveryUpdate): Promise<void> {
-    const job = this.#jobs.get(id);
-    if (!job) return;
-    job.deliveryStatus = update.status;
-    job.deliveryAttempts = update.attempts;
-    job.deliveryNextAt = update.nextAt;
+    const t = this.#table;
+    const row = t.find(id);
+    if (row === undefined) return;
+    t.delivery[row] = DELIVERY_CODE[update.status];
+    t.deliveryAttempts[row] = update.attempts;
+    t.deliveryNextAt[row] = update.nextAt ?? Number.NaN;
   }
 
   async close(): Promise<void> {}
 
   /** Jobs held now, finished ones included (for tests and metrics). */
   get size(): number {
-    return this.#jobs.size;
+    return this.#table.size;
   }
 
-  #live(id: string | undefined, now: number): Stored | undefined {
-    if (id === undefined) return undefined;
-    const job = this.#jobs.get(id);
-    return job && !expired(job, now) ? job : undefined;
+  #live(id: string, now: number): number | undefined {
+    const row = this.#table.find(id);
+    return row !== undefined && !this.#table.expired(row, now) ? row : undefined;
   }
 
-  #held(id: string, workerId: string): Stored | undefined {
-    const job = this.#jobs.get(id);
-    return job && job.status === 'processing' && job.leaseOwner === workerId ? job : undefined;
+  #held(id: string, workerId: string): number | undefined {
+    const t = this.#table;
+    const row = t.find(id);
+    return row !== undefined && t.status[row] === PROCESSING && t.leaseOwner[row] === workerId ? row : undefined;
   }
 
-  #finish(job: Stored, status: 'complete' | 'failed' | 'canceled', retentionMs: number): void {
+  #finish(row: number, status: number, retentionMs: number): void {
     const now = Date.now();
-    this.#active.delete(job);
-    job.status = status;
-    job.leaseOwner = null;
-    job.leaseUntil = null;
-    job.cancelRequested = false;
-    job.finishedAt = now;
-    job.expiresAt = now + retentionMs;
-    if (job.callbackUrl !== null) {
-      job.deliveryStatus = 'pending';
-      job.deliveryNextAt = now;
+    const t = this.#table;
+    this.#active.delete(row);
+    t.status[row] = status;
+    t.leaseOwner[row] = null;
+    t.leaseUntil[row] = Number.NaN;
+    t.cancelRequested[row] = 0;
+    t.finishedAt[row] = now;
+    t.expiresAt[row] = now + retentionMs;
+    if (t.hasCallback(row)) {
+      t.delivery[row] = PENDING;
+      t.deliveryNextAt[row] = now;
     }
-    touch(job, now);
+    t.touch(row, now);
   }
 
   #purge(now: number): number {
+    const t = this.#table;
     let removed = 0;
-    for (const [id, job] of this.#jobs) {
-      if (!expired(job, now)) continue;
-      this.#jobs.delete(id);
-      if (job.idempotencyKey !== null) {
-        const scope = keyScope(job.owner, job.idempotencyKey);
-        if (this.#keys.get(scope) === id) this.#keys.delete(scope);
+    for (let row = 0; row < t.end; row++) {
+      if (t.status[row] === FREE || !t.expired(row, now)) continue;
+      const key = t.idempotencyKey(row);
+      if (key !== null) {
+        const scope = keyScope(t.owner(row), key);
+        if (this.#keys.get(scope) === row) this.#keys.delete(scope);
       }
+      t.free(row);
       removed += 1;
     }
     return removed;
   }
 }
 
-/**
- * A job as the store holds it: its JSON values (input, result, error) as JSON text, serialised once when
- * written, as the durable stores keep them. Nothing a caller or handler holds can reach the stored values.
- */
-interface Stored extends Omit<JobRecord, 'input' | 'result' | 'error'> {
-  input: string | undefined;
-  result: string | undefined;
-  error: string | null;
-}
-
-function storedRecord(job: NewJob, now: number): Stored {
-  return { ...newRecord(job, now), input: toText(job.input), result: undefined, error: null };
-}
-
-/**
- * A copy of a stored record that shares nothing with it, so that neither the caller nor a handler changes the
- * stored job by changing what it was given (a handler mutating its input would otherwise change the input of
- * its retries): the JSON values are parsed afresh from their text.
- */
-function snapshot(job: Stored): JobRecord {
-  return {
-    ...job,
-    input: fromText(job.input),
-    result: fromText(job.result),
-    error: job.error === null ? null : (JSON.parse(job.error) as JobErrorInfo),
-  };
-}
-
 /** JSON text of a value; `undefined` (also for what JSON cannot hold, as the durable stores' NULL) when none. */
 function toText(value: unknown): string | undefined {
   return value === undefined ? undefined : JSON.stringify(value);
-}
-
-function fromText(text: string | undefined): unknown {
-  return text === undefined ? undefined : JSON.parse(text);
-}
-
-function expired(job: Stored, now: number): boolean {
-  return job.expiresAt !== null && job.expiresAt <= now;
-}
-
-function touch(job: Stored, now: number): void {
-  job.updatedAt = now;
-  job.seq += 1;
 }
 
 /** @internal The unique scope of an idempotency key: the key within its owner. */
