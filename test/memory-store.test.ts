@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { newJobId, QueueFullError } from '../src/index.js';
 import { MemoryStore } from '../src/stores/memory.js';
+import { TextArena } from '../src/stores/memory-arena.js';
 import { describeStoreConformance } from '../src/testing.js';
 
 describeStoreConformance('MemoryStore', { describe, it, afterEach }, { createStore: () => new MemoryStore() });
@@ -91,14 +92,16 @@ describe('MemoryStore: rows, id index and text arena', () => {
   it('keeps every input and result intact while rows are purged and reused and the text is compacted', async () => {
     const store = new MemoryStore();
     const kept = new Map<string, { input: unknown; result: unknown }>();
-    // Big texts fill the arena many times over; every other job is purged at once, so rows are reused, the id
-    // index gets deleted entries and the arena has dead text to compact.
+    // Big texts fill the arena's chunks many times over (some larger than a quarter chunk get their own); three
+    // jobs in four are purged at once, so rows are reused, the id index gets deleted entries, and the chunks end
+    // up mostly dead, which makes the arena compact.
     for (let round = 0; round < 40; round++) {
       for (let i = 0; i < 50; i++) {
-        const input = { round, i, text: `é€😀 ${'x'.repeat(((round * 50 + i) % 7) * 2000)}` };
+        const size = i === 6 ? 300_000 : ((round * 50 + i) % 7) * 2000;
+        const input = { round, i, text: `é€😀 ${'x'.repeat(size)}` };
         const { job: created } = await store.create({ ...job(), input });
         const result = { doubled: input.text + input.text, n: i };
-        const short = i % 2 === 0;
+        const short = i % 4 !== 3;
         await run(store, created.id, result, short ? 1 : 60_000);
         if (!short) kept.set(created.id, { input, result });
       }
@@ -117,5 +120,37 @@ describe('MemoryStore: rows, id index and text arena', () => {
     for (let i = 0; i < 5000; i++) ids.push((await store.create({ ...job(), input: i })).job.id);
     for (const [i, id] of ids.entries()) expect((await store.get(id))?.input).toBe(i);
     expect(await store.get(newJobId())).toBeUndefined();
+  });
+});
+
+describe('TextArena', () => {
+  it('reads back every live text while others are released, chunks are reused, and after copying', () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const arena = new TextArena();
+    const live = new Map<number, { text: string; length: number }>();
+    for (let step = 0; step < 6000; step++) {
+      const big = random() < 0.01;
+      const text = `${step} é€😀 ${'y'.repeat(big ? 300_000 : Math.floor(random() * 5000))}`;
+      const address = arena.write(text);
+      expect(arena.written).toBe(Buffer.byteLength(text));
+      live.set(address, { text, length: arena.written });
+      // Release about four texts in five, in no particular order.
+      for (const [old, entry] of live) {
+        if (random() < 0.2) continue;
+        if (random() < 0.5) {
+          arena.release(old, entry.length);
+          live.delete(old);
+        }
+        break;
+      }
+    }
+    for (const [address, { text, length }] of live) expect(arena.read(address, length)).toBe(text);
+    const copy = new TextArena();
+    for (const [address, { text, length }] of live)
+      expect(copy.read(copy.copyFrom(arena, address, length), length)).toBe(text);
   });
 });

@@ -8,6 +8,7 @@
 // the accept path. In rows, a new job allocates nothing that outlives the request, unless it carries an owner,
 // an idempotency key or a callback URL (kept as strings, in a per-row object).
 import type { DeliveryStatus, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
+import { TextArena } from './memory-arena.js';
 
 export const FREE = 0;
 export const QUEUED = 1;
@@ -39,7 +40,6 @@ const ID_BYTES = 16;
 /** A job id as `newJobId()` makes it: 16 bytes in canonical base64url (the last character's low 4 bits zero). */
 const CANONICAL_ID = /^[A-Za-z0-9_-]{21}[AQgw]$/;
 const MIN_ROWS = 1024;
-const FIRST_ARENA = 64 * 1024;
 /** `NaN` stands for null in number columns; a blob's length of -1 for no value. */
 const NONE = -1;
 
@@ -67,7 +67,14 @@ export class JobTable {
   finishedAt = new Float64Array(0);
   expiresAt = new Float64Array(0);
   seq = new Float64Array(0);
+  /** Codes into #strings: the job's name, and its lease holder's worker id + 1 (0: none). */
   #name = new Uint32Array(0);
+  #leaseOwner = new Uint32Array(0);
+  /** The active (queued or processing) rows, in the order they became active: a list linked through rows. */
+  #nextActive = new Int32Array(0);
+  #previousActive = new Int32Array(0);
+  firstActive = -1;
+  #lastActive = -1;
   /** Where the input's and the result's JSON text start in the arena, and their byte lengths (NONE: no value). */
   #inputAt = new Float64Array(0);
   #inputLength = new Float64Array(0);
@@ -76,11 +83,11 @@ export class JobTable {
   #ids = Buffer.alloc(0);
   readonly #scratch = new Uint8Array(ID_BYTES);
 
-  /** The lease holder of each row: a worker id, one string per process, so keeping it costs nothing. */
-  readonly leaseOwner: (string | null)[] = [];
-  readonly #extras: (Extras | undefined)[] = [];
-  readonly #names: string[] = [];
-  readonly #nameCodes = new Map<string, number>();
+  /** The few rows that have extras. */
+  readonly #extras = new Map<number, Extras>();
+  /** Job names and worker ids, each kept once (a process has one worker id, and a few job names). */
+  readonly #strings: string[] = [];
+  readonly #codes = new Map<string, number>();
 
   /** Open addressing on the first 4 bytes of the id (random): row + 1, 0 empty, -1 deleted. */
   #index = new Int32Array(2 * MIN_ROWS);
@@ -88,9 +95,7 @@ export class JobTable {
   /** Ids that are not 16 canonical base64url bytes (a JobStore may be given any string): id → row. */
   readonly #otherIds = new Map<string, number>();
 
-  #arena = Buffer.allocUnsafeSlow(FIRST_ARENA);
-  #arenaEnd = 0;
-  #arenaDead = 0;
+  #arena = new TextArena();
 
   /**
    * @param rows rows to make room for at once. Columns are zero-filled memory that the system hands out lazily:
@@ -120,29 +125,31 @@ export class JobTable {
     this.finishedAt[row] = Number.NaN;
     this.expiresAt[row] = Number.NaN;
     this.seq[row] = 1;
-    this.#name[row] = this.#nameCode(job.name);
+    this.#name[row] = this.#code(job.name);
+    this.#leaseOwner[row] = 0;
     this.#resultLength[row] = NONE;
     this.#inputLength[row] = NONE;
     this.#write(row, this.#inputAt, this.#inputLength, input);
-    this.leaseOwner[row] = null;
     const canonical = CANONICAL_ID.test(job.id);
-    this.#extras[row] =
-      canonical &&
-      job.owner === null &&
-      job.idempotencyKey === null &&
-      job.requestHash === null &&
-      job.callbackUrl === null
-        ? undefined
-        : {
-            id: canonical ? null : job.id,
-            owner: job.owner,
-            idempotencyKey: job.idempotencyKey,
-            requestHash: job.requestHash,
-            callbackUrl: job.callbackUrl,
-            message: null,
-            resultUrl: null,
-            error: null,
-          };
+    if (
+      !canonical ||
+      job.owner !== null ||
+      job.idempotencyKey !== null ||
+      job.requestHash !== null ||
+      job.callbackUrl !== null
+    ) {
+      this.#extras.set(row, {
+        id: canonical ? null : job.id,
+        owner: job.owner,
+        idempotencyKey: job.idempotencyKey,
+        requestHash: job.requestHash,
+        callbackUrl: job.callbackUrl,
+        message: null,
+        resultUrl: null,
+        error: null,
+      });
+    }
+    this.#link(row);
     if (canonical) this.#indexId(job.id, row);
     else this.#otherIds.set(job.id, row);
     return row;
@@ -165,45 +172,69 @@ export class JobTable {
   /** Let a row go: forget its id, drop its strings and text, and hand the row out again. */
   free(row: number): void {
     this.#unindexId(row);
+    if (this.status[row] === QUEUED || this.status[row] === PROCESSING) this.deactivate(row);
     this.status[row] = FREE;
-    this.#arenaDead += Math.max(0, this.#inputLength[row]) + Math.max(0, this.#resultLength[row]);
-    this.#inputLength[row] = NONE;
-    this.#resultLength[row] = NONE;
-    this.leaseOwner[row] = null;
-    this.#extras[row] = undefined;
+    this.#release(this.#inputAt, this.#inputLength, row);
+    this.#release(this.#resultAt, this.#resultLength, row);
+    this.#leaseOwner[row] = 0;
+    this.#extras.delete(row);
     this.#free.push(row);
     this.size -= 1;
+    if (this.#arena.wasteful) this.#compact();
   }
 
   name(row: number): string {
-    return this.#names[this.#name[row]];
+    return this.#strings[this.#name[row]];
+  }
+
+  leaseOwner(row: number): string | null {
+    const code = this.#leaseOwner[row];
+    return code === 0 ? null : this.#strings[code - 1];
+  }
+
+  setLeaseOwner(row: number, workerId: string | null): void {
+    this.#leaseOwner[row] = workerId === null ? 0 : this.#code(workerId) + 1;
   }
 
   owner(row: number): string | null {
-    return this.#extras[row]?.owner ?? null;
+    return this.#extras.get(row)?.owner ?? null;
   }
 
   idempotencyKey(row: number): string | null {
-    return this.#extras[row]?.idempotencyKey ?? null;
+    return this.#extras.get(row)?.idempotencyKey ?? null;
   }
 
   hasCallback(row: number): boolean {
-    return (this.#extras[row]?.callbackUrl ?? null) !== null;
+    return (this.#extras.get(row)?.callbackUrl ?? null) !== null;
   }
 
   setResult(row: number, text: string | undefined, resultUrl: string | null): void {
-    this.#arenaDead += Math.max(0, this.#resultLength[row]);
-    this.#resultLength[row] = NONE;
+    this.#release(this.#resultAt, this.#resultLength, row);
     this.#write(row, this.#resultAt, this.#resultLength, text);
-    if (resultUrl !== null || this.#extras[row] !== undefined) this.#extrasOf(row).resultUrl = resultUrl;
+    if (resultUrl !== null || this.#extras.has(row)) this.#extrasOf(row).resultUrl = resultUrl;
   }
 
   setMessage(row: number, message: string | null): void {
-    if (message !== null || this.#extras[row] !== undefined) this.#extrasOf(row).message = message;
+    if (message !== null || this.#extras.has(row)) this.#extrasOf(row).message = message;
   }
 
   setError(row: number, error: string | null): void {
-    if (error !== null || this.#extras[row] !== undefined) this.#extrasOf(row).error = error;
+    if (error !== null || this.#extras.has(row)) this.#extrasOf(row).error = error;
+  }
+
+  /** The active row after `row`, or -1. */
+  nextActive(row: number): number {
+    return this.#nextActive[row];
+  }
+
+  /** Take a row off the active list (it finished). */
+  deactivate(row: number): void {
+    const previous = this.#previousActive[row];
+    const next = this.#nextActive[row];
+    if (previous === -1) this.firstActive = next;
+    else this.#nextActive[previous] = next;
+    if (next === -1) this.#lastActive = previous;
+    else this.#previousActive[next] = previous;
   }
 
   expired(row: number, now: number): boolean {
@@ -221,7 +252,7 @@ export class JobTable {
    * the input of its retries): the JSON values are parsed afresh from their text.
    */
   record(row: number): JobRecord {
-    const extras = this.#extras[row];
+    const extras = this.#extras.get(row);
     const error = extras?.error ?? null;
     return {
       id: this.#id(row),
@@ -239,7 +270,7 @@ export class JobTable {
       attempt: this.attempt[row],
       maxAttempts: this.maxAttempts[row],
       runAt: this.runAt[row],
-      leaseOwner: this.leaseOwner[row],
+      leaseOwner: this.leaseOwner(row),
       leaseUntil: orNull(this.leaseUntil[row]),
       cancelRequested: this.cancelRequested[row] === 1,
       callbackUrl: extras?.callbackUrl ?? null,
@@ -256,7 +287,7 @@ export class JobTable {
   }
 
   #extrasOf(row: number): Extras {
-    let extras = this.#extras[row];
+    let extras = this.#extras.get(row);
     if (extras === undefined) {
       extras = {
         id: null,
@@ -268,24 +299,32 @@ export class JobTable {
         resultUrl: null,
         error: null,
       };
-      this.#extras[row] = extras;
+      this.#extras.set(row, extras);
     }
     return extras;
   }
 
-  #nameCode(name: string): number {
-    let code = this.#nameCodes.get(name);
+  #code(value: string): number {
+    let code = this.#codes.get(value);
     if (code === undefined) {
-      code = this.#names.length;
-      this.#names.push(name);
-      this.#nameCodes.set(name, code);
+      code = this.#strings.length;
+      this.#strings.push(value);
+      this.#codes.set(value, code);
     }
     return code;
   }
 
+  #link(row: number): void {
+    this.#previousActive[row] = this.#lastActive;
+    this.#nextActive[row] = -1;
+    if (this.#lastActive === -1) this.firstActive = row;
+    else this.#nextActive[this.#lastActive] = row;
+    this.#lastActive = row;
+  }
+
   #id(row: number): string {
     const start = row * ID_BYTES;
-    return this.#extras[row]?.id ?? this.#ids.toString('base64url', start, start + ID_BYTES);
+    return this.#extras.get(row)?.id ?? this.#ids.toString('base64url', start, start + ID_BYTES);
   }
 
   #indexId(id: string, row: number): void {
@@ -300,7 +339,7 @@ export class JobTable {
   }
 
   #unindexId(row: number): void {
-    const other = this.#extras[row]?.id ?? null;
+    const other = this.#extras.get(row)?.id ?? null;
     if (other !== null) {
       this.#otherIds.delete(other);
       return;
@@ -335,42 +374,32 @@ export class JobTable {
 
   #write(row: number, at: Float64Array, length: Float64Array, text: string | undefined): void {
     if (text === undefined) return;
-    // UTF-8 takes at most 3 bytes per UTF-16 unit.
-    const room = text.length * 3;
-    if (this.#arenaEnd + room > this.#arena.length) this.#makeRoom(room);
-    at[row] = this.#arenaEnd;
-    length[row] = this.#arena.write(text, this.#arenaEnd, 'utf8');
-    this.#arenaEnd += length[row];
+    at[row] = this.#arena.write(text);
+    length[row] = this.#arena.written;
+  }
+
+  #release(at: Float64Array, length: Float64Array, row: number): void {
+    if (length[row] !== NONE) this.#arena.release(at[row], length[row]);
+    length[row] = NONE;
   }
 
   #parse(at: number, length: number): unknown {
-    return length === NONE ? undefined : JSON.parse(this.#arena.toString('utf8', at, at + length));
+    return length === NONE ? undefined : JSON.parse(this.#arena.read(at, length));
   }
 
-  /**
-   * Room for `bytes` more at the end of the arena: compact it (copy the live texts, dropping those of freed rows
-   * and replaced results) when at least half of it is dead, else move to one twice the size.
-   */
-  #makeRoom(bytes: number): void {
-    const live = this.#arenaEnd - this.#arenaDead;
-    const size = Math.max(FIRST_ARENA, 2 ** Math.ceil(Math.log2(2 * (live + bytes))));
-    const arena = Buffer.allocUnsafeSlow(size);
-    let end = 0;
-    const move = (at: Float64Array, length: Float64Array, row: number) => {
-      const n = length[row];
-      if (n === NONE) return;
-      this.#arena.copy(arena, end, at[row], at[row] + n);
-      at[row] = end;
-      end += n;
-    };
+  /** Move the live texts into a new arena, leaving behind the chunks that old texts kept mostly empty. */
+  #compact(): void {
+    const from = this.#arena;
+    const to = new TextArena();
     for (let row = 0; row < this.end; row++) {
       if (this.status[row] === FREE) continue;
-      move(this.#inputAt, this.#inputLength, row);
-      move(this.#resultAt, this.#resultLength, row);
+      if (this.#inputLength[row] !== NONE)
+        this.#inputAt[row] = to.copyFrom(from, this.#inputAt[row], this.#inputLength[row]);
+      if (this.#resultLength[row] !== NONE) {
+        this.#resultAt[row] = to.copyFrom(from, this.#resultAt[row], this.#resultLength[row]);
+      }
     }
-    this.#arena = arena;
-    this.#arenaEnd = end;
-    this.#arenaDead = 0;
+    this.#arena = to;
   }
 
   #append(): number {
@@ -397,6 +426,9 @@ export class JobTable {
     this.expiresAt = grown(this.expiresAt, rows);
     this.seq = grown(this.seq, rows);
     this.#name = grown(this.#name, rows);
+    this.#leaseOwner = grown(this.#leaseOwner, rows);
+    this.#nextActive = grown(this.#nextActive, rows);
+    this.#previousActive = grown(this.#previousActive, rows);
     this.#inputAt = grown(this.#inputAt, rows);
     this.#inputLength = grown(this.#inputLength, rows);
     this.#resultAt = grown(this.#resultAt, rows);
@@ -407,7 +439,7 @@ export class JobTable {
   }
 }
 
-function grown<T extends Uint8Array | Uint32Array | Float64Array>(column: T, length: number): T {
+function grown<T extends Uint8Array | Uint32Array | Int32Array | Float64Array>(column: T, length: number): T {
   const next = new (column.constructor as new (length: number) => T)(length);
   next.set(column);
   return next;

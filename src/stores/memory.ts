@@ -63,8 +63,6 @@ export class MemoryStore implements JobStore {
   readonly kind = 'memory';
   /** The jobs, one row each (see memory-table.ts for why rows and not objects). */
   readonly #table: JobTable;
-  /** Rows of queued and processing jobs (what claim looks at): a claim does not walk the finished ones. */
-  readonly #active = new Set<number>();
   /** Idempotency scope → row of the job bound to it. */
   readonly #keys = new Map<string, number>();
   readonly #maxJobs: number;
@@ -93,7 +91,6 @@ export class MemoryStore implements JobStore {
     }
     const text = toText(job.input);
     const row = t.insert(job, text, now);
-    this.#active.add(row);
     if (scope !== null) this.#keys.set(scope, row);
     // The input stored is its JSON text; the caller gets back the value it gave.
     return { job: newRecord(job, now), created: true };
@@ -119,7 +116,8 @@ export class MemoryStore implements JobStore {
     const now = Date.now();
     const t = this.#table;
     const candidates: number[] = [];
-    for (const row of this.#active) {
+    // Only the queued and processing jobs: a claim does not walk the finished ones.
+    for (let row = t.firstActive; row !== -1; row = t.nextActive(row)) {
       if (!options.names.includes(t.name(row))) continue;
       const status = t.status[row];
       const claimable =
@@ -130,7 +128,7 @@ export class MemoryStore implements JobStore {
     return candidates.slice(0, options.limit).map((row) => {
       t.status[row] = PROCESSING;
       t.attempt[row] += 1;
-      t.leaseOwner[row] = options.workerId;
+      t.setLeaseOwner(row, options.workerId);
       t.leaseUntil[row] = now + options.leaseMs;
       if (Number.isNaN(t.startedAt[row])) t.startedAt[row] = now;
       t.touch(row, now);
@@ -185,7 +183,7 @@ export class MemoryStore implements JobStore {
     if (outcome.retryAt !== null) {
       t.status[row] = QUEUED;
       t.runAt[row] = outcome.retryAt;
-      t.leaseOwner[row] = null;
+      t.setLeaseOwner(row, null);
       t.leaseUntil[row] = Number.NaN;
       t.touch(row, Date.now());
     } else {
@@ -222,7 +220,7 @@ export class MemoryStore implements JobStore {
     const t = this.#table;
     t.status[row] = QUEUED;
     t.attempt[row] = Math.max(0, t.attempt[row] - 1);
-    t.leaseOwner[row] = null;
+    t.setLeaseOwner(row, null);
     t.leaseUntil[row] = Number.NaN;
     t.touch(row, Date.now());
   }
@@ -268,15 +266,15 @@ export class MemoryStore implements JobStore {
   #held(id: string, workerId: string): number | undefined {
     const t = this.#table;
     const row = t.find(id);
-    return row !== undefined && t.status[row] === PROCESSING && t.leaseOwner[row] === workerId ? row : undefined;
+    return row !== undefined && t.status[row] === PROCESSING && t.leaseOwner(row) === workerId ? row : undefined;
   }
 
   #finish(row: number, status: number, retentionMs: number): void {
     const now = Date.now();
     const t = this.#table;
-    this.#active.delete(row);
+    t.deactivate(row);
     t.status[row] = status;
-    t.leaseOwner[row] = null;
+    t.setLeaseOwner(row, null);
     t.leaseUntil[row] = Number.NaN;
     t.cancelRequested[row] = 0;
     t.finishedAt[row] = now;
