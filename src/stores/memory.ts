@@ -6,6 +6,7 @@ import {
   CANCELED,
   COMPLETE,
   DELIVERY_CODE,
+  F,
   FAILED,
   FREE,
   JobTable,
@@ -106,9 +107,9 @@ export class MemoryStore implements JobStore {
     const t = this.#table;
     const rows: number[] = [];
     for (let row = 0; row < t.end; row++) {
-      if (t.status[row] !== FREE && t.owner(row) === options.owner && !t.expired(row, now)) rows.push(row);
+      if (t.get(row, F.status) !== FREE && t.owner(row) === options.owner && !t.expired(row, now)) rows.push(row);
     }
-    rows.sort((a, b) => t.createdAt[b] - t.createdAt[a]);
+    rows.sort((a, b) => t.get(b, F.createdAt) - t.get(a, F.createdAt));
     return rows.slice(0, options.limit).map((row) => t.record(row));
   }
 
@@ -119,18 +120,18 @@ export class MemoryStore implements JobStore {
     // Only the queued and processing jobs: a claim does not walk the finished ones.
     for (let row = t.firstActive; row !== -1; row = t.nextActive(row)) {
       if (!options.names.includes(t.name(row))) continue;
-      const status = t.status[row];
+      const status = t.get(row, F.status);
       const claimable =
-        (status === QUEUED && t.runAt[row] <= now) || (status === PROCESSING && t.leaseUntil[row] < now);
+        (status === QUEUED && t.get(row, F.runAt) <= now) || (status === PROCESSING && t.get(row, F.leaseUntil) < now);
       if (claimable) candidates.push(row);
     }
-    candidates.sort((a, b) => t.runAt[a] - t.runAt[b]);
+    candidates.sort((a, b) => t.get(a, F.runAt) - t.get(b, F.runAt));
     return candidates.slice(0, options.limit).map((row) => {
-      t.status[row] = PROCESSING;
-      t.attempt[row] += 1;
+      t.set(row, F.status, PROCESSING);
+      t.set(row, F.attempt, t.get(row, F.attempt) + 1);
       t.setLeaseOwner(row, options.workerId);
-      t.leaseUntil[row] = now + options.leaseMs;
-      if (Number.isNaN(t.startedAt[row])) t.startedAt[row] = now;
+      t.set(row, F.leaseUntil, now + options.leaseMs);
+      if (Number.isNaN(t.get(row, F.startedAt))) t.set(row, F.startedAt, now);
       t.touch(row, now);
       return t.record(row);
     });
@@ -142,8 +143,8 @@ export class MemoryStore implements JobStore {
     return ids.map((id) => {
       const row = this.#held(id, workerId);
       if (row === undefined) return { id, held: false, cancelRequested: false };
-      t.leaseUntil[row] = now + leaseMs;
-      return { id, held: true, cancelRequested: t.cancelRequested[row] === 1 };
+      t.set(row, F.leaseUntil, now + leaseMs);
+      return { id, held: true, cancelRequested: t.get(row, F.cancelRequested) === 1 };
     });
   }
 
@@ -151,7 +152,7 @@ export class MemoryStore implements JobStore {
     const row = this.#held(id, workerId);
     if (row === undefined) return undefined;
     const t = this.#table;
-    t.progress[row] = progress;
+    t.set(row, F.progress, progress);
     t.setMessage(row, message);
     t.touch(row, Date.now());
     return t.record(row);
@@ -166,7 +167,7 @@ export class MemoryStore implements JobStore {
     if (row === undefined) return undefined;
     const t = this.#table;
     t.setResult(row, toText(outcome.result), outcome.resultUrl);
-    t.progress[row] = 100;
+    t.set(row, F.progress, 100);
     this.#finish(row, COMPLETE, outcome.retentionMs);
     return t.record(row);
   }
@@ -181,10 +182,10 @@ export class MemoryStore implements JobStore {
     const t = this.#table;
     t.setError(row, toText(outcome.error) ?? null);
     if (outcome.retryAt !== null) {
-      t.status[row] = QUEUED;
-      t.runAt[row] = outcome.retryAt;
+      t.set(row, F.status, QUEUED);
+      t.set(row, F.runAt, outcome.retryAt);
       t.setLeaseOwner(row, null);
-      t.leaseUntil[row] = Number.NaN;
+      t.set(row, F.leaseUntil, Number.NaN);
       t.touch(row, Date.now());
     } else {
       this.#finish(row, FAILED, outcome.retentionMs);
@@ -196,13 +197,13 @@ export class MemoryStore implements JobStore {
     const row = this.#live(id, Date.now());
     if (row === undefined) return { outcome: 'missing' };
     const t = this.#table;
-    const status = t.status[row];
+    const status = t.get(row, F.status);
     if (status === QUEUED) {
       this.#finish(row, CANCELED, options.retentionMs);
       return { outcome: 'canceled', job: t.record(row) };
     }
     if (status !== PROCESSING) return { outcome: 'finished', job: t.record(row) };
-    t.cancelRequested[row] = 1;
+    t.set(row, F.cancelRequested, 1);
     t.touch(row, Date.now());
     return { outcome: 'requested', job: t.record(row) };
   }
@@ -218,10 +219,10 @@ export class MemoryStore implements JobStore {
     const row = this.#held(id, workerId);
     if (row === undefined) return;
     const t = this.#table;
-    t.status[row] = QUEUED;
-    t.attempt[row] = Math.max(0, t.attempt[row] - 1);
+    t.set(row, F.status, QUEUED);
+    t.set(row, F.attempt, Math.max(0, t.get(row, F.attempt) - 1));
     t.setLeaseOwner(row, null);
-    t.leaseUntil[row] = Number.NaN;
+    t.set(row, F.leaseUntil, Number.NaN);
     t.touch(row, Date.now());
   }
 
@@ -234,8 +235,8 @@ export class MemoryStore implements JobStore {
     const t = this.#table;
     const out: JobRecord[] = [];
     for (let row = 0; row < t.end && out.length < options.limit; row++) {
-      if (t.status[row] !== FREE && t.delivery[row] === PENDING && t.deliveryNextAt[row] <= now) {
-        t.deliveryNextAt[row] = now + options.leaseMs;
+      if (t.get(row, F.status) !== FREE && t.get(row, F.delivery) === PENDING && t.get(row, F.deliveryNextAt) <= now) {
+        t.set(row, F.deliveryNextAt, now + options.leaseMs);
         out.push(t.record(row));
       }
     }
@@ -246,9 +247,9 @@ export class MemoryStore implements JobStore {
     const t = this.#table;
     const row = t.find(id);
     if (row === undefined) return;
-    t.delivery[row] = DELIVERY_CODE[update.status];
-    t.deliveryAttempts[row] = update.attempts;
-    t.deliveryNextAt[row] = update.nextAt ?? Number.NaN;
+    t.set(row, F.delivery, DELIVERY_CODE[update.status]);
+    t.set(row, F.deliveryAttempts, update.attempts);
+    t.set(row, F.deliveryNextAt, update.nextAt ?? Number.NaN);
   }
 
   async close(): Promise<void> {}
@@ -266,22 +267,22 @@ export class MemoryStore implements JobStore {
   #held(id: string, workerId: string): number | undefined {
     const t = this.#table;
     const row = t.find(id);
-    return row !== undefined && t.status[row] === PROCESSING && t.leaseOwner(row) === workerId ? row : undefined;
+    return row !== undefined && t.get(row, F.status) === PROCESSING && t.leaseOwner(row) === workerId ? row : undefined;
   }
 
   #finish(row: number, status: number, retentionMs: number): void {
     const now = Date.now();
     const t = this.#table;
     t.deactivate(row);
-    t.status[row] = status;
+    t.set(row, F.status, status);
     t.setLeaseOwner(row, null);
-    t.leaseUntil[row] = Number.NaN;
-    t.cancelRequested[row] = 0;
-    t.finishedAt[row] = now;
-    t.expiresAt[row] = now + retentionMs;
+    t.set(row, F.leaseUntil, Number.NaN);
+    t.set(row, F.cancelRequested, 0);
+    t.set(row, F.finishedAt, now);
+    t.set(row, F.expiresAt, now + retentionMs);
     if (t.hasCallback(row)) {
-      t.delivery[row] = PENDING;
-      t.deliveryNextAt[row] = now;
+      t.set(row, F.delivery, PENDING);
+      t.set(row, F.deliveryNextAt, now);
     }
     t.touch(row, now);
   }
@@ -290,7 +291,7 @@ export class MemoryStore implements JobStore {
     const t = this.#table;
     let removed = 0;
     for (let row = 0; row < t.end; row++) {
-      if (t.status[row] === FREE || !t.expired(row, now)) continue;
+      if (t.get(row, F.status) === FREE || !t.expired(row, now)) continue;
       const key = t.idempotencyKey(row);
       if (key !== null) {
         const scope = keyScope(t.owner(row), key);
