@@ -452,7 +452,7 @@ async function latencySection(db: BenchPostgres | undefined): Promise<void> {
 // ---------------------------------------------------------------------------------------------------------
 
 async function memorySection(): Promise<void> {
-  emit('## 4. Memory: heap per retained finished job (MemoryStore)');
+  emit('## 4. Memory per retained finished job (MemoryStore)');
   emit();
   progress(`memory ${MEMORY_JOBS} jobs`);
   const r = await runChild<{
@@ -474,14 +474,15 @@ async function memorySection(): Promise<void> {
   emit(
     `One process run with \`--expose-gc\`: \`createJobs({ store: new MemoryStore(), concurrency: 50, retentionMs: ${r.retentionMs} })\`, ` +
       `a handler returning \`{ ok: true }\`, input \`{ body: { n: 1 }, params: {}, query: {} }\`. ` +
-      `1 000 warm-up jobs, then ${int(r.jobs)} jobs run to completion (in ${ms(r.fillMs / 1000)} s); heap used after ` +
-      "full GCs. Then the process waits until retention has passed and the runtime's own purge timer has emptied " +
+      `1 000 warm-up jobs, then ${int(r.jobs)} jobs run to completion (in ${ms(r.fillMs / 1000)} s); memory is the JavaScript heap used ` +
+      'plus the ArrayBuffers allocated (where the store keeps its rows and texts), after full GCs. ' +
+      "Then the process waits until retention has passed and the runtime's own purge timer has emptied " +
       'the store. A single run (no comparison).',
   );
   emit();
   emit(
     table(
-      ['', 'heap used', 'jobs in store'],
+      ['', 'heap + ArrayBuffers', 'jobs in store'],
       [
         ['baseline (after warm-up)', bytes(r.baseline), int(r.retainedSize - r.jobs)],
         [`${int(r.jobs)} finished jobs retained`, bytes(r.retained), int(r.retainedSize)],
@@ -491,7 +492,7 @@ async function memorySection(): Promise<void> {
   );
   emit();
   emit(
-    `**${int(r.bytesPerJob)} bytes of heap per retained finished job**. After retention and purge the heap is ` +
+    `**${int(r.bytesPerJob)} bytes per retained finished job**. After retention and purge memory is ` +
       `${((r.afterPurge / r.baseline) * 100).toFixed(0)} % of the baseline (${bytes(r.afterPurge)} vs ` +
       `${bytes(r.baseline)}; the baseline still held the 1 000 warm-up jobs).`,
   );

@@ -154,3 +154,46 @@ describe('TextArena', () => {
       expect(copy.read(copy.copyFrom(arena, address, length), length)).toBe(text);
   });
 });
+
+describe('MemoryStore: giving rows back', () => {
+  it('after most jobs are purged, the jobs left keep their ids, state, order, keys and owners', async () => {
+    const store = new MemoryStore({ maxJobs: 1_000_000 });
+    const ids: string[] = [];
+    // More jobs than the rows made at first (65 536), so that the rows grew.
+    for (let i = 0; i < 70_000; i++) {
+      const extra = i % 10_000 === 1 ? { owner: `o${i}`, idempotencyKey: `k${i}` } : {};
+      const id = i === 50_001 ? 'not-a-generated-id' : newJobId();
+      ids.push((await store.create({ ...job(extra), id, input: { i } })).job.id);
+    }
+    // Claim all, then finish all but a few with a retention that lapses at once; of the few, some go back to
+    // the queue (release), some stay processing.
+    const claimed = await store.claim({ names: ['bounded'], workerId: 'w', limit: 70_000, leaseMs: 60_000 });
+    expect(claimed).toHaveLength(70_000);
+    const keep = new Set([3, 999, 50_001, 60_001, 69_999].map((i) => ids[i]));
+    for (const id of ids) {
+      if (!keep.has(id)) await store.complete(id, 'w', { result: null, resultUrl: null, retentionMs: 1 });
+    }
+    await store.release(ids[999], 'w');
+    await store.release(ids[50_001], 'w');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(await store.purgeExpired()).toBe(70_000 - keep.size);
+    expect(store.size).toBe(keep.size);
+
+    for (const i of [3, 60_001, 69_999]) {
+      expect(await store.get(ids[i])).toMatchObject({ id: ids[i], status: 'processing', input: { i } });
+    }
+    expect(await store.get(ids[4])).toBeUndefined();
+    // The released jobs are claimed again, oldest first.
+    const again = await store.claim({ names: ['bounded'], workerId: 'w2', limit: 10, leaseMs: 60_000 });
+    expect(again.map((j) => j.id)).toEqual([ids[999], ids[50_001]]);
+    // Owners and idempotency keys survived the move.
+    expect((await store.list({ owner: 'o60001', limit: 5 })).map((j) => j.id)).toEqual([ids[60_001]]);
+    const replay = await store.create({ ...job({ owner: 'o60001', idempotencyKey: 'k60001' }) });
+    expect(replay).toMatchObject({ created: false, job: { id: ids[60_001] } });
+    // New jobs go in after them, and every job is still found.
+    const fresh = await store.create(job());
+    for (const id of [...keep, fresh.job.id]) expect((await store.get(id))?.id).toBe(id);
+    await store.complete(ids[3], 'w', { result: { done: 3 }, resultUrl: null, retentionMs: 60_000 });
+    expect(await store.get(ids[3])).toMatchObject({ status: 'complete', result: { done: 3 }, input: { i: 3 } });
+  });
+});

@@ -84,6 +84,7 @@ export class JobTable {
   /** Rows handed out so far: every row in use is below it. */
   end = 0;
   #capacity = 0;
+  readonly #initialRows: number;
   readonly #free: number[] = [];
 
   /**
@@ -115,7 +116,8 @@ export class JobTable {
    * room costs nothing until used, while growing copies every row.
    */
   constructor(rows: number) {
-    this.#grow(Math.max(MIN_ROWS, rows));
+    this.#initialRows = Math.max(MIN_ROWS, rows);
+    this.#grow(this.#initialRows);
   }
 
   /** Write a new queued job into a free row; returns the row. */
@@ -245,6 +247,52 @@ export class JobTable {
     if (error !== null || this.#extras.has(row)) this.#extrasOf(row).error = error;
   }
 
+  /**
+   * Give memory back once few rows are in use (an eighth or less, above the first allocation): move the jobs to
+   * the front of fewer rows. Row numbers change, ids do not: callers keep ids, never rows, from one call to the
+   * next.
+   */
+  shrinkIfSparse(): void {
+    if (this.#capacity <= this.#initialRows || this.size * 8 > this.#capacity) return;
+    const rows = Math.max(this.#initialRows, 2 ** Math.ceil(Math.log2(Math.max(1, this.size * 2))));
+    const from = this.#f;
+    const to = new Float64Array(rows * STRIDE);
+    const moved = new Int32Array(this.end).fill(-1);
+    let end = 0;
+    for (let row = 0; row < this.end; row++) {
+      if (from[row * STRIDE + F.status] === FREE) continue;
+      to.set(from.subarray(row * STRIDE, (row + 1) * STRIDE), end * STRIDE);
+      moved[row] = end++;
+    }
+    const remap = (row: number) => (row === -1 ? -1 : moved[row]);
+    // Only active rows are linked; the links of the others are stale and never read.
+    for (let row = this.firstActive; row !== -1; row = this.get(row, NEXT_ACTIVE)) {
+      const at = moved[row] * STRIDE;
+      to[at + NEXT_ACTIVE] = remap(to[at + NEXT_ACTIVE]);
+      to[at + PREVIOUS_ACTIVE] = remap(to[at + PREVIOUS_ACTIVE]);
+    }
+    this.firstActive = remap(this.firstActive);
+    this.#lastActive = remap(this.#lastActive);
+    const extras = [...this.#extras];
+    this.#extras.clear();
+    for (const [row, value] of extras) this.#extras.set(moved[row], value);
+    for (const [id, row] of this.#otherIds) this.#otherIds.set(id, moved[row]);
+    this.#f = to;
+    this.#bytes = Buffer.from(to.buffer);
+    this.#capacity = rows;
+    this.end = end;
+    this.#free.length = 0;
+    let slots = 2 * MIN_ROWS;
+    while (slots < 4 * end) slots *= 2;
+    this.#index = new Int32Array(slots);
+    this.#indexUsed = 0;
+    for (let row = 0; row < end; row++) {
+      if ((this.#extras.get(row)?.id ?? null) !== null) continue;
+      this.#indexRow(row);
+      this.#indexUsed += 1;
+    }
+  }
+
   /** The active row after `row`, or -1. */
   nextActive(row: number): number {
     return this.get(row, NEXT_ACTIVE);
@@ -278,7 +326,7 @@ export class JobTable {
     const extras = this.#extras.get(row);
     const error = extras?.error ?? null;
     return {
-      id: this.#id(row),
+      id: this.id(row),
       name: this.name(row),
       status: STATUS[this.get(row, F.status)],
       input: this.#parse(row, INPUT_AT),
@@ -345,17 +393,22 @@ export class JobTable {
     this.#lastActive = row;
   }
 
-  #id(row: number): string {
+  /** The job id of a row in use. */
+  id(row: number): string {
     const start = idAt(row);
     return this.#extras.get(row)?.id ?? this.#bytes.toString('base64url', start, start + ID_BYTES);
   }
 
   #indexId(id: string, row: number): void {
-    const start = idAt(row);
-    decodeId(id, this.#bytes, start);
+    decodeId(id, this.#bytes, idAt(row));
     if (2 * (this.#indexUsed + 1) > this.#index.length) this.#reindex(this.#index.length * 2);
+    this.#indexRow(row);
+  }
+
+  /** Enter the row's id bytes in the index (which has room). */
+  #indexRow(row: number): void {
     const mask = this.#index.length - 1;
-    let slot = hashAt(this.#bytes, start) & mask;
+    let slot = hashAt(this.#bytes, idAt(row)) & mask;
     while (this.#index[slot] > 0) slot = (slot + 1) & mask;
     if (this.#index[slot] === 0) this.#indexUsed += 1;
     this.#index[slot] = row + 1;

@@ -64,8 +64,8 @@ export class MemoryStore implements JobStore {
   readonly kind = 'memory';
   /** The jobs, one row each (see memory-table.ts for why rows and not objects). */
   readonly #table: JobTable;
-  /** Idempotency scope → row of the job bound to it. */
-  readonly #keys = new Map<string, number>();
+  /** Idempotency scope → id of the job bound to it. */
+  readonly #keys = new Map<string, string>();
   readonly #maxJobs: number;
 
   constructor(options: MemoryStoreOptions = {}) {
@@ -83,16 +83,16 @@ export class MemoryStore implements JobStore {
     const t = this.#table;
     const scope = job.idempotencyKey === null ? null : keyScope(job.owner, job.idempotencyKey);
     if (scope !== null) {
-      const existing = this.#keys.get(scope);
-      if (existing !== undefined && !t.expired(existing, now)) return { job: t.record(existing), created: false };
+      const existing = this.#live(this.#keys.get(scope), now);
+      if (existing !== undefined) return { job: t.record(existing), created: false };
     }
     if (t.size >= this.#maxJobs) {
       this.#purge(now);
       if (t.size >= this.#maxJobs) throw new QueueFullError(this.kind, this.#maxJobs);
     }
     const text = toText(job.input);
-    const row = t.insert(job, text, now);
-    if (scope !== null) this.#keys.set(scope, row);
+    t.insert(job, text, now);
+    if (scope !== null) this.#keys.set(scope, job.id);
     // The input stored is its JSON text; the caller gets back the value it gave.
     return { job: newRecord(job, now), created: true };
   }
@@ -259,7 +259,8 @@ export class MemoryStore implements JobStore {
     return this.#table.size;
   }
 
-  #live(id: string, now: number): number | undefined {
+  #live(id: string | undefined, now: number): number | undefined {
+    if (id === undefined) return undefined;
     const row = this.#table.find(id);
     return row !== undefined && !this.#table.expired(row, now) ? row : undefined;
   }
@@ -295,11 +296,12 @@ export class MemoryStore implements JobStore {
       const key = t.idempotencyKey(row);
       if (key !== null) {
         const scope = keyScope(t.owner(row), key);
-        if (this.#keys.get(scope) === row) this.#keys.delete(scope);
+        if (this.#keys.get(scope) === t.id(row)) this.#keys.delete(scope);
       }
       t.free(row);
       removed += 1;
     }
+    if (removed > 0) t.shrinkIfSparse();
     return removed;
   }
 }
