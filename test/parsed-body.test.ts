@@ -39,7 +39,11 @@ function post(
   return new Promise((resolve, reject) => {
     const req = request(url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', ...(chunked ? {} : { 'content-length': body.length }), ...headers },
+      headers: {
+        'content-type': 'application/json',
+        ...(chunked ? {} : { 'content-length': body.length }),
+        ...headers,
+      },
     });
     req.on('response', (res) => {
       res.resume();
