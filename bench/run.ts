@@ -562,7 +562,8 @@ async function main(): Promise<void> {
     '',
     `The machine is shared and noisy: each comparison alternates its contenders within a round (the order ` +
       `rotates), runs ${ROUNDS} rounds, and reports the median of the rounds. Load generator, servers, workers and ` +
-      'PostgreSQL share the same cores.',
+      'PostgreSQL share the same cores. respond-async is measured as users run it: built from its sources with ' +
+      'esbuild (bench/lib/build.ts) before the run, not run from TypeScript through tsx.',
     '',
   ];
   for (const line of header) emit(line);
