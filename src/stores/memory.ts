@@ -73,7 +73,7 @@ export class MemoryStore implements JobStore {
     if (!(this.#maxJobs >= 1)) {
       throw new TypeError(`respond-async: MemoryStore \`maxJobs\` must be at least 1, got ${String(options.maxJobs)}`);
     }
-    this.#table = new JobTable(Math.min(this.#maxJobs, 65_536));
+    this.#table = new JobTable();
   }
 
   async init(): Promise<void> {}
