@@ -5,7 +5,8 @@
 // Settings (environment):
 //   BENCH_SECTIONS     accept,queue,latency,memory (default: all)
 //   BENCH_ROUNDS       rounds per comparison (default 3)
-//   BENCH_DURATION     seconds of load per accept-path run, after BENCH_WARMUP seconds not counted (4, 1)
+//   BENCH_ACCEPT_ROUNDS  rounds of the accept path, where each route takes a short turn (default 7)
+//   BENCH_DURATION     seconds of load per accept-path turn, after BENCH_WARMUP seconds not counted (2, 0.5)
 //   BENCH_CONNECTIONS  autocannon connections (50)
 //   BENCH_FRAMEWORKS   express,fastify,koa
 //   BENCH_ACCEPT       the accept-path routes to run: bare,memory,sqlite,postgres (default: all)
@@ -26,8 +27,10 @@ import { bytes, int, median, ms, percentile, ratio, rotate, table } from './lib/
 const env = process.env;
 const SECTIONS = (env.BENCH_SECTIONS ?? 'accept,queue,latency,memory').split(',').map((s) => s.trim());
 const ROUNDS = Number(env.BENCH_ROUNDS ?? 3);
-const DURATION = Number(env.BENCH_DURATION ?? 4);
-const WARMUP = Number(env.BENCH_WARMUP ?? 1);
+const ACCEPT_ROUNDS = Number(env.BENCH_ACCEPT_ROUNDS ?? 7);
+const DURATION = Number(env.BENCH_DURATION ?? 2);
+const WARMUP = Number(env.BENCH_WARMUP ?? 0.5);
+const FIRST_WARMUP = 1;
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 50);
 const FRAMEWORKS = (env.BENCH_FRAMEWORKS ?? 'express,fastify,koa').split(',').map((s) => s.trim());
 const JOBS = Number(env.BENCH_JOBS ?? 5000);
@@ -85,31 +88,36 @@ interface LoadResult {
   statusCodes: Record<string, number>;
 }
 
-async function acceptRun(
+interface AcceptServer {
+  child: Child;
+  url: string;
+}
+
+/** A server for `contender` in its own process, ready to be loaded. */
+async function startAcceptServer(
   db: BenchPostgres | undefined,
   framework: string,
   contender: AcceptContender,
-  round: number,
-): Promise<LoadResult> {
-  const path = sqlitePath(`accept-${framework}-${round}`);
-  const serverEnv: Record<string, string> = { BENCH_SQLITE_PATH: path };
+): Promise<AcceptServer> {
+  const serverEnv: Record<string, string> = { BENCH_SQLITE_PATH: sqlitePath(`accept-${framework}`) };
   if (db) {
     serverEnv.BENCH_PG_URL = db.url;
-    serverEnv.BENCH_PG_SCHEMA = `${SCHEMA_PREFIX}accept_${framework}_${round}`;
+    serverEnv.BENCH_PG_SCHEMA = `${SCHEMA_PREFIX}accept_${framework}`;
   }
-  const server = new Child('children/accept-server.ts', [framework, contender], { env: serverEnv });
+  const child = new Child('children/accept-server.ts', [framework, contender], { env: serverEnv });
   try {
-    const { port } = await server.next<{ type: string; port: number }>('ready', 60_000);
-    return await runChild<LoadResult>(
-      'children/load.ts',
-      [`http://127.0.0.1:${port}/reports`, String(CONNECTIONS), String(DURATION), String(WARMUP)],
-      { timeoutMs: (DURATION + WARMUP) * 1000 + 60_000 },
-    );
-  } finally {
-    await server.stop();
-    removeSqlite(path);
-    if (db && contender === 'postgres') await dropSchemas(db, `${SCHEMA_PREFIX}accept_`);
+    const { port } = await child.next<{ type: string; port: number }>('ready', 60_000);
+    return { child, url: `http://127.0.0.1:${port}/reports` };
+  } catch (error) {
+    await child.stop();
+    throw error;
   }
+}
+
+/** One run of the load generator against `url`. */
+async function loadRun(loader: Child, url: string, duration: number, warmup: number): Promise<LoadResult> {
+  loader.send({ type: 'load', url, connections: CONNECTIONS, duration, warmup });
+  return loader.next<LoadResult>('result', (duration + warmup) * 1000 + 60_000);
 }
 
 async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string, number>> {
@@ -117,43 +125,67 @@ async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string,
   emit('## 1. Accept path: a wrapped `POST` route against the bare handler');
   emit();
   emit(
-    `autocannon in its own process, ${CONNECTIONS} connections, ${DURATION} s per run after a ${WARMUP} s warm-up, ` +
-      `body \`{"steps":3,"stepMs":100,"value":"benchmark"}\`. Each server runs in its own process, started afresh ` +
-      'for every run. **bare**: the framework answers the same 202 JSON (`jobId`, `status`, `statusUrl`, `createdAt`; ' +
+    `autocannon in its own process, ${CONNECTIONS} connections, body \`{"steps":3,"stepMs":100,"value":"benchmark"}\`. ` +
+      'For each framework, every route runs in its own server process, all started once; each gets ' +
+      `${FIRST_WARMUP} s of load not counted, then ${ACCEPT_ROUNDS} rounds in which the routes take turns ` +
+      `(the order rotates), ${DURATION} s of load each after ${WARMUP} s not counted. Short turns, many rounds: ` +
+      'a slow spell of the shared machine hits every route instead of deciding one round. ' +
+      '**bare**: the framework answers the same 202 JSON (`jobId`, `status`, `statusUrl`, `createdAt`; ' +
       '`Location`, `Retry-After`, `Cache-Control`, `Vary`) with a random id, storing nothing (Express: `express.json()`; ' +
       'Fastify: its own JSON parser; Koa: body read by hand). **memory / sqlite / postgres**: `ra.route(job)` with ' +
       '`createJobs({ store, worker: false })` — an API-only process: jobs are stored, none runs there, so nothing ' +
-      'else competes for the CPU. The status routes are mounted too (`ra.routes()` / the Fastify plugin). ' +
-      'Req/s counts 2xx answers only. Ratio: median req/s over the bare median.',
+      'else competes for the CPU. The stores keep every job of the run (no purge). The status routes are mounted ' +
+      'too (`ra.routes()` / the Fastify plugin). Req/s counts 2xx answers only. Ratio: median req/s over the bare ' +
+      'median.',
   );
   emit();
   const rows: string[][] = [];
   const medians = new Map<string, number>();
-  for (const framework of FRAMEWORKS) {
-    const results = new Map<AcceptContender, LoadResult[]>(contenders.map((c) => [c, []]));
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const contender of rotate(contenders, round)) {
-        progress(`accept ${framework} ${contender} round ${round + 1}/${ROUNDS}`);
-        results.get(contender)?.push(await acceptRun(db, framework, contender, round));
+  const loader = new Child('children/load.ts', []);
+  try {
+    await loader.next('ready', 60_000);
+    for (const framework of FRAMEWORKS) {
+      const results = new Map<AcceptContender, LoadResult[]>(contenders.map((c) => [c, []]));
+      const servers = new Map<AcceptContender, AcceptServer>();
+      try {
+        for (const contender of contenders) {
+          progress(`accept ${framework} ${contender}: start and warm up`);
+          const server = await startAcceptServer(db, framework, contender);
+          servers.set(contender, server);
+          await loadRun(loader, server.url, FIRST_WARMUP, 0);
+        }
+        for (let round = 0; round < ACCEPT_ROUNDS; round++) {
+          progress(`accept ${framework} round ${round + 1}/${ACCEPT_ROUNDS}`);
+          for (const contender of rotate(contenders, round)) {
+            const server = servers.get(contender);
+            if (server) results.get(contender)?.push(await loadRun(loader, server.url, DURATION, WARMUP));
+          }
+        }
+      } finally {
+        await Promise.all([...servers.values()].map((s) => s.child.stop()));
+        removeSqlite(sqlitePath(`accept-${framework}`));
+        if (db) await dropSchemas(db, `${SCHEMA_PREFIX}accept_`);
+      }
+      const bare = median((results.get('bare') ?? []).map((r) => r.requestsPerSecond));
+      for (const contender of contenders) {
+        const runs = results.get(contender) ?? [];
+        const rps = median(runs.map((r) => r.requestsPerSecond));
+        medians.set(`${framework}:${contender}`, rps);
+        const failures = runs.reduce((n, r) => n + r.non2xx + r.errors, 0);
+        rows.push([
+          framework,
+          contender,
+          int(rps),
+          ms(median(runs.map((r) => r.p50))),
+          ms(median(runs.map((r) => r.p99))),
+          contender === 'bare' ? '1.00×' : ratio(rps / bare),
+          runs.map((r) => int(r.requestsPerSecond)).join(' / '),
+          String(failures),
+        ]);
       }
     }
-    const bare = median((results.get('bare') ?? []).map((r) => r.requestsPerSecond));
-    for (const contender of contenders) {
-      const runs = results.get(contender) ?? [];
-      const rps = median(runs.map((r) => r.requestsPerSecond));
-      medians.set(`${framework}:${contender}`, rps);
-      const failures = runs.reduce((n, r) => n + r.non2xx + r.errors, 0);
-      rows.push([
-        framework,
-        contender,
-        int(rps),
-        ms(median(runs.map((r) => r.p50))),
-        ms(median(runs.map((r) => r.p99))),
-        contender === 'bare' ? '1.00×' : ratio(rps / bare),
-        runs.map((r) => int(r.requestsPerSecond)).join(' / '),
-        String(failures),
-      ]);
-    }
+  } finally {
+    await loader.stop();
   }
   emit(
     table(

@@ -1,21 +1,28 @@
 // The load generator of the accept-path benchmark, in its own process: autocannon POSTs a small JSON body
-// to the server with a fixed number of connections for a fixed time (after a warm-up that is not counted).
+// to a server with a fixed number of connections for a fixed time (after a warm-up that is not counted).
 //
-// argv: <url> <connections> <durationSeconds> <warmupSeconds>
+// argv: <url> <connections> <durationSeconds> <warmupSeconds>   one run, then exit
+// argv: (none)   stay up and answer each `{ type: 'load', url, connections, duration, warmup }` message with a
+//                `result` message, so that many short runs cost no process start each
 import autocannon from 'autocannon';
 import { main, send } from '../lib/ipc.js';
 
-const [url, connections, duration, warmup] = process.argv.slice(2);
+interface LoadRequest {
+  url: string;
+  connections: number;
+  duration: number;
+  warmup: number;
+}
 
-main(async () => {
+async function load({ url, connections, duration, warmup }: LoadRequest): Promise<void> {
   const result = await autocannon({
     url,
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ steps: 3, stepMs: 100, value: 'benchmark' }),
-    connections: Number(connections),
-    duration: Number(duration),
-    warmup: Number(warmup) > 0 ? { connections: Number(connections), duration: Number(warmup) } : undefined,
+    connections,
+    duration,
+    warmup: warmup > 0 ? { connections, duration: warmup } : undefined,
   });
   const completed = result['2xx'] + result.non2xx;
   send({
@@ -28,4 +35,23 @@ main(async () => {
     errors: result.errors + result.timeouts,
     statusCodes: Object.fromEntries(Object.entries(result.statusCodeStats).map(([code, s]) => [code, s.count])),
   });
-});
+}
+
+const [url, connections, duration, warmup] = process.argv.slice(2);
+if (url) {
+  main(() => load({ url, connections: Number(connections), duration: Number(duration), warmup: Number(warmup) }));
+} else {
+  main(
+    async () => {
+      // One run at a time: the parent waits for each result before it asks for the next.
+      process.on('message', (message: { type: string } & LoadRequest) => {
+        if (message.type !== 'load') return;
+        load(message).catch((error: unknown) => {
+          send({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+        });
+      });
+      send({ type: 'ready' });
+    },
+    { exit: false },
+  );
+}
