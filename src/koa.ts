@@ -28,15 +28,19 @@ export interface KoaRespondAsync {
 export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): KoaRespondAsync {
   const protocol = new HttpProtocol<Context>(jobs, options);
 
-  const toRequest = (ctx: Context, body: unknown): ProtocolRequest<Context> => ({
-    raw: ctx,
-    method: ctx.method,
-    path: ctx.path,
-    header: nodeHeader(ctx.req),
-    body,
-    params: { ...((ctx as { params?: Record<string, string> }).params ?? {}) },
-    query: { ...ctx.query },
-  });
+  const toRequest = (ctx: Context, body: unknown): ProtocolRequest<Context> => {
+    const params = (ctx as { params?: Record<string, string> }).params;
+    return {
+      raw: ctx,
+      method: ctx.method,
+      path: ctx.path,
+      header: nodeHeader(ctx.req),
+      body,
+      params: params === undefined ? {} : { ...params },
+      // Koa parses and caches the query on first read: a URL without one need not pay for that.
+      query: ctx.url.includes('?') ? { ...ctx.query } : {},
+    };
+  };
 
   const send = (ctx: Context, response: HttpResponse): void => {
     if (response.stream) {

@@ -117,6 +117,44 @@ describe.each(FRAMEWORK_VERSIONS)('HTTP contract on %s', (framework: Framework) 
     expect(res.headers.get('content-type')).toMatch(/^application\/json/);
   });
 
+  it('a plain submit answers just the accepted document; the job gets the body and query as sent', async () => {
+    const res = await post('/echo?x=1&y=two', { value: 'é "quoted" \\ ok' });
+    expect(res.status).toBe(202);
+    const body = JSON.parse(await res.text());
+    expect(Object.keys(body)).toEqual(['jobId', 'status', 'statusUrl', 'createdAt']);
+    expect(body.jobId).toMatch(JOB_ID);
+    expect(body).toMatchObject({ status: 'queued', statusUrl: `/jobs/${body.jobId}` });
+    expect(new Date(body.createdAt).toISOString()).toBe(body.createdAt);
+    expect(res.headers.get('location')).toBe(body.statusUrl);
+    expect(res.headers.get('vary')).toMatch(/prefer/i);
+    expect((await jobs.get(body.jobId))?.input).toMatchObject({
+      body: { value: 'é "quoted" \\ ok' },
+      query: { x: '1', y: 'two' },
+    });
+    const plain = await (await post('/echo', { value: 1 })).json();
+    const plainInput = (await jobs.get(plain.jobId))?.input as RequestSnapshot | undefined;
+    expect(plainInput?.query).toEqual({});
+  });
+
+  it('a body nested 256 levels deep is taken; one level deeper is 400 problem+json', async () => {
+    // Objects and arrays alternate: `{"a":[{"a":[…1…]}]}`, `levels` containers in all.
+    const nested = (levels: number) =>
+      JSON.parse(
+        Array.from({ length: levels }, (_, i) => (i % 2 ? '[' : '{"a":')).join('') +
+          '1' +
+          Array.from({ length: levels }, (_, i) => (i % 2 ? ']' : '}'))
+            .reverse()
+            .join(''),
+      );
+    expect((await post('/echo', nested(256))).status).toBe(202);
+    const deeper = await post('/echo', nested(257));
+    expect(deeper.status).toBe(400);
+    expect(deeper.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect((await deeper.json()).code).toBe('ERR_RESPOND_ASYNC_BAD_BODY');
+    expect((await post('/echo', [[[[{ a: [nested(250)] }]]]])).status).toBe(202);
+    expect((await post('/echo', [[[[{ a: [[nested(252)]] }]]]])).status).toBe(400);
+  });
+
   it('status reaches complete with the result, progress climbing to 100, Retry-After only while unfinished', async () => {
     const { statusUrl } = await (await post('/steps')).json();
     const first = await fetch(`${app.url}${statusUrl}`, { headers: user });

@@ -77,8 +77,18 @@ describe('MemoryStore: rows, id index and text arena', () => {
 
   it('holds jobs whose ids newJobId() did not make, and forgets them when purged', async () => {
     const store = new MemoryStore();
-    // Not base64url; and 22 base64url characters that are not the canonical form of 16 bytes (last one 'B').
-    const ids = ['job-1', 'ÿ-not-base64', 'AAAAAAAAAAAAAAAAAAAAAB', 'AAAAAAAAAAAAAAAAAAAAAA'];
+    // Not base64url (one with a character past ASCII in 22, one with '=' in 22); 21 and 23 characters; and 22
+    // base64url characters that are not the canonical form of 16 bytes (last one 'B': the same bytes as all 'A').
+    const ids = [
+      'job-1',
+      'ÿ-not-base64',
+      'AAAAAAAAAAAAAAAAAAAAĀA',
+      'AAAAAAAAAAAAAAAAAAAA=A',
+      'AAAAAAAAAAAAAAAAAAAAA',
+      'AAAAAAAAAAAAAAAAAAAAAAA',
+      'AAAAAAAAAAAAAAAAAAAAAB',
+      'AAAAAAAAAAAAAAAAAAAAAA',
+    ];
     for (const id of ids) await store.create({ ...job(), id, input: { id } });
     for (const id of ids) expect(await store.get(id)).toMatchObject({ id, input: { id }, status: 'queued' });
     expect(await store.get('AAAAAAAAAAAAAAAAAAAAAC')).toBeUndefined();

@@ -290,7 +290,8 @@ export class Jobs {
       if (claimed && result.job.status === 'processing' && result.job.leaseOwner === this.workerId) {
         this.#start(result.job);
       } else {
-        this.#publish(result.job);
+        // Not running here (it was just made): only watchers, if any, need to hear of it.
+        if (this.#watchers > 0) this.#publish(result.job);
         this.#queueMayHoldJobs = true;
         this.#wake();
       }

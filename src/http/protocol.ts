@@ -189,13 +189,12 @@ export class HttpProtocol<Req> {
     if (created && prefer === undefined && route.estimatedSeconds === undefined) {
       // The common case, built directly: the same headers, in the same order, as the general path below.
       const statusUrl = this.statusUrl(job.id);
-      const accepted: AcceptedDocument = {
-        jobId: job.id,
-        // A new job is reported as accepted into the queue, even when a worker of this process took it at once.
-        status: 'queued',
-        statusUrl,
-        createdAt: isoTime(job.createdAt),
-      };
+      const createdAt = isoTime(job.createdAt);
+      // A new job is reported as accepted into the queue, even when a worker of this process took it at once.
+      // The JSON is written out: a job id of ours and the base path (checked in the constructor) need no escaping.
+      const body = isJobId(job.id)
+        ? `{"jobId":"${job.id}","status":"queued","statusUrl":"${statusUrl}","createdAt":"${createdAt}"}`
+        : JSON.stringify({ jobId: job.id, status: 'queued', statusUrl, createdAt } satisfies AcceptedDocument);
       return {
         status: 202,
         headers: {
@@ -205,7 +204,7 @@ export class HttpProtocol<Req> {
           'retry-after': this.#retryAfter,
           vary: 'Prefer',
         },
-        body: JSON.stringify(accepted),
+        body,
       };
     }
     const extra: Record<string, string> = { vary: 'Prefer' };
@@ -429,14 +428,26 @@ function tooDeep(): HttpResponse {
   return problem(400, 'ERR_RESPOND_ASYNC_BAD_BODY', `The body is nested deeper than ${MAX_BODY_DEPTH} levels`);
 }
 
-/** Whether `value` nests arrays/objects deeper than `max` levels (iterative: safe on any depth). */
+/**
+ * Whether `value` nests arrays/objects deeper than `max` levels. Recursive, but it stops descending at `max`, so it
+ * never goes deeper than `max` + 1 frames whatever the body; it allocates nothing (the accept path runs it).
+ */
 function nestedDeeperThan(value: unknown, max: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 0]];
-  while (stack.length > 0) {
-    const [current, depth] = stack.pop()!;
-    if (typeof current !== 'object' || current === null) continue;
-    if (depth + 1 > max) return true;
-    for (const child of Object.values(current)) stack.push([child, depth + 1]);
+  return typeof value === 'object' && value !== null && deeperThan(value, 1, max);
+}
+
+function deeperThan(value: object, level: number, max: number): boolean {
+  if (level > max) return true;
+  if (Array.isArray(value)) {
+    for (const child of value) {
+      if (typeof child === 'object' && child !== null && deeperThan(child, level + 1, max)) return true;
+    }
+    return false;
+  }
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) continue;
+    const child = (value as Record<string, unknown>)[key];
+    if (typeof child === 'object' && child !== null && deeperThan(child, level + 1, max)) return true;
   }
   return false;
 }

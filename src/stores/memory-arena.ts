@@ -9,6 +9,19 @@ const CHUNK = 1 << 20;
 const SPAN = 2 ** 32;
 const SPARE_CHUNKS = 2;
 
+/** Texts up to this many UTF-16 units are copied by a loop when ASCII: cheaper than a call into the encoder. */
+const ASCII_LOOP_MAX = 256;
+
+/** Copy an ASCII `text` byte for byte to `into` at `at`; -1 (and some bytes written) if it is not ASCII. */
+function writeAscii(into: Uint8Array, at: number, text: string): number {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code > 0x7f) return -1;
+    into[at + i] = code;
+  }
+  return text.length;
+}
+
 export class TextArena {
   /** The byte length of the last text written. */
   written = 0;
@@ -33,7 +46,8 @@ export class TextArena {
     }
     if (this.#current < 0 || this.#offset + room > CHUNK) this.#nextChunk();
     const chunk = this.#chunks[this.#current] as Buffer;
-    const n = chunk.write(text, this.#offset, 'utf8');
+    let n = text.length <= ASCII_LOOP_MAX ? writeAscii(chunk, this.#offset, text) : -1;
+    if (n < 0) n = chunk.write(text, this.#offset, 'utf8');
     return this.#placed(n);
   }
 

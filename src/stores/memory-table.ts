@@ -73,7 +73,6 @@ const ID_FIELD = 24;
 const STRIDE = 26;
 const ID_BYTES = 16;
 /** A job id as `newJobId()` makes it: 16 bytes in canonical base64url (the last character's low 4 bits zero). */
-const CANONICAL_ID = /^[A-Za-z0-9_-]{21}[AQgw]$/;
 const MIN_ROWS = 1024;
 /** Rows come in chunks of 4 096 (852 KiB): the table grows by a chunk and never copies to grow. */
 const CHUNK_SHIFT = 12;
@@ -141,7 +140,7 @@ export class JobTable {
     f[at + RESULT_LENGTH] = NONE;
     f[at + INPUT_LENGTH] = NONE;
     this.#write(row, INPUT_AT, input);
-    const canonical = CANONICAL_ID.test(job.id);
+    const canonical = decodeId(job.id, this.#idBytes(row), idAt(row));
     if (
       !canonical ||
       job.owner !== null ||
@@ -161,16 +160,15 @@ export class JobTable {
       });
     }
     this.#link(row);
-    if (canonical) this.#indexId(job.id, row);
+    if (canonical) this.#indexId(row);
     else this.#otherIds.set(job.id, row);
     return row;
   }
 
   /** The row of a job id, if held. */
   find(id: string): number | undefined {
-    if (!CANONICAL_ID.test(id)) return this.#otherIds.get(id);
     const key = this.#scratch;
-    decodeId(id, key, 0);
+    if (!decodeId(id, key, 0)) return this.#otherIds.get(id);
     const mask = this.#index.length - 1;
     for (let slot = hashAt(key, 0) & mask; ; slot = (slot + 1) & mask) {
       const entry = this.#index[slot];
@@ -397,8 +395,8 @@ export class JobTable {
     return this.#extras.get(row)?.id ?? this.#idBytes(row).toString('base64url', start, start + ID_BYTES);
   }
 
-  #indexId(id: string, row: number): void {
-    decodeId(id, this.#idBytes(row), idAt(row));
+  /** Enter a row whose canonical id bytes are written in the index, growing it first if need be. */
+  #indexId(row: number): void {
     if (2 * (this.#indexUsed + 1) > this.#index.length) this.#reindex(this.#index.length * 2);
     this.#indexRow(row);
   }
@@ -505,19 +503,30 @@ for (const [i, c] of [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
   DIGITS[c.charCodeAt(0)] = i;
 }
 
-/** Write the 16 bytes of a canonical 22-character base64url id at `at` (the id matched CANONICAL_ID). */
-function decodeId(id: string, into: Uint8Array, at: number): void {
+/**
+ * Write the 16 bytes of `id` at `at` when it is canonical: 22 base64url characters whose last one carries no bits
+ * beyond the 128th (what `newJobId()` makes). Returns false for any other id (the bytes written are then garbage).
+ */
+function decodeId(id: string, into: Uint8Array, at: number): boolean {
+  if (id.length !== 22) return false;
   let bits = 0;
   let held = 0;
   let out = at;
+  let digit = 0;
+  let invalid = 0;
   for (let i = 0; i < 22; i++) {
-    bits = ((bits << 6) | DIGITS[id.charCodeAt(i)]) & 0xffffff;
+    const code = id.charCodeAt(i);
+    digit = code < 128 ? DIGITS[code] : -1;
+    invalid |= digit; // -1 sets the sign bit
+    bits = ((bits << 6) | (digit & 63)) & 0xffffff;
     held += 6;
     if (held >= 8) {
       held -= 8;
       into[out++] = (bits >> held) & 0xff;
     }
   }
+  // 22 × 6 = 132 bits: the last character's 4 low bits are padding, zero in the canonical form.
+  return invalid >= 0 && (digit & 15) === 0;
 }
 
 /** The index hash of the id at `at`: its first 4 bytes, which are random. */
