@@ -49,7 +49,9 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
       return;
     }
     ctx.status = response.status;
-    ctx.set(response.headers);
+    // What ctx.set() does, without its per-call arrays: our names are lower case and our values strings already.
+    const { res } = ctx;
+    if (!res.headersSent) for (const name in response.headers) res.setHeader(name, response.headers[name]);
     ctx.body = response.body;
   };
 

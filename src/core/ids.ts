@@ -12,15 +12,54 @@ const POOL_BYTES = 4096;
 const pool = Buffer.allocUnsafeSlow(POOL_BYTES);
 let offset = POOL_BYTES;
 
-/** A new URL-safe job id with 128 bits of cryptographic randomness. */
+/** The base64url alphabet as character codes. */
+const DIGITS = Uint8Array.from('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_', (c) =>
+  c.charCodeAt(0),
+);
+
+/**
+ * A new URL-safe job id with 128 bits of cryptographic randomness: the base64url of 16 pool bytes (what
+ * `toString('base64url')` gives), encoded here in one `String.fromCharCode` rather than by a call into the
+ * Buffer encoder, which cost several times more on the accept path.
+ */
 export function newJobId(): string {
   if (offset + ID_BYTES > POOL_BYTES) {
     randomFillSync(pool);
     offset = 0;
   }
-  const start = offset;
+  const p = pool;
+  const o = offset;
   offset += ID_BYTES;
-  return pool.toString('base64url', start, offset);
+  const a = (p[o] << 16) | (p[o + 1] << 8) | p[o + 2];
+  const b = (p[o + 3] << 16) | (p[o + 4] << 8) | p[o + 5];
+  const c = (p[o + 6] << 16) | (p[o + 7] << 8) | p[o + 8];
+  const d = (p[o + 9] << 16) | (p[o + 10] << 8) | p[o + 11];
+  const e = (p[o + 12] << 16) | (p[o + 13] << 8) | p[o + 14];
+  const f = p[o + 15];
+  return String.fromCharCode(
+    DIGITS[a >> 18],
+    DIGITS[(a >> 12) & 63],
+    DIGITS[(a >> 6) & 63],
+    DIGITS[a & 63],
+    DIGITS[b >> 18],
+    DIGITS[(b >> 12) & 63],
+    DIGITS[(b >> 6) & 63],
+    DIGITS[b & 63],
+    DIGITS[c >> 18],
+    DIGITS[(c >> 12) & 63],
+    DIGITS[(c >> 6) & 63],
+    DIGITS[c & 63],
+    DIGITS[d >> 18],
+    DIGITS[(d >> 12) & 63],
+    DIGITS[(d >> 6) & 63],
+    DIGITS[d & 63],
+    DIGITS[e >> 18],
+    DIGITS[(e >> 12) & 63],
+    DIGITS[(e >> 6) & 63],
+    DIGITS[e & 63],
+    DIGITS[f >> 2],
+    DIGITS[(f & 3) << 4],
+  );
 }
 
 /** Whether `value` has the shape of a job id (anything else is a 404 without a store read). */
