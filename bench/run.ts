@@ -10,12 +10,14 @@
 //   BENCH_CONNECTIONS  autocannon connections (50)
 //   BENCH_FRAMEWORKS   express,fastify,koa
 //   BENCH_ACCEPT       the accept-path routes to run: bare,memory,sqlite,postgres (default: all)
+//   BENCH_PIN          0: do not pin the accept-path server to CPU 0 and the load generator to CPU 1 (Linux)
 //   BENCH_JOBS         end-to-end jobs per queue run (5000); BENCH_SUBMIT_JOBS submit-only jobs (2000)
 //   BENCH_CONCURRENCY  worker concurrency of every queue (10); BENCH_PARALLEL submits in flight (10)
 //   BENCH_SAMPLES      latency samples per round (200); BENCH_MEMORY_JOBS (100000)
 //   BENCH_PG_URL       use this PostgreSQL server instead of starting an embedded one
 //   BENCH_OUT          where to write the Markdown (default bench/results.md)
 //   BENCH_SRC          the tree to measure (default src/), built with esbuild first; BENCH_TS=1 loads it through tsx
+import { execFileSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -114,6 +116,24 @@ async function startAcceptServer(
   }
 }
 
+/**
+ * Whether the accept path pins its processes: each server (all its threads) to CPU 0, the load generator to CPU 1,
+ * so that neither takes the other's core and a server's garbage-collector threads count against its own
+ * throughput. Linux with `taskset` and at least 2 CPUs; BENCH_PIN=0 turns it off.
+ */
+let pinning = env.BENCH_PIN !== '0' && process.platform === 'linux' && cpus().length >= 2;
+
+/** Pin `child` and all its threads to `cpu`; if that fails, say so once and measure unpinned. */
+function pin(child: Child, cpu: number): void {
+  if (!pinning || child.process.pid === undefined) return;
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(child.process.pid)], { stdio: 'ignore' });
+  } catch (error) {
+    pinning = false;
+    progress(`taskset failed (${error instanceof Error ? error.message : String(error)}): processes are not pinned`);
+  }
+}
+
 /** One run of the load generator against `url`. */
 async function loadRun(loader: Child, url: string, duration: number, warmup: number): Promise<LoadResult> {
   loader.send({ type: 'load', url, connections: CONNECTIONS, duration, warmup });
@@ -129,7 +149,9 @@ async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string,
       'For each framework, every route runs in its own server process, all started once; each gets ' +
       `${FIRST_WARMUP} s of load not counted, then ${ACCEPT_ROUNDS} rounds in which the routes take turns ` +
       `(the order rotates), ${DURATION} s of load each after ${WARMUP} s not counted. Short turns, many rounds: ` +
-      'a slow spell of the shared machine hits every route instead of deciding one round. ' +
+      'a slow spell of the shared machine hits every route instead of deciding one round. On Linux each server ' +
+      '(all its threads) is pinned to CPU 0 and the load generator to CPU 1 (`taskset`; `BENCH_PIN=0` turns it ' +
+      "off), so that neither takes the other's core. " +
       '**bare**: the framework answers the same 202 JSON (`jobId`, `status`, `statusUrl`, `createdAt`; ' +
       '`Location`, `Retry-After`, `Cache-Control`, `Vary`) with a random id, storing nothing (Express: `express.json()`; ' +
       'Fastify: its own JSON parser; Koa: body read by hand). **memory / sqlite / postgres**: `ra.route(job)` with ' +
@@ -144,6 +166,7 @@ async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string,
   const loader = new Child('children/load.ts', []);
   try {
     await loader.next('ready', 60_000);
+    pin(loader, 1);
     for (const framework of FRAMEWORKS) {
       const results = new Map<AcceptContender, LoadResult[]>(contenders.map((c) => [c, []]));
       const servers = new Map<AcceptContender, AcceptServer>();
@@ -152,6 +175,7 @@ async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string,
           progress(`accept ${framework} ${contender}: start and warm up`);
           const server = await startAcceptServer(db, framework, contender);
           servers.set(contender, server);
+          pin(server.child, 0);
           await loadRun(loader, server.url, FIRST_WARMUP, 0);
         }
         for (let round = 0; round < ACCEPT_ROUNDS; round++) {
@@ -193,6 +217,8 @@ async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string,
       rows,
     ),
   );
+  emit();
+  emit(pinning ? 'Pinned: servers on CPU 0, load generator on CPU 1.' : 'Not pinned: processes on any CPU.');
   emit();
   for (const framework of FRAMEWORKS) {
     const bare = medians.get(`${framework}:bare`) ?? Number.NaN;
