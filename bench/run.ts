@@ -10,7 +10,7 @@
 //   BENCH_CONNECTIONS  autocannon connections (50)
 //   BENCH_FRAMEWORKS   express,fastify,koa
 //   BENCH_ACCEPT       the accept-path routes to run: bare,memory,sqlite,postgres (default: all)
-//   BENCH_PIN          0: do not pin the accept-path server to CPU 0 and the load generator to CPU 1 (Linux)
+//   BENCH_PIN          0: do not pin the accept-path servers to CPU 0 and the load generator to CPU 1 (Linux)
 //   BENCH_JOBS         end-to-end jobs per queue run (5000); BENCH_SUBMIT_JOBS submit-only jobs (2000)
 //   BENCH_CONCURRENCY  worker concurrency of every queue (10); BENCH_PARALLEL submits in flight (10)
 //   BENCH_SAMPLES      latency samples per round (200); BENCH_MEMORY_JOBS (100000)
@@ -117,21 +117,32 @@ async function startAcceptServer(
 }
 
 /**
- * Whether the accept path pins its processes: each server (all its threads) to CPU 0, the load generator to CPU 1,
- * so that neither takes the other's core and a server's garbage-collector threads count against its own
- * throughput. Linux with `taskset` and at least 2 CPUs; BENCH_PIN=0 turns it off.
+ * Whether the accept path pins its processes: a server whose work is all in its own process (bare, memory,
+ * SQLite), with all its threads, to CPU 0 and the load generator to CPU 1, so that neither takes the other's core
+ * and a server's garbage-collector threads count against its own throughput. The PostgreSQL route and the load
+ * generator during its turns are left on every CPU: the database needs a core too (graphile-worker's `addJob`,
+ * its yardstick, runs unpinned). Linux with `taskset` and at least 2 CPUs; BENCH_PIN=0 turns it off.
  */
 let pinning = env.BENCH_PIN !== '0' && process.platform === 'linux' && cpus().length >= 2;
+const ALL_CPUS = `0-${cpus().length - 1}`;
+const pinnedTo = new Map<number, string>();
 
-/** Pin `child` and all its threads to `cpu`; if that fails, say so once and measure unpinned. */
-function pin(child: Child, cpu: number): void {
-  if (!pinning || child.process.pid === undefined) return;
+/** Pin `child` and all its threads to `list` (a taskset CPU list); if that fails, say so once and go unpinned. */
+function pin(child: Child, list: string): void {
+  const pid = child.process.pid;
+  if (!pinning || pid === undefined || pinnedTo.get(pid) === list) return;
   try {
-    execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(child.process.pid)], { stdio: 'ignore' });
+    execFileSync('taskset', ['-a', '-p', '-c', list, String(pid)], { stdio: 'ignore' });
+    pinnedTo.set(pid, list);
   } catch (error) {
     pinning = false;
     progress(`taskset failed (${error instanceof Error ? error.message : String(error)}): processes are not pinned`);
   }
+}
+
+/** Place the load generator for a turn of `contender` (see `pinning`). */
+function placeLoader(loader: Child, contender: AcceptContender): void {
+  pin(loader, contender === 'postgres' ? ALL_CPUS : '1');
 }
 
 /** One run of the load generator against `url`. */
@@ -149,9 +160,9 @@ async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string,
       'For each framework, every route runs in its own server process, all started once; each gets ' +
       `${FIRST_WARMUP} s of load not counted, then ${ACCEPT_ROUNDS} rounds in which the routes take turns ` +
       `(the order rotates), ${DURATION} s of load each after ${WARMUP} s not counted. Short turns, many rounds: ` +
-      'a slow spell of the shared machine hits every route instead of deciding one round. On Linux each server ' +
-      '(all its threads) is pinned to CPU 0 and the load generator to CPU 1 (`taskset`; `BENCH_PIN=0` turns it ' +
-      "off), so that neither takes the other's core. " +
+      'a slow spell of the shared machine hits every route instead of deciding one round. On Linux the bare, ' +
+      'memory and SQLite servers (all their threads) are pinned to CPU 0 and the load generator to CPU 1 during ' +
+      "their turns (`taskset`; `BENCH_PIN=0` turns it off), so that neither takes the other's core. " +
       '**bare**: the framework answers the same 202 JSON (`jobId`, `status`, `statusUrl`, `createdAt`; ' +
       '`Location`, `Retry-After`, `Cache-Control`, `Vary`) with a random id, storing nothing (Express: `express.json()`; ' +
       'Fastify: its own JSON parser; Koa: body read by hand). **memory / sqlite / postgres**: `ra.route(job)` with ' +
@@ -166,7 +177,6 @@ async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string,
   const loader = new Child('children/load.ts', []);
   try {
     await loader.next('ready', 60_000);
-    pin(loader, 1);
     for (const framework of FRAMEWORKS) {
       const results = new Map<AcceptContender, LoadResult[]>(contenders.map((c) => [c, []]));
       const servers = new Map<AcceptContender, AcceptServer>();
@@ -175,14 +185,17 @@ async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string,
           progress(`accept ${framework} ${contender}: start and warm up`);
           const server = await startAcceptServer(db, framework, contender);
           servers.set(contender, server);
-          pin(server.child, 0);
+          if (contender !== 'postgres') pin(server.child, '0');
+          placeLoader(loader, contender);
           await loadRun(loader, server.url, FIRST_WARMUP, 0);
         }
         for (let round = 0; round < ACCEPT_ROUNDS; round++) {
           progress(`accept ${framework} round ${round + 1}/${ACCEPT_ROUNDS}`);
           for (const contender of rotate(contenders, round)) {
             const server = servers.get(contender);
-            if (server) results.get(contender)?.push(await loadRun(loader, server.url, DURATION, WARMUP));
+            if (!server) continue;
+            placeLoader(loader, contender);
+            results.get(contender)?.push(await loadRun(loader, server.url, DURATION, WARMUP));
           }
         }
       } finally {
@@ -218,7 +231,12 @@ async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string,
     ),
   );
   emit();
-  emit(pinning ? 'Pinned: servers on CPU 0, load generator on CPU 1.' : 'Not pinned: processes on any CPU.');
+  emit(
+    pinning
+      ? 'Pinned: the bare, memory and SQLite servers on CPU 0 and the load generator on CPU 1 during their turns; ' +
+          'the PostgreSQL route, its load generator and the database on any CPU.'
+      : 'Not pinned: processes on any CPU.',
+  );
   emit();
   for (const framework of FRAMEWORKS) {
     const bare = medians.get(`${framework}:bare`) ?? Number.NaN;
