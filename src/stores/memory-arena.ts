@@ -10,7 +10,7 @@ const SPAN = 2 ** 32;
 const SPARE_CHUNKS = 2;
 
 /** Texts up to this many UTF-16 units are copied by a loop when ASCII: cheaper than a call into the encoder. */
-const ASCII_LOOP_MAX = 256;
+const ASCII_LOOP_MAX = 24;
 
 /** Copy an ASCII `text` byte for byte to `into` at `at`; -1 (and some bytes written) if it is not ASCII. */
 function writeAscii(into: Uint8Array, at: number, text: string): number {
