@@ -24,3 +24,26 @@ describe('newJobId()', () => {
     expect(skewed).toEqual([]);
   });
 });
+
+describe('isJobId()', () => {
+  it('takes exactly 22 base64url characters and nothing else', () => {
+    const id = newJobId();
+    expect(isJobId(id)).toBe(true);
+    expect(isJobId('AZaz09-_AZaz09-_AZaz09')).toBe(true);
+    const near = [
+      '',
+      id.slice(1),
+      `${id}A`,
+      `${id.slice(0, 21)}=`,
+      `${id.slice(0, 21)}+`,
+      `${id.slice(0, 21)}/`,
+      `${id.slice(0, 21)}.`,
+      ` ${id.slice(1)}`,
+      // Ł (U+0141) is 'A' (0x41) in its low 7 bits; é is outside ASCII too.
+      `${id.slice(0, 21)}\u0141`,
+      `é${id.slice(1)}`,
+      `${id.slice(0, 10)}\u0000${id.slice(11)}`,
+    ];
+    expect(near.filter((value) => isJobId(value))).toEqual([]);
+  });
+});

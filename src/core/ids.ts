@@ -1,8 +1,6 @@
 // Job ids: 128 bits from the system CSPRNG, base64url (22 characters).
 import { randomFillSync } from 'node:crypto';
 
-const ID_PATTERN = /^[A-Za-z0-9_-]{22}$/;
-
 const ID_BYTES = 16;
 /**
  * Random bytes are drawn from the CSPRNG 4 KiB at a time (one call per 256 ids, as Node does for
@@ -62,7 +60,19 @@ export function newJobId(): string {
   );
 }
 
-/** Whether `value` has the shape of a job id (anything else is a 404 without a store read). */
+/** 1 for the character codes of the base64url alphabet. */
+const ID_CHARACTER = new Uint8Array(128);
+for (const code of DIGITS) ID_CHARACTER[code] = 1;
+
+/**
+ * Whether `value` has the shape of a job id: 22 base64url characters (anything else is a 404 without a store read).
+ * A loop, not a regex: it runs on every accept and every status request, and a regex call cost several times more.
+ */
 export function isJobId(value: string): boolean {
-  return ID_PATTERN.test(value);
+  if (value.length !== 22) return false;
+  for (let i = 0; i < 22; i++) {
+    const code = value.charCodeAt(i);
+    if (code > 127 || ID_CHARACTER[code] === 0) return false;
+  }
+  return true;
 }

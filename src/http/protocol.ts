@@ -127,7 +127,8 @@ export class HttpProtocol<Req> {
 
   /** Whether `path` is under `basePath` (the adapter should hand it to `handle`). */
   matches(path: string): boolean {
-    return this.#statusPattern.test(path);
+    // Most requests are for other routes: a prefix test spares them the regex.
+    return path.startsWith(this.basePath) && this.#statusPattern.test(path);
   }
 
   /** Submit a job for a wrapped route: 202, or the terminal document when `Prefer: wait` is met. */
@@ -396,8 +397,12 @@ export class HttpProtocol<Req> {
   }
 }
 
+const JSON_TYPE_PATTERN = /^application\/([\w.+-]+\+)?json\s*(;|$)/i;
+
+/** Whether a Content-Type is JSON (`application/json`, `application/*+json`, any case, any parameters). */
 function isJsonType(contentType: string): boolean {
-  return /^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(contentType);
+  // The two usual spellings without the regex (it runs on every accept).
+  return contentType === 'application/json' || contentType === JSON_TYPE || JSON_TYPE_PATTERN.test(contentType);
 }
 
 function notFound(): HttpResponse {

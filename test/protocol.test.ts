@@ -1,0 +1,51 @@
+// The protocol's own request checks, without a framework: which paths are status routes, which bodies are JSON.
+import { afterAll, describe, expect, it } from 'vitest';
+import { createJobs } from '../src/core/runtime.js';
+import { HttpProtocol } from '../src/http/protocol.js';
+import { MemoryStore } from '../src/stores/memory.js';
+
+const jobs = createJobs({ store: new MemoryStore(), worker: false });
+afterAll(() => jobs.close());
+
+describe('HttpProtocol', () => {
+  it('matches the status routes under basePath and nothing that only starts like it', () => {
+    const protocol = new HttpProtocol(jobs, { basePath: '/api/jobs' });
+    const ours = ['/api/jobs', '/api/jobs/', '/api/jobs/abc', '/api/jobs/abc/', '/api/jobs/abc/events'];
+    const others = ['/api/jobsx', '/api/jobs-old/abc', '/api/job', '/api', '/', '/reports', '/api/jobs/a/b', ''];
+    expect(ours.filter((path) => !protocol.matches(path))).toEqual([]);
+    expect(others.filter((path) => protocol.matches(path))).toEqual([]);
+  });
+
+  it('parses a body of any JSON media type, in any case and with parameters; anything else is 415', () => {
+    const protocol = new HttpProtocol(jobs);
+    const body = Buffer.from('{"a":[1,2]}');
+    const json = [
+      'application/json',
+      'application/json; charset=utf-8',
+      'application/json;charset=UTF-8',
+      'Application/JSON',
+      'APPLICATION/JSON; CHARSET=UTF-8',
+      'application/vnd.api+json',
+      'application/problem+json; charset=utf-8',
+      'application/json ; charset=utf-8',
+    ];
+    for (const type of json) expect(protocol.parseBody(body, type), type).toEqual({ a: [1, 2] });
+    const other = [
+      'text/plain',
+      'application/jsonx',
+      'application/json-seq',
+      'text/json',
+      'application/x-json',
+      'json',
+    ];
+    for (const type of other) {
+      let status: number | undefined;
+      try {
+        protocol.parseBody(body, type);
+      } catch (error) {
+        status = protocol.error(error).status;
+      }
+      expect(status, type).toBe(415);
+    }
+  });
+});
