@@ -27,12 +27,13 @@ export interface ExpressRespondAsync {
 export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {}): ExpressRespondAsync {
   const protocol = new HttpProtocol<Request>(jobs, options);
 
-  const toRequest = (req: Request, body: unknown): ProtocolRequest<Request> => ({
+  const toRequest = (req: Request, body: unknown, bodyJson?: string): ProtocolRequest<Request> => ({
     raw: req,
     method: req.method,
     path: pathOf(req.originalUrl),
     header: nodeHeader(req),
     body,
+    bodyJson,
     params: { ...(req.params as Record<string, string>) },
     query: { ...(req.query as Record<string, unknown>) },
   });
@@ -41,11 +42,15 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
     route(job, routeOptions) {
       const accept = async (req: Request): Promise<HttpResponse> => {
         try {
-          const body =
-            req.body !== undefined
-              ? protocol.checkParsedBody(req.body, req.headers)
-              : await readNodeBody(req, protocol as HttpProtocol<unknown>);
-          return await protocol.submit(job, toRequest(req, body), routeOptions);
+          if (req.body !== undefined) {
+            return await protocol.submit(
+              job,
+              toRequest(req, protocol.checkParsedBody(req.body, req.headers)),
+              routeOptions,
+            );
+          }
+          const body = await readNodeBody(req, protocol as HttpProtocol<unknown>);
+          return await protocol.submit(job, toRequest(req, body.value, body.json), routeOptions);
         } catch (error) {
           return protocol.error(error);
         }

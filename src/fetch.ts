@@ -1,7 +1,13 @@
 // respond-async/fetch: the adapter for Web Request/Response runtimes (Hono, Bun, Deno, Next.js route handlers).
 import type { JobDefinition, Jobs } from './core/runtime.js';
 import { ProblemError } from './http/problem.js';
-import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
+import {
+  HttpProtocol,
+  type ProtocolRequest,
+  type RequestBody,
+  type RespondAsyncOptions,
+  type RouteOptions,
+} from './http/protocol.js';
 import type { HttpResponse } from './http/response.js';
 
 export type FetchRespondAsyncOptions = RespondAsyncOptions<Request>;
@@ -18,6 +24,8 @@ export interface FetchRespondAsync {
   statusUrl(jobId: string): string;
 }
 
+const NO_BODY: RequestBody = { value: undefined, json: undefined };
+
 /**
  * Fetch adapter.
  * @example
@@ -28,25 +36,30 @@ export interface FetchRespondAsync {
 export function respondAsync(jobs: Jobs, options: FetchRespondAsyncOptions = {}): FetchRespondAsync {
   const protocol = new HttpProtocol<Request>(jobs, options);
 
-  const toRequest = (request: Request, body: unknown, params?: Record<string, string>): ProtocolRequest<Request> => {
+  const toRequest = (
+    request: Request,
+    body: RequestBody,
+    params?: Record<string, string>,
+  ): ProtocolRequest<Request> => {
     const url = new URL(request.url);
     return {
       raw: request,
       method: request.method,
       path: url.pathname,
       header: (name) => request.headers.get(name) ?? undefined,
-      body,
+      body: body.value,
+      bodyJson: body.json,
       params: params ?? {},
       query: Object.fromEntries(url.searchParams),
     };
   };
 
-  const readBody = async (request: Request): Promise<unknown> => {
+  const readBody = async (request: Request): Promise<RequestBody> => {
     const declared = Number(request.headers.get('content-length'));
     if (Number.isFinite(declared) && declared > protocol.maxBodyBytes) {
       throw new ProblemError(protocol.error({ status: 413 }));
     }
-    if (!request.body) return undefined;
+    if (!request.body) return NO_BODY;
     const reader = request.body.getReader();
     const chunks: Uint8Array[] = [];
     let size = 0;
@@ -60,7 +73,7 @@ export function respondAsync(jobs: Jobs, options: FetchRespondAsyncOptions = {})
       }
       chunks.push(value);
     }
-    return protocol.parseBody(Buffer.concat(chunks), request.headers.get('content-type') ?? undefined);
+    return protocol.readBody(Buffer.concat(chunks), request.headers.get('content-type') ?? undefined);
   };
 
   return {
@@ -73,7 +86,7 @@ export function respondAsync(jobs: Jobs, options: FetchRespondAsyncOptions = {})
     },
     async handle(request) {
       const response = await protocol
-        .handle(toRequest(request, undefined))
+        .handle(toRequest(request, NO_BODY))
         .catch((error: unknown) => protocol.error(error));
       return response && toResponse(response);
     },

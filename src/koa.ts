@@ -28,7 +28,7 @@ export interface KoaRespondAsync {
 export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): KoaRespondAsync {
   const protocol = new HttpProtocol<Context>(jobs, options);
 
-  const toRequest = (ctx: Context, body: unknown): ProtocolRequest<Context> => {
+  const toRequest = (ctx: Context, body: unknown, bodyJson?: string): ProtocolRequest<Context> => {
     const params = (ctx as { params?: Record<string, string> }).params;
     return {
       raw: ctx,
@@ -36,6 +36,7 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
       path: ctx.path,
       header: nodeHeader(ctx.req),
       body,
+      bodyJson,
       params: params === undefined ? {} : { ...params },
       // Koa parses and caches the query on first read: a URL without one need not pay for that.
       query: ctx.url.includes('?') ? { ...ctx.query } : {},
@@ -61,11 +62,13 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
       let response: HttpResponse;
       try {
         const parsed = (ctx.request as { body?: unknown }).body;
-        const body =
-          parsed !== undefined
-            ? protocol.checkParsedBody(parsed, ctx.req.headers)
-            : await readNodeBody(ctx.req, protocol as HttpProtocol<unknown>);
-        response = await protocol.submit(job, toRequest(ctx, body), routeOptions);
+        if (parsed !== undefined) {
+          const body = protocol.checkParsedBody(parsed, ctx.req.headers);
+          response = await protocol.submit(job, toRequest(ctx, body), routeOptions);
+        } else {
+          const body = await readNodeBody(ctx.req, protocol as HttpProtocol<unknown>);
+          response = await protocol.submit(job, toRequest(ctx, body.value, body.json), routeOptions);
+        }
       } catch (error) {
         response = protocol.error(error);
       }

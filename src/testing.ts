@@ -173,6 +173,18 @@ export function describeStoreConformance(name: string, api: TestApi, options: St
       }
     });
 
+    test('create with inputJson (the input as JSON text, in its own spelling) gives back the input it spells', async ({
+      store,
+    }) => {
+      const input = { body: { value: 'é\n', n: [1.5, 100] }, params: { id: '7' }, query: {} };
+      const inputJson = '{ "body" : {"value":"\\u00e9\\n", "n":[1.50, 1E2]},\n"params":{"id":"7"}, "query":{} }';
+      const { job } = await store.create(newJob({ input, inputJson }));
+      assert.deepEqual(job.input, input);
+      assert.deepEqual((await store.get(job.id))?.input, input);
+      const [claimed] = await store.claim(claimOptions('w1'));
+      assert.deepEqual(claimed?.input, input);
+    });
+
     test('get of an unknown or malformed id is undefined', async ({ store }) => {
       await store.create(newJob());
       assert.equal(await store.get(newJobId()), undefined);

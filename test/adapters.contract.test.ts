@@ -136,6 +136,23 @@ describe.each(FRAMEWORK_VERSIONS)('HTTP contract on %s', (framework: Framework) 
     expect(plainInput?.query).toEqual({});
   });
 
+  it('a body in any JSON spelling reaches the job as the value it spells', async () => {
+    // Spaces, escapes and number forms that JSON.stringify would write otherwise: the job must see the parsed value,
+    // whether the store keeps the body's own text (adapters that read it) or serialises the parsed body.
+    const text =
+      '{ "value" : "\\u00e9\\n\\"" ,\n "n": [1.50, 1E2, 0.1e1, 10000000000000000000001, -7],\t"o": {"a" : null, "b":true}, "s": [] }';
+    const res = await fetch(`${app.url}/echo?q=1`, { method: 'POST', headers: json, body: text });
+    expect(res.status).toBe(202);
+    const { jobId } = await res.json();
+    expect((await jobs.get(jobId))?.input).toEqual({
+      body: { value: 'é\n"', n: [1.5, 100, 1, 1e22, -7], o: { a: null, b: true }, s: [] },
+      params: {},
+      query: { q: '1' },
+    });
+    const { doc } = await pollUntilDone(`/jobs/${jobId}`);
+    expect(doc).toMatchObject({ status: 'complete', result: { echo: 'é\n"' } });
+  });
+
   it('a body nested 256 levels deep is taken; one level deeper is 400 problem+json', async () => {
     // Objects and arrays alternate: `{"a":[{"a":[…1…]}]}`, `levels` containers in all.
     const nested = (levels: number) =>

@@ -65,6 +65,11 @@ export interface SubmitOptions {
   idempotencyKey?: string | null;
   requestHash?: string | null;
   callbackUrl?: string | null;
+  /**
+   * The JSON text of `input`, when the caller already holds it (the HTTP adapters build it from the request body
+   * as received): the store keeps this text instead of serialising `input` again. It must parse to `input`.
+   */
+  inputJson?: string;
 }
 
 export interface CloseOptions {
@@ -245,6 +250,7 @@ export class Jobs {
       requestHash: options.requestHash ?? null,
       maxAttempts: known.options.attempts,
       callbackUrl: options.callbackUrl ?? null,
+      inputJson: options.inputJson,
     };
     const takeNow = this.#reserveForSubmit();
     if (!takeNow) {

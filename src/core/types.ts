@@ -74,6 +74,8 @@ export interface NewJob {
   requestHash: string | null;
   maxAttempts: number;
   callbackUrl: string | null;
+  /** The JSON text of `input`, when the submitter holds it: a store may keep it rather than serialise `input`. */
+  inputJson?: string;
 }
 
 /** A change to a job, as published to `JobStore.subscribe` listeners. */

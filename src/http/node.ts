@@ -1,11 +1,11 @@
 // Node http glue shared by the Express, Koa and Fastify adapters: read a body within the limit, write an answer.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ProblemError } from './problem.js';
-import type { HttpProtocol } from './protocol.js';
+import type { HttpProtocol, RequestBody } from './protocol.js';
 import type { HttpResponse } from './response.js';
 
 /** Read and parse a JSON request body from a Node stream, stopping at the protocol's size limit. @internal */
-export function readNodeBody(req: IncomingMessage, protocol: HttpProtocol<unknown>): Promise<unknown> {
+export function readNodeBody(req: IncomingMessage, protocol: HttpProtocol<unknown>): Promise<RequestBody> {
   const limit = protocol.maxBodyBytes;
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return tooLarge(req, protocol, 0);
@@ -37,7 +37,7 @@ export function readNodeBody(req: IncomingMessage, protocol: HttpProtocol<unknow
       ended = true;
       try {
         const raw = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-        resolve(protocol.parseBody(raw, req.headers['content-type']));
+        resolve(protocol.readBody(raw, req.headers['content-type']));
       } catch (error) {
         reject(error);
       }
@@ -93,7 +93,7 @@ export function tooLarge(req: IncomingMessage, protocol: HttpProtocol<unknown>, 
   });
 }
 
-async function readByIterator(req: IncomingMessage, protocol: HttpProtocol<unknown>): Promise<unknown> {
+async function readByIterator(req: IncomingMessage, protocol: HttpProtocol<unknown>): Promise<RequestBody> {
   const limit = protocol.maxBodyBytes;
   const chunks: Buffer[] = [];
   let size = 0;
@@ -102,7 +102,7 @@ async function readByIterator(req: IncomingMessage, protocol: HttpProtocol<unkno
     if (size > limit) throw new ProblemError(protocol.error({ status: 413 }));
     chunks.push(chunk);
   }
-  return protocol.parseBody(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), req.headers['content-type']);
+  return protocol.readBody(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), req.headers['content-type']);
 }
 
 /**

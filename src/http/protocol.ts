@@ -48,6 +48,12 @@ export interface RouteOptions<Req, Input> {
   estimatedSeconds?: number;
 }
 
+/** A request body read by an adapter: its parsed value, and its JSON text when the adapter read the bytes. */
+export interface RequestBody {
+  value: unknown;
+  json: string | undefined;
+}
+
 /** A request as an adapter hands it to the protocol. */
 export interface ProtocolRequest<Req> {
   /** The framework's own request object (passed to `owner()` and `input()`). */
@@ -59,6 +65,8 @@ export interface ProtocolRequest<Req> {
   header(name: string): string | undefined;
   /** Parsed JSON body (`undefined` when there was none). */
   body?: unknown;
+  /** The body's JSON text, as decoded, when the adapter read the body itself (see `readBody`). */
+  bodyJson?: string;
   params?: Record<string, string>;
   query?: Record<string, unknown>;
 }
@@ -147,6 +155,7 @@ export class HttpProtocol<Req> {
       );
     }
     let body = req.body;
+    let bodyJson = req.bodyJson;
     let callbackUrl: string | null = null;
     const webhooks = this.#options.webhooks;
     if (webhooks) {
@@ -159,11 +168,20 @@ export class HttpProtocol<Req> {
         if (!check.ok)
           return problem(400, 'ERR_RESPOND_ASYNC_BAD_CALLBACK_URL', `callbackUrl refused: ${check.reason}`);
         callbackUrl = check.url.href;
-        if (!webhooks.callbackUrl) body = withoutKey(body as Record<string, unknown>, 'callbackUrl');
+        if (!webhooks.callbackUrl) {
+          body = withoutKey(body as Record<string, unknown>, 'callbackUrl');
+          bodyJson = undefined;
+        }
       }
     }
     const snapshot: RequestSnapshot = { body, params: req.params ?? {}, query: req.query ?? {} };
     const input = route.input ? await route.input(req.raw, snapshot) : (snapshot as Input);
+    // The default input is the snapshot: its JSON is built around the body's text as received, which spares the
+    // store serialising the body again (it parses to the same value).
+    const inputJson =
+      route.input || bodyJson === undefined
+        ? undefined
+        : `{"body":${bodyJson},"params":${JSON.stringify(snapshot.params)},"query":${JSON.stringify(snapshot.query)}}`;
     const owner = this.#options.owner ? await this.#owner(req.raw) : null;
     const requestHash = idempotencyKey === null ? null : hashRequest(req.method, req.path, req.body, owner);
     let result: { job: JobRecord; created: boolean };
@@ -173,6 +191,7 @@ export class HttpProtocol<Req> {
         idempotencyKey,
         requestHash,
         callbackUrl,
+        inputJson,
       });
     } catch (error) {
       if (error instanceof QueueFullError || error instanceof StoreUnavailableError) {
@@ -309,9 +328,14 @@ export class HttpProtocol<Req> {
 
   /** Parse a raw body as JSON within the size limit, or throw a ProblemError (400, 413, 415). */
   parseBody(raw: string | Uint8Array, contentType: string | undefined): unknown {
+    return this.readBody(raw, contentType).value;
+  }
+
+  /** `parseBody`, keeping the decoded JSON text too (for `ProtocolRequest.bodyJson`). */
+  readBody(raw: string | Uint8Array, contentType: string | undefined): RequestBody {
     const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.byteLength;
     if (size > this.maxBodyBytes) throw new ProblemError(this.error({ status: 413 }));
-    if (size === 0) return undefined;
+    if (size === 0) return { value: undefined, json: undefined };
     if (contentType !== undefined && !isJsonType(contentType)) {
       throw new ProblemError(this.error({ status: 415 }));
     }
@@ -323,7 +347,7 @@ export class HttpProtocol<Req> {
       throw new ProblemError(this.error({ status: 400 }));
     }
     if (nestedDeeperThan(parsed, MAX_BODY_DEPTH)) throw new ProblemError(tooDeep());
-    return parsed;
+    return { value: parsed, json: text };
   }
 
   /**

@@ -90,7 +90,7 @@ export class MemoryStore implements JobStore {
       this.#purge(now);
       if (t.size >= this.#maxJobs) throw new QueueFullError(this.kind, this.#maxJobs);
     }
-    const text = toText(job.input);
+    const text = job.inputJson ?? toText(job.input);
     t.insert(job, text, now);
     if (scope !== null) this.#keys.set(scope, job.id);
     // The input stored is its JSON text; the caller gets back the value it gave.

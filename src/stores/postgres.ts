@@ -312,7 +312,7 @@ export class PostgresStore implements JobStore {
     const values = [
       job.id,
       job.name,
-      toJson(job.input),
+      job.inputJson ?? toJson(job.input),
       job.owner,
       job.idempotencyKey,
       scope,

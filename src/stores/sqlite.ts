@@ -542,7 +542,7 @@ export class SqliteStore implements JobStore {
 /** Insert one job inside the caller's transaction, or find the unexpired job that holds its key. */
 function insertJob(s: Statements, job: NewJob, now: number): CreateResult {
   const scope = job.idempotencyKey === null ? null : keyScope(job.owner, job.idempotencyKey);
-  const input = toJson(job.input);
+  const input = job.inputJson ?? toJson(job.input);
   if (scope !== null) {
     // An expired job no longer binds its key: unbind it so that the insert below takes the key. The row
     // itself is already invisible (get/list hide it) and goes with the next purgeExpired(), as in
