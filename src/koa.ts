@@ -89,8 +89,14 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
         if (!response) return next();
         send(ctx, response);
       };
-      // Not async itself: a request for another route (a wrapped POST among them) goes on without a promise more.
-      return (ctx, next) => (protocol.matches(ctx.path) ? handle(ctx, next) : next());
+      // Not async itself: a request for another route (a wrapped POST among them) goes on without a promise more,
+      // and without parsing its URL when the URL (origin-form, as clients send it) does not start with the base path.
+      const base = protocol.basePath;
+      return (ctx, next) => {
+        const url = ctx.url;
+        const maybe = url.startsWith(base) || url.charCodeAt(0) !== 47; // 47: '/'
+        return maybe && protocol.matches(ctx.path) ? handle(ctx, next) : next();
+      };
     },
     statusUrl: (id) => protocol.statusUrl(id),
   };
