@@ -18,6 +18,8 @@ export interface StoreConformanceOptions {
     reopen?: (previous: JobStore) => Promise<JobStore>;
     /** The store implements the optional `createClaimed()`: its cases run too. */
     createClaimed?: boolean;
+    /** The store implements the optional synchronous `createNow()`: its cases run too. */
+    createNow?: boolean;
   };
 }
 
@@ -471,6 +473,25 @@ export function describeStoreConformance(name: string, api: TestApi, options: St
       assert.equal(claimed.id, job.id);
       assert.equal(claimed.attempt, 2);
     });
+
+    if (options.capabilities?.createNow) {
+      test('createNow creates as create does, before it returns; a bound key gives the job back', async ({ store }) => {
+        assert.equal(typeof store.createNow, 'function', 'capabilities.createNow: the store has none');
+        const spec = newJob({ idempotencyKey: 'k', owner: 'ann' });
+        const { job, created } = store.createNow!(spec);
+        assert.equal(created, true);
+        assert.equal(job.id, spec.id);
+        assert.equal(job.status, 'queued');
+        assert.deepEqual(job.input, spec.input);
+        assert.deepEqual((await store.get(spec.id))?.input, spec.input);
+        const again = store.createNow!(newJob({ idempotencyKey: 'k', owner: 'ann' }));
+        assert.deepEqual([again.created, again.job.id], [false, job.id]);
+        const viaCreate = await store.create(newJob({ idempotencyKey: 'k', owner: 'ann' }));
+        assert.deepEqual([viaCreate.created, viaCreate.job.id], [false, job.id]);
+        const [claimed] = await store.claim(claimOptions('w1'));
+        assert.equal(claimed?.id, job.id);
+      });
+    }
 
     if (options.capabilities?.createClaimed) {
       test('createClaimed inserts the job leased to the worker; a bound key returns the job untouched', async ({

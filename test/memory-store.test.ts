@@ -4,7 +4,11 @@ import { MemoryStore } from '../src/stores/memory.js';
 import { TextArena } from '../src/stores/memory-arena.js';
 import { describeStoreConformance } from '../src/testing.js';
 
-describeStoreConformance('MemoryStore', { describe, it, afterEach }, { createStore: () => new MemoryStore() });
+describeStoreConformance(
+  'MemoryStore',
+  { describe, it, afterEach },
+  { createStore: () => new MemoryStore(), capabilities: { createNow: true } },
+);
 
 const job = (overrides: { owner?: string | null; idempotencyKey?: string | null } = {}) => ({
   id: newJobId(),
@@ -130,6 +134,32 @@ describe('MemoryStore: rows, id index and text arena', () => {
     for (let i = 0; i < 5000; i++) ids.push((await store.create({ ...job(), input: i })).job.id);
     for (const [i, id] of ids.entries()) expect((await store.get(id))?.input).toBe(i);
     expect(await store.get(newJobId())).toBeUndefined();
+  });
+
+  it('finds jobs whose ids share their first bytes, through deletes, growth and reuse of freed rows', async () => {
+    // The index hashes an id by its first 4 bytes: these ids all land on one probe chain.
+    const prefix = 'Zm9vYmFy'; // 6 bytes
+    const sameStart = () => `${prefix}${newJobId().slice(8)}`;
+    const store = new MemoryStore({ maxJobs: 1_000_000 });
+    const live = new Map<string, number>();
+    const gone: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const { job: created } = await store.create({ ...job(), id: i % 3 ? sameStart() : newJobId(), input: i });
+      live.set(created.id, i);
+      if (i % 5 === 4) {
+        // Finish and purge every fifth job as it goes: deleted slots sit among the live ones.
+        const [claimed] = await store.claim({ names: ['bounded'], workerId: 'w', limit: 1, leaseMs: 60_000 });
+        await store.complete(claimed.id, 'w', { result: null, resultUrl: null, retentionMs: 1 });
+        live.delete(claimed.id);
+        gone.push(claimed.id);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        await store.purgeExpired();
+      }
+    }
+    expect(store.size).toBe(live.size);
+    for (const [id, i] of live) expect((await store.get(id))?.input, id).toBe(i);
+    for (const id of gone) expect(await store.get(id), id).toBeUndefined();
+    expect(await store.get(sameStart())).toBeUndefined();
   });
 });
 

@@ -15,7 +15,7 @@ import {
 } from './errors.js';
 import { newJobId } from './ids.js';
 import { assertJobStore, type CancelOutcome, type CreateResult, type JobStore } from './store.js';
-import type { JobChange, JobContext, JobErrorInfo, JobHandler, JobRecord } from './types.js';
+import type { JobChange, JobContext, JobErrorInfo, JobHandler, JobRecord, NewJob } from './types.js';
 import { isTerminal } from './types.js';
 
 export interface Logger {
@@ -237,21 +237,10 @@ export class Jobs {
     options: SubmitOptions = {},
   ): Promise<{ job: JobRecord; created: boolean }> {
     const name = typeof definition === 'string' ? definition : definition.name;
-    const known = this.#definitions.get(name);
-    if (!known) throw new TypeError(`respond-async: job "${name}" is not defined in this process`);
+    const attempts = this.#attempts(name);
     if (this.#closing) throw new StoreUnavailableError(this.store.kind, new Error('the runtime is closing'));
     if (!this.#isReady) await this.ready();
-    const job = {
-      id: newJobId(),
-      name,
-      input,
-      owner: options.owner || null,
-      idempotencyKey: options.idempotencyKey ?? null,
-      requestHash: options.requestHash ?? null,
-      maxAttempts: known.options.attempts,
-      callbackUrl: options.callbackUrl ?? null,
-      inputJson: options.inputJson,
-    };
+    const job = newJob(name, attempts, input, options);
     const takeNow = this.#reserveForSubmit();
     if (!takeNow) {
       let result: CreateResult;
@@ -280,6 +269,40 @@ export class Jobs {
       this.#landing.delete(landing);
       landed();
     }
+  }
+
+  /**
+   * `submit()` done at once, for a store that creates synchronously (`JobStore.createNow`: the MemoryStore), so that
+   * the caller need not wait a turn of the microtask queue: the result, or `undefined` when the caller must
+   * `await submit()` instead (another store, the runtime not ready yet or closing).
+   * @throws as `submit()` does.
+   */
+  submitNow<Input>(
+    definition: JobDefinition<Input, unknown> | string,
+    input: Input,
+    options: SubmitOptions = {},
+  ): { job: JobRecord; created: boolean } | undefined {
+    const createNow = this.store.createNow;
+    // A store that can create jobs already claimed goes through submit(), which may hand the job to this worker.
+    if (createNow === undefined || this.store.createClaimed !== undefined || !this.#isReady || this.#closing) {
+      return undefined;
+    }
+    const name = typeof definition === 'string' ? definition : definition.name;
+    const job = newJob(name, this.#attempts(name), input, options);
+    let result: CreateResult;
+    try {
+      result = createNow.call(this.store, job);
+    } catch (error) {
+      throw storeError(this.store.kind, error);
+    }
+    return this.#submitted(result, false);
+  }
+
+  /** The attempts of the job named `name`, which must be defined in this process. */
+  #attempts(name: string): number {
+    const known = this.#definitions.get(name);
+    if (!known) throw new TypeError(`respond-async: job "${name}" is not defined in this process`);
+    return known.options.attempts;
   }
 
   async #create(create: () => Promise<CreateResult>): Promise<CreateResult> {
@@ -808,6 +831,21 @@ function jsonSize(value: unknown): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/** The job a submit asks the store to create. */
+function newJob(name: string, maxAttempts: number, input: unknown, options: SubmitOptions): NewJob {
+  return {
+    id: newJobId(),
+    name,
+    input,
+    owner: options.owner || null,
+    idempotencyKey: options.idempotencyKey ?? null,
+    requestHash: options.requestHash ?? null,
+    maxAttempts,
+    callbackUrl: options.callbackUrl ?? null,
+    inputJson: options.inputJson,
+  };
 }
 
 function positive(name: string, value: number): number {

@@ -186,13 +186,8 @@ export class HttpProtocol<Req> {
     const requestHash = idempotencyKey === null ? null : hashRequest(req.method, req.path, req.body, owner);
     let result: { job: JobRecord; created: boolean };
     try {
-      result = await this.jobs.submit(definition, input, {
-        owner,
-        idempotencyKey,
-        requestHash,
-        callbackUrl,
-        inputJson,
-      });
+      const options = { owner, idempotencyKey, requestHash, callbackUrl, inputJson };
+      result = this.jobs.submitNow(definition, input, options) ?? (await this.jobs.submit(definition, input, options));
     } catch (error) {
       if (error instanceof QueueFullError || error instanceof StoreUnavailableError) {
         return problem(

@@ -79,6 +79,10 @@ export class MemoryStore implements JobStore {
   async init(): Promise<void> {}
 
   async create(job: NewJob): Promise<CreateResult> {
+    return this.createNow(job);
+  }
+
+  createNow(job: NewJob): CreateResult {
     const now = Date.now();
     const t = this.#table;
     const scope = job.idempotencyKey === null ? null : keyScope(job.owner, job.idempotencyKey);
