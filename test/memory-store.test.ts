@@ -163,6 +163,56 @@ describe('MemoryStore: rows, id index and text arena', () => {
   });
 });
 
+describe('MemoryStore: jobs created in one turn of the event loop', () => {
+  // createNow() writes a job that fits in memory already allocated after the turn's I/O; every read must see it.
+  const sameTurn = (store: MemoryStore, n: number, make = () => job()) =>
+    Array.from({ length: n }, () => store.createNow(make()).job.id);
+
+  it('are claimed in the order they were created, by a claim in the same turn', async () => {
+    const store = new MemoryStore();
+    const ids = sameTurn(store, 50);
+    const claimed = await store.claim({ names: ['bounded'], workerId: 'w', limit: 100, leaseMs: 60_000 });
+    expect(claimed.map((j) => j.id)).toEqual(ids);
+  });
+
+  it('are found, listed and counted at once', async () => {
+    const store = new MemoryStore();
+    const ids = sameTurn(store, 20, () => job({ owner: 'ann' }));
+    expect(store.size).toBe(20);
+    expect((await store.get(ids[7]))?.status).toBe('queued');
+    const listed = await store.list({ owner: 'ann', limit: 100 });
+    expect(new Set(listed.map((j) => j.id))).toEqual(new Set(ids));
+  });
+
+  it('count against maxJobs before they are written', () => {
+    const store = new MemoryStore({ maxJobs: 3 });
+    sameTurn(store, 3);
+    expect(() => store.createNow(job())).toThrow(QueueFullError);
+  });
+
+  it('bind their idempotency key for a resubmit in the same turn', () => {
+    const store = new MemoryStore();
+    store.createNow(job()); // the first job allocates the table's memory, and is written at once
+    const first = store.createNow(job({ idempotencyKey: 'k' }));
+    const again = store.createNow(job({ idempotencyKey: 'k' }));
+    expect(again.created).toBe(false);
+    expect(again.job.id).toBe(first.job.id);
+  });
+
+  it('keep their order and inputs across the writes that need new memory (rows, arena chunks, a larger index)', async () => {
+    const store = new MemoryStore({ maxJobs: 1_000_000 });
+    const big = 'x'.repeat(300_000); // more than a quarter of an arena chunk: a chunk of its own
+    const made: { id: string; input: unknown }[] = [];
+    for (let i = 0; i < 9_000; i++) {
+      const input = i % 1000 === 999 ? { big, i } : { i, text: 'é'.repeat(i % 40) };
+      made.push({ id: store.createNow({ ...job(), input }).job.id, input });
+    }
+    const claimed = await store.claim({ names: ['bounded'], workerId: 'w', limit: 10_000, leaseMs: 60_000 });
+    expect(claimed.map((j) => j.id)).toEqual(made.map((m) => m.id));
+    for (const { id, input } of made) expect((await store.get(id))?.input).toEqual(input);
+  });
+});
+
 describe('TextArena', () => {
   it('reads back every live text while others are released, chunks are reused, and after copying', () => {
     let seed = 7;

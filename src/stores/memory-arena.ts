@@ -51,6 +51,14 @@ export class TextArena {
     return this.#placed(n);
   }
 
+  /**
+   * Whether texts of `units` UTF-16 units in all, none longer than `longest`, can be written into the current chunk,
+   * one after the other, without a chunk more.
+   */
+  fits(units: number, longest: number): boolean {
+    return this.#current >= 0 && longest * 3 <= CHUNK / 4 && this.#offset + units * 3 <= CHUNK;
+  }
+
   /** Copy `length` bytes at `address` of `from` into this arena; returns the new address. */
   copyFrom(from: TextArena, address: number, length: number): number {
     const [source, start] = from.#locate(address);

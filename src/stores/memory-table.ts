@@ -177,6 +177,18 @@ export class JobTable {
     return row;
   }
 
+  /**
+   * Whether `rows` new rows, whose input texts have `units` UTF-16 units in all and `longest` at most, can be
+   * inserted into memory already allocated: no chunk of rows, arena chunk or larger index more.
+   */
+  fits(rows: number, units: number, longest: number): boolean {
+    return (
+      this.#free.length + this.#chunks.length * CHUNK_ROWS - this.end >= rows &&
+      2 * (this.#indexUsed + rows) <= this.#index.length &&
+      this.#arena.fits(units, longest)
+    );
+  }
+
   /** The row of a job id, if held. */
   find(id: string): number | undefined {
     const key = this.#scratch;

@@ -62,8 +62,29 @@ export function newRecord(job: NewJob, now: number): JobRecord {
  */
 export class MemoryStore implements JobStore {
   readonly kind = 'memory';
-  /** The jobs, one row each (see memory-table.ts for why rows and not objects). */
-  readonly #table: JobTable;
+  /** The jobs, one row each (see memory-table.ts for why rows and not objects). Read it through `#table`. */
+  readonly #rows: JobTable;
+  /**
+   * New jobs not yet in `#rows`, in the order they were created: their job, input text and time. A new job that
+   * fits in memory the table already holds is written with the others of the same turn of the event loop, after
+   * that turn's I/O (`setImmediate`), not while its request is answered. Between two requests an HTTP server
+   * touches enough memory to push the table's out of the CPU caches; written one per request, a job cost several
+   * cache misses more than written in a batch (an HTTP server of the benchmark, Koa, saturated: 53.7 µs of CPU per
+   * accepted request against 55.8). Every other method reads the table through `#table`, which writes these jobs
+   * first: nothing can see the store without them. A new job that needs memory allocated is written at once,
+   * so that a failed allocation fails its own request, not a job already answered.
+   */
+  readonly #pendingJobs: NewJob[] = [];
+  readonly #pendingTexts: (string | undefined)[] = [];
+  readonly #pendingTimes: number[] = [];
+  /** UTF-16 units of the pending jobs' texts, and the longest one. */
+  #pendingUnits = 0;
+  #pendingLongest = 0;
+  #flushScheduled = false;
+  readonly #flushSoon = (): void => {
+    this.#flushScheduled = false;
+    this.#flush();
+  };
   /** Idempotency scope → id of the job bound to it. */
   readonly #keys = new Map<string, string>();
   readonly #maxJobs: number;
@@ -73,7 +94,7 @@ export class MemoryStore implements JobStore {
     if (!(this.#maxJobs >= 1)) {
       throw new TypeError(`respond-async: MemoryStore \`maxJobs\` must be at least 1, got ${String(options.maxJobs)}`);
     }
-    this.#table = new JobTable();
+    this.#rows = new JobTable();
   }
 
   async init(): Promise<void> {}
@@ -84,18 +105,34 @@ export class MemoryStore implements JobStore {
 
   createNow(job: NewJob): CreateResult {
     const now = Date.now();
-    const t = this.#table;
+    const t = this.#rows;
     const scope = job.idempotencyKey === null ? null : keyScope(job.owner, job.idempotencyKey);
     if (scope !== null) {
       const existing = this.#live(this.#keys.get(scope), now);
       if (existing !== undefined) return { job: t.record(existing), created: false };
     }
-    if (t.size >= this.#maxJobs) {
+    const pending = this.#pendingJobs.length;
+    if (t.size + pending >= this.#maxJobs) {
       this.#purge(now);
       if (t.size >= this.#maxJobs) throw new QueueFullError(this.kind, this.#maxJobs);
     }
     const text = job.inputJson ?? toText(job.input);
-    t.insert(job, text, now);
+    const units = text === undefined ? 0 : text.length;
+    const longest = Math.max(this.#pendingLongest, units);
+    if (t.fits(this.#pendingJobs.length + 1, this.#pendingUnits + units, longest)) {
+      this.#pendingJobs.push(job);
+      this.#pendingTexts.push(text);
+      this.#pendingTimes.push(now);
+      this.#pendingUnits += units;
+      this.#pendingLongest = longest;
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        setImmediate(this.#flushSoon);
+      }
+    } else {
+      this.#flush();
+      t.insert(job, text, now);
+    }
     if (scope !== null) this.#keys.set(scope, job.id);
     // The input stored is its JSON text; the caller gets back the value it gave.
     return { job: newRecord(job, now), created: true };
@@ -261,6 +298,26 @@ export class MemoryStore implements JobStore {
   /** Jobs held now, finished ones included (for tests and metrics). */
   get size(): number {
     return this.#table.size;
+  }
+
+  /** The table, with the pending new jobs written into it. */
+  get #table(): JobTable {
+    if (this.#pendingJobs.length !== 0) this.#flush();
+    return this.#rows;
+  }
+
+  /** Write the pending new jobs into the table, in the order they were created. */
+  #flush(): void {
+    const jobs = this.#pendingJobs;
+    const texts = this.#pendingTexts;
+    const times = this.#pendingTimes;
+    const t = this.#rows;
+    for (let i = 0; i < jobs.length; i++) t.insert(jobs[i], texts[i], times[i]);
+    jobs.length = 0;
+    texts.length = 0;
+    times.length = 0;
+    this.#pendingUnits = 0;
+    this.#pendingLongest = 0;
   }
 
   #live(id: string | undefined, now: number): number | undefined {
