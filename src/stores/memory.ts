@@ -2,6 +2,7 @@
 import { QueueFullError } from '../core/errors.js';
 import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
 import type { JobErrorInfo, JobRecord, NewJob } from '../core/types.js';
+import { keyScope, newRecord } from './common.js';
 import {
   CANCELED,
   COMPLETE,
@@ -18,40 +19,6 @@ import {
 export interface MemoryStoreOptions {
   /** Most jobs held at once, finished ones included; a full store makes submit answer 503. Default 100 000. */
   maxJobs?: number;
-}
-
-/** @internal Build the record a store inserts for a new job. Shared by every store. */
-export function newRecord(job: NewJob, now: number): JobRecord {
-  return {
-    id: job.id,
-    name: job.name,
-    status: 'queued',
-    input: job.input,
-    owner: job.owner,
-    idempotencyKey: job.idempotencyKey,
-    requestHash: job.requestHash,
-    progress: null,
-    message: null,
-    result: undefined,
-    resultUrl: null,
-    error: null,
-    attempt: 0,
-    maxAttempts: job.maxAttempts,
-    runAt: now,
-    leaseOwner: null,
-    leaseUntil: null,
-    cancelRequested: false,
-    callbackUrl: job.callbackUrl,
-    deliveryStatus: null,
-    deliveryAttempts: 0,
-    deliveryNextAt: null,
-    createdAt: now,
-    updatedAt: now,
-    startedAt: null,
-    finishedAt: null,
-    expiresAt: null,
-    seq: 1,
-  };
 }
 
 /**
@@ -370,9 +337,4 @@ export class MemoryStore implements JobStore {
 /** JSON text of a value; `undefined` (also for what JSON cannot hold, as the durable stores' NULL) when none. */
 function toText(value: unknown): string | undefined {
   return value === undefined ? undefined : JSON.stringify(value);
-}
-
-/** @internal The unique scope of an idempotency key: the key within its owner. */
-export function keyScope(owner: string | null, key: string): string {
-  return `${owner ?? ''}\u0000${key}`;
 }

@@ -10,7 +10,7 @@ import type { Client, ClientConfig, Pool, PoolConfig } from 'pg';
 import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
 import type { JobChange, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
 import { isTerminal } from '../core/types.js';
-import { keyScope } from './memory.js';
+import { keyScope } from './common.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
 
 export interface PostgresStoreOptions {

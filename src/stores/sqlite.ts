@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
 import type { DeliveryStatus, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
-import { keyScope, newRecord } from './memory.js';
+import { keyScope, newRecord } from './common.js';
 
 export interface SqliteStoreOptions {
   /** Path of the database file (created when missing). Give this or `database`. */
