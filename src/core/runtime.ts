@@ -14,6 +14,7 @@ import {
   UnrecoverableError,
 } from './errors.js';
 import { newJobId } from './ids.js';
+import { OutageLog } from './outage-log.js';
 import { assertJobStore, type CancelOutcome, type CreateResult, type JobStore } from './store.js';
 import type { JobChange, JobContext, JobErrorInfo, JobHandler, JobRecord, NewJob } from './types.js';
 import { isTerminal } from './types.js';
@@ -88,6 +89,12 @@ const SEE_OTHER = Symbol.for('respond-async.seeOther');
 /**
  * Return `seeOther(url)` from a handler to make the status URL of the complete job redirect there
  * (`303 See Other`), the Azure Async Request-Reply way. `result` is still stored and served in the document.
+ *
+ * `url` is checked when the handler returns it, as a `Location` header must be writable: non-ASCII characters and
+ * spaces are percent-encoded as UTF-8 (`/files/报告.pdf` → `/files/%E6%8A%A5%E5%91%8A.pdf`; an absolute URL is
+ * serialised the WHATWG URL way, its host in punycode), `%XX` escapes already there are kept. An empty URL, or
+ * one with a control character (CR, LF, NUL...), fails the job at once with code
+ * `ERR_RESPOND_ASYNC_INVALID_REDIRECT` (not retried), rather than storing an answer no status poll could write.
  * @example
  * jobs.define('export', async () => { const file = await render(); return seeOther(`/files/${file.id}`) });
  */
@@ -160,12 +167,15 @@ export class Jobs {
   readonly #idle = new Set<() => void>();
   readonly #closingController = new AbortController();
   readonly #background: Array<{ start(): void; stop(): Promise<void> }> = [];
+  /** Background store failures, logged once per outage. */
+  readonly #outages: OutageLog;
 
   constructor(options: JobsOptions = {}) {
     const store = options.store ?? new MemoryStore();
     assertJobStore(store);
     this.store = store;
     this.logger = options.logger ?? console;
+    this.#outages = new OutageLog(this.logger);
     this.options = {
       concurrency: positive('concurrency', options.concurrency ?? DEFAULTS.concurrency),
       worker: options.worker ?? true,
@@ -485,12 +495,10 @@ export class Jobs {
       this.#wake();
     }, this.options.pollIntervalMs);
     this.#pollTimer.unref();
+    // #heartbeat and #purge catch every failure themselves: a timer never leaves a rejected promise behind.
     this.#heartbeatTimer = setInterval(() => void this.#heartbeat(), Math.max(10, this.options.leaseMs / 3));
     this.#heartbeatTimer.unref();
-    this.#purgeTimer = setInterval(
-      () => void this.store.purgeExpired().catch(() => {}),
-      Math.min(60_000, this.options.retentionMs),
-    );
+    this.#purgeTimer = setInterval(() => void this.#purge(), Math.min(60_000, this.options.retentionMs));
     this.#purgeTimer.unref();
     for (const task of this.#background) task.start();
     void this.ready()
@@ -512,9 +520,14 @@ export class Jobs {
     const running = this.#running.get(change.id);
     // A change this process did not make to a job it runs: maybe a cancel asked for on another instance.
     if (running && change.status === 'processing' && change.seq > running.job.seq) {
-      void this.store.get(change.id).then((job) => {
-        if (job?.cancelRequested) running.controller.abort(new CanceledError());
-      });
+      // On failure the next heartbeat's renew reports the cancel request instead.
+      this.store.get(change.id).then(
+        (job) => {
+          this.#outages.recovered('get');
+          if (job?.cancelRequested) running.controller.abort(new CanceledError());
+        },
+        (error: unknown) => this.#outages.failed('get', 'respond-async: reading a changed job failed', error),
+      );
     }
   }
 
@@ -570,13 +583,24 @@ export class Jobs {
         } finally {
           this.#reserved -= free;
         }
+        this.#outages.recovered('claim');
         for (const job of claimed) this.#start(job);
         if (claimed.length === free) this.#queueMayHoldJobs = true;
         else return;
       }
     } catch (error) {
       this.#queueMayHoldJobs = true;
-      this.logger.error('respond-async: claiming jobs failed; will retry', error);
+      this.#outages.failed('claim', 'respond-async: claiming jobs failed; will retry', error);
+    }
+  }
+
+  /** Drop expired jobs; a failure is retried on the next tick. */
+  async #purge(): Promise<void> {
+    try {
+      await this.store.purgeExpired();
+      this.#outages.recovered('purge');
+    } catch (error) {
+      this.#outages.failed('purge', 'respond-async: purging expired jobs failed; will retry', error);
     }
   }
 
@@ -590,12 +614,14 @@ export class Jobs {
     this.#running.set(job.id, entry);
     this.#active += 1;
     this.#publish(job);
-    void this.#run(entry).finally(() => {
-      this.#handlerDone(entry);
-      if (this.#running.get(job.id) === entry) this.#running.delete(job.id);
-      if (this.#running.size === 0) for (const resolve of this.#idle) resolve();
-      this.#wake();
-    });
+    this.#run(entry)
+      .catch((error: unknown) => this.logger.error(`respond-async: running job ${job.id} failed`, error))
+      .finally(() => {
+        this.#handlerDone(entry);
+        if (this.#running.get(job.id) === entry) this.#running.delete(job.id);
+        if (this.#running.size === 0) for (const resolve of this.#idle) resolve();
+        this.#wake();
+      });
   }
 
   /**
@@ -640,16 +666,22 @@ export class Jobs {
     if (timeoutMs !== undefined) {
       timer = setTimeout(() => controller.abort(new TimeoutError(timeoutMs)), timeoutMs);
     }
+    // One progress write in flight per job, the latest value next: a handler that reports without awaiting
+    // cannot flood the store (or exhaust a connection pool).
+    const writeProgress = latestWins<{ value: number; text: string | null }>(
+      ({ value, text }) => this.#write('progress', () => this.store.progress(job.id, this.workerId, value, text)),
+      () => !entry.active || controller.signal.aborted,
+    );
     const ctx: JobContext = {
       jobId: job.id,
       attempt: job.attempt,
       owner: job.owner,
       signal: controller.signal,
-      progress: async (percent, message) => {
-        if (controller.signal.aborted) return;
+      progress: (percent, message) => {
+        if (controller.signal.aborted) return Promise.resolve();
         const value = Math.min(100, Math.max(0, Number.isFinite(percent) ? percent : 0));
         const text = message === undefined ? null : String(message).slice(0, 1000);
-        await this.#write(() => this.store.progress(job.id, this.workerId, value, text));
+        return writeProgress({ value, text });
       },
     };
     let outcome: { ok: true; value: unknown } | { ok: false; error: unknown };
@@ -674,9 +706,17 @@ export class Jobs {
     }
     if (outcome.ok && !(reason instanceof TimeoutError)) {
       const value = isSeeOther(outcome.value) ? outcome.value.result : outcome.value;
-      const resultUrl = isSeeOther(outcome.value) ? outcome.value.url : null;
+      const resultUrl = isSeeOther(outcome.value) ? redirectUrl(outcome.value.url) : null;
       const size = jsonSize(value);
-      if (size <= this.options.maxResultBytes) {
+      if (resultUrl === undefined) {
+        outcome = {
+          ok: false,
+          error: new JobError('The handler returned seeOther() with a URL that cannot be sent as a Location', {
+            code: 'ERR_RESPOND_ASYNC_INVALID_REDIRECT',
+            retry: false,
+          }),
+        };
+      } else if (size <= this.options.maxResultBytes) {
         await this.#settle(
           () => this.store.complete(job.id, this.workerId, { result: value, resultUrl, retentionMs }),
           controller.signal,
@@ -717,13 +757,18 @@ export class Jobs {
     for (let delay = 100; ; delay = Math.min(2 * delay, 2000)) {
       try {
         const job = await write();
+        this.#outages.recovered('settle');
         if (job) this.#publish(job);
         return;
       } catch (error) {
         const reason: unknown = signal.reason;
         const givenUp = signal.aborted && (reason instanceof ShutdownError || reason instanceof LeaseLostError);
         if (givenUp || Date.now() + delay >= deadline) {
-          this.logger.error('respond-async: store write failed; the job will be retried when its lease lapses', error);
+          this.#outages.failed(
+            'settle',
+            'respond-async: store write failed; the job will be retried when its lease lapses',
+            error,
+          );
           return;
         }
         await new Promise((resolve) => setTimeout(resolve, delay));
@@ -731,10 +776,11 @@ export class Jobs {
     }
   }
 
-  /** A store write by the worker: publishes the change; a failure is logged (the lease will lapse and retry). */
-  async #write(write: () => Promise<JobRecord | undefined>): Promise<void> {
+  /** A store write by the worker: publishes the change; a failure is logged once per outage of `kind`. */
+  async #write(kind: string, write: () => Promise<JobRecord | undefined>): Promise<void> {
     try {
       const job = await write();
+      this.#outages.recovered(kind);
       if (!job) return;
       this.#publish(job);
       // A cancel asked for elsewhere shows on the record the write returns.
@@ -742,7 +788,7 @@ export class Jobs {
         this.#running.get(job.id)?.controller.abort(new CanceledError());
       }
     } catch (error) {
-      this.logger.error('respond-async: store write failed; the job will be retried when its lease lapses', error);
+      this.#outages.failed(kind, `respond-async: store write (${kind}) failed; the next one tries again`, error);
     }
   }
 
@@ -751,6 +797,7 @@ export class Jobs {
     const ids = [...this.#running.keys()];
     try {
       const states = await this.store.renew(ids, this.workerId, this.options.leaseMs);
+      this.#outages.recovered('renew');
       for (const state of states) {
         const running = this.#running.get(state.id);
         if (!running) continue;
@@ -758,7 +805,7 @@ export class Jobs {
         else if (state.cancelRequested) running.controller.abort(new CanceledError());
       }
     } catch (error) {
-      this.logger.error('respond-async: renewing leases failed', error);
+      this.#outages.failed('renew', 'respond-async: renewing leases failed; will retry', error);
     }
   }
 
@@ -821,6 +868,68 @@ function raceAbort<T>(work: Promise<T> | T, signal: AbortSignal): Promise<T> {
       },
     );
   });
+}
+
+/**
+ * `write` with at most one call in flight: a value given meanwhile waits for it, and only the latest waiting value
+ * is written (once `over()` is true it is dropped). Each returned promise settles when its value, or a later one,
+ * has been handled; none rejects.
+ */
+function latestWins<T>(write: (value: T) => Promise<void>, over: () => boolean): (value: T) => Promise<void> {
+  let inFlight = false;
+  let next: { value: T; done: () => void; promise: Promise<void> } | undefined;
+  const start = (value: T): Promise<void> => {
+    inFlight = true;
+    return write(value)
+      .catch(() => {})
+      .then(() => {
+        const queued = next;
+        next = undefined;
+        if (queued && !over()) {
+          void start(queued.value).then(queued.done);
+        } else {
+          inFlight = false;
+          queued?.done();
+        }
+      });
+  };
+  return (value) => {
+    if (!inFlight) return start(value);
+    if (next) {
+      next.value = value;
+      return next.promise;
+    }
+    let done!: () => void;
+    const promise = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    next = { value, done, promise };
+    return promise;
+  };
+}
+
+/**
+ * The `Location` a `seeOther()` URL is sent as: non-ASCII characters and spaces percent-encoded as UTF-8 (an
+ * absolute URL serialised by WHATWG URL), or undefined when it cannot be one (empty, a control character, a lone
+ * surrogate, an absolute URL that does not parse).
+ */
+function redirectUrl(url: unknown): string | undefined {
+  if (typeof url !== 'string' || url.length === 0 || hasControlCharacter(url)) return undefined;
+  try {
+    if (/^[a-z][a-z0-9+.-]*:/i.test(url)) return new URL(url).href;
+    return url.replace(/[^\u0021-\u007e]+/g, (chars) => encodeURIComponent(chars));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `text` holds a C0 control character or DEL, which no header value may carry. */
+function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
 }
 
 /** Bytes of JSON, or NaN when `value` cannot be serialised (a cycle, a BigInt). */

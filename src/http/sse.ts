@@ -71,7 +71,11 @@ export function jobEventStream(options: EventStreamOptions): EventStream {
         }
       };
 
-      const unwatch = jobs.watch(id, () => void refresh());
+      // A document that cannot be sent ends the stream: the client reconnects, or reads the status URL.
+      const refreshSafely = (): void => {
+        refresh().catch(() => stop(true));
+      };
+      const unwatch = jobs.watch(id, refreshSafely);
       const onClosing = () => stop(true);
       jobs.closing.addEventListener('abort', onClosing);
       const heartbeat = setInterval(() => sink.write(': keep-alive\n\n'), heartbeatMs);
@@ -91,7 +95,7 @@ export function jobEventStream(options: EventStreamOptions): EventStream {
         return () => {};
       }
       emit(options.job);
-      if (!closed) void refresh();
+      if (!closed) refreshSafely();
       return () => stop(false);
     },
   };
