@@ -56,6 +56,7 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
         }
       };
       return (req: Request, res: Response) => {
+        // accept() never rejects and sendNode() never throws: nothing here can become an unhandled rejection.
         void accept(req).then((response) => sendNode(res, response));
       };
     },
@@ -66,7 +67,9 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
         protocol
           .handle(toRequest(req, undefined))
           .catch((error: unknown) => protocol.error(error))
-          .then((response) => (response ? sendNode(res, response) : next()));
+          .then((response) => (response ? sendNode(res, response) : next()))
+          // next() may throw (a later middleware); Express then has its own error path.
+          .catch((error: unknown) => next(error));
       };
     },
     statusUrl: (id) => protocol.statusUrl(id),

@@ -11,7 +11,7 @@ import fp from 'fastify-plugin';
 import type { JobDefinition, Jobs } from './core/runtime.js';
 import { nodeHeader, pathOf, sendNode, tooLarge } from './http/node.js';
 import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
-import type { HttpResponse } from './http/response.js';
+import { type HttpResponse, writableResponse } from './http/response.js';
 
 export type FastifyRespondAsyncOptions = RespondAsyncOptions<FastifyRequest>;
 export type FastifyRouteOptions<Input> = RouteOptions<FastifyRequest, Input>;
@@ -49,7 +49,8 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
 
   // Open event streams, ended before the server closes (Fastify waits for hijacked connections otherwise).
   const streams = new Set<() => void>();
-  const send = (reply: FastifyReply, response: HttpResponse): FastifyReply | undefined => {
+  const send = (reply: FastifyReply, given: HttpResponse): FastifyReply | undefined => {
+    const response = writableResponse(given);
     if (response.stream) {
       reply.hijack();
       const end = sendNode(reply.raw, response);

@@ -8,7 +8,7 @@ import {
   type RespondAsyncOptions,
   type RouteOptions,
 } from './http/protocol.js';
-import type { HttpResponse } from './http/response.js';
+import { type HttpResponse, unwritableResponse, writableResponse } from './http/response.js';
 
 export type FetchRespondAsyncOptions = RespondAsyncOptions<Request>;
 export type FetchRouteOptions<Input> = RouteOptions<Request, Input>;
@@ -94,8 +94,21 @@ export function respondAsync(jobs: Jobs, options: FetchRespondAsyncOptions = {})
   };
 }
 
-/** A Web Response from a protocol answer; an event stream becomes a ReadableStream that stops when canceled. */
+/**
+ * A Web Response from a protocol answer, or the 500 problem answer when the runtime refuses one of its headers
+ * (`Headers` throws on a value no HTTP message may carry).
+ */
 function toResponse(response: HttpResponse): Response {
+  try {
+    // Headers accepts values (past U+00FF) that the server under it may still refuse: checked as Node would.
+    return webResponse(writableResponse(response));
+  } catch {
+    return webResponse(unwritableResponse());
+  }
+}
+
+/** A Web Response from a protocol answer; an event stream becomes a ReadableStream that stops when canceled. */
+function webResponse(response: HttpResponse): Response {
   const { stream } = response;
   if (!stream) return new Response(response.body ?? null, { status: response.status, headers: response.headers });
   const encoder = new TextEncoder();

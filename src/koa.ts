@@ -3,7 +3,7 @@ import type { Context, Middleware } from 'koa';
 import type { JobDefinition, Jobs } from './core/runtime.js';
 import { nodeHeader, readNodeBody, sendNode } from './http/node.js';
 import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
-import type { HttpResponse } from './http/response.js';
+import { type HttpResponse, writableResponse } from './http/response.js';
 
 export type KoaRespondAsyncOptions = RespondAsyncOptions<Context>;
 export type KoaRouteOptions<Input> = RouteOptions<Context, Input>;
@@ -43,7 +43,8 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
     };
   };
 
-  const send = (ctx: Context, response: HttpResponse): void => {
+  const send = (ctx: Context, given: HttpResponse): void => {
+    const response = writableResponse(given);
     if (response.stream) {
       ctx.respond = false;
       sendNode(ctx.res, response);

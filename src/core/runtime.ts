@@ -722,16 +722,17 @@ export class Jobs {
           controller.signal,
         );
         return;
+      } else {
+        outcome = {
+          ok: false,
+          error: Number.isNaN(size)
+            ? new UnrecoverableError('The result is not JSON-serialisable')
+            : new JobError(`The result is larger than ${this.options.maxResultBytes} bytes`, {
+                code: 'ERR_RESPOND_ASYNC_RESULT_TOO_LARGE',
+                retry: false,
+              }),
+        };
       }
-      outcome = {
-        ok: false,
-        error: Number.isNaN(size)
-          ? new UnrecoverableError('The result is not JSON-serialisable')
-          : new JobError(`The result is larger than ${this.options.maxResultBytes} bytes`, {
-              code: 'ERR_RESPOND_ASYNC_RESULT_TOO_LARGE',
-              retry: false,
-            }),
-      };
     }
     const error = outcome.ok ? reason : reason instanceof TimeoutError ? reason : outcome.error;
     if (!(error instanceof RespondAsyncError || error instanceof JobError)) {

@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ProblemError } from './problem.js';
 import type { HttpProtocol, RequestBody } from './protocol.js';
-import type { HttpResponse } from './response.js';
+import { type HttpResponse, unwritableResponse } from './response.js';
 
 /** Read and parse a JSON request body from a Node stream, stopping at the protocol's size limit. @internal */
 export function readNodeBody(req: IncomingMessage, protocol: HttpProtocol<unknown>): Promise<RequestBody> {
@@ -107,9 +107,26 @@ async function readByIterator(req: IncomingMessage, protocol: HttpProtocol<unkno
 
 /**
  * Write a protocol answer to a Node response, streaming events until the job ends or the client leaves.
- * For a stream, returns the function that ends it early. @internal
+ * An answer that cannot be written becomes the 500 problem answer (or, once headers are out, a cut connection):
+ * never an exception. For a stream, returns the function that ends it early. @internal
  */
 export function sendNode(res: ServerResponse, response: HttpResponse): (() => void) | undefined {
+  try {
+    return writeNode(res, response);
+  } catch {
+    if (res.headersSent) {
+      res.destroy();
+      return undefined;
+    }
+    for (const name in response.headers) res.removeHeader(name);
+    const fallback = unwritableResponse();
+    res.writeHead(fallback.status, fallback.headers);
+    res.end(fallback.body);
+    return undefined;
+  }
+}
+
+function writeNode(res: ServerResponse, response: HttpResponse): (() => void) | undefined {
   if (!response.stream) {
     res.writeHead(response.status, response.headers);
     res.end(response.body);

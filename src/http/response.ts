@@ -23,3 +23,33 @@ export function jsonResponse(status: number, value: unknown, headers: Record<str
     out['content-type'] = 'application/problem+json; charset=utf-8';
   return { status, headers: out, body: JSON.stringify(value) };
 }
+
+/** A header name is an RFC 9110 token; a value holds no control character other than tab (and nothing past U+00FF). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const BAD_HEADER_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+
+/**
+ * `response`, or the 500 problem answer (`unwritableResponse()`) when one of its headers could not be written:
+ * every adapter checks here, so that no framework fails the request its own way (a crash, a text/plain 500).
+ */
+export function writableResponse(response: HttpResponse): HttpResponse {
+  for (const name in response.headers) {
+    if (!HEADER_NAME.test(name) || BAD_HEADER_VALUE.test(response.headers[name])) return unwritableResponse();
+  }
+  return response;
+}
+
+/**
+ * What an adapter sends instead of an answer the framework refused to write (a header value no HTTP message may
+ * carry, such as a `Location` stored before redirect URLs were checked): 500 problem+json, never a crash.
+ */
+export function unwritableResponse(): HttpResponse {
+  const doc = {
+    type: 'about:blank',
+    title: 'Internal Server Error',
+    status: 500,
+    code: 'ERR_RESPOND_ASYNC_UNWRITABLE_ANSWER',
+    detail: 'The answer could not be written',
+  };
+  return jsonResponse(500, doc, { 'content-type': 'application/problem+json' });
+}
