@@ -806,7 +806,7 @@ export class Jobs {
         else if (state.cancelRequested) running.controller.abort(new CanceledError());
       }
     } catch (error) {
-      this.#outages.failed('renew', 'respond-async: renewing leases failed; will retry', error);
+      this.#outages.failed('renew', 'respond-async: renewing leases failed', error);
     }
   }
 
