@@ -56,8 +56,10 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
         }
       };
       return (req: Request, res: Response) => {
-        // accept() never rejects and sendNode() never throws: nothing here can become an unhandled rejection.
-        void accept(req).then((response) => sendNode(res, response));
+        // accept() never rejects and sendNode() answers 500 problem+json when it cannot write: the catch is a last guard.
+        accept(req)
+          .then((response) => sendNode(res, response))
+          .catch(() => res.destroy());
       };
     },
     routes() {

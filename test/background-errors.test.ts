@@ -9,6 +9,7 @@ import { OutageLog } from '../src/core/outage-log.js';
 import { createJobs, type Jobs } from '../src/core/runtime.js';
 import type { JobStore } from '../src/core/store.js';
 import type { JobChange } from '../src/core/types.js';
+import { startWebhookDeliveries } from '../src/http/webhooks.js';
 import { PostgresStore } from '../src/postgres.js';
 import { SqliteStore } from '../src/sqlite.js';
 import { MemoryStore } from '../src/stores/memory.js';
@@ -157,6 +158,26 @@ describe('store failures in background paths', () => {
     await eventually(() => completed);
     expect(log.count(log.warnings, 'purge works again')).toBe(1);
     expect(unhandled.length - before).toBe(0);
+  });
+});
+
+describe('store failures in the webhook delivery loop', () => {
+  it('are logged once per outage and once on recovery', async () => {
+    const faulty = faultyStore(new MemoryStore());
+    const log = recordingLogger();
+    const jobs = createJobs({ store: faulty.store, logger: log.logger, pollIntervalMs: 10 });
+    runtimes.push(jobs);
+    faulty.failing.add('claimDeliveries');
+    startWebhookDeliveries(jobs, {
+      webhooks: { secret: `whsec_${Buffer.alloc(32, 7).toString('base64')}` },
+      statusUrl: (id) => `/jobs/${id}`,
+      pollIntervalMs: 10,
+    });
+    jobs.define('noop', async () => null);
+    await eventually(() => faulty.calls('claimDeliveries') > 10);
+    expect(log.count(log.errors, 'claiming webhook deliveries failed')).toBe(1);
+    faulty.failing.clear();
+    await eventually(() => log.count(log.warnings, 'webhook claim works again') === 1);
   });
 });
 

@@ -6,6 +6,7 @@ import { request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction as NetLookupFunction } from 'node:net';
 import { backoffDelay } from '../core/backoff.js';
 import { RespondAsyncError } from '../core/errors.js';
+import { OutageLog } from '../core/outage-log.js';
 import type { Jobs } from '../core/runtime.js';
 import type { DeliveryUpdate } from '../core/store.js';
 import type { JobRecord } from '../core/types.js';
@@ -240,13 +241,17 @@ class DeliveryLoop {
   #tick: Promise<void> | undefined;
   #started = false;
   #stopped = false;
+  /** Store failures of the loop, logged once per outage rather than once per poll. */
+  readonly #outages: OutageLog;
 
   constructor(
     readonly jobs: Jobs,
     readonly config: ResolvedWebhookOptions,
     readonly statusUrl: (jobId: string) => string,
     readonly pollIntervalMs: number,
-  ) {}
+  ) {
+    this.#outages = new OutageLog(jobs.logger);
+  }
 
   start(): void {
     if (this.#started || this.#stopped) return;
@@ -278,6 +283,7 @@ class DeliveryLoop {
       if (free > 0) {
         await this.jobs.ready();
         const claimed = await this.jobs.store.claimDeliveries({ limit: free, leaseMs: this.config.timeoutMs * 2 });
+        this.#outages.recovered('webhook claim');
         for (const job of claimed) {
           if (this.#stopped) {
             // Claimed while stopping: hand it back for the next process.
@@ -292,7 +298,7 @@ class DeliveryLoop {
         again = claimed.length === free;
       }
     } catch (error) {
-      this.jobs.logger.error('respond-async: claiming webhook deliveries failed; will retry', error);
+      this.#outages.failed('webhook claim', 'respond-async: claiming webhook deliveries failed; will retry', error);
     }
     this.#schedule(again ? 0 : this.pollIntervalMs);
   }
@@ -327,9 +333,14 @@ class DeliveryLoop {
   async #record(id: string, update: DeliveryUpdate): Promise<void> {
     try {
       await this.jobs.store.recordDelivery(id, update);
+      this.#outages.recovered('webhook record');
     } catch (error) {
       // The claim lease lapses and the delivery is attempted again.
-      this.jobs.logger.error(`respond-async: recording the webhook delivery of job ${id} failed`, error);
+      this.#outages.failed(
+        'webhook record',
+        `respond-async: recording the webhook delivery of job ${id} failed`,
+        error,
+      );
     }
   }
 
