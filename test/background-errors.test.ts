@@ -97,6 +97,17 @@ describe('OutageLog', () => {
     outages.failed('claim', 'claiming failed', new Error('down again'));
     expect(log.errors).toHaveLength(3);
   });
+
+  it('starts a new outage when a kind fails again after a quiet spell without a success', async () => {
+    const log = recordingLogger();
+    const outages = new OutageLog(log.logger, { quietMs: 30 });
+    outages.failed('renew', 'renewing failed', new Error('down'));
+    outages.failed('renew', 'renewing failed', new Error('down'));
+    expect(log.errors).toHaveLength(1);
+    await sleep(60);
+    outages.failed('renew', 'renewing failed', new Error('down later'));
+    expect(log.errors).toHaveLength(2);
+  });
 });
 
 describe('store failures in background paths', () => {
