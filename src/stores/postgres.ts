@@ -119,10 +119,15 @@ function statements(schema: string) {
   const claimSet = (worker: string, leaseMs: string) => `status = 'processing', attempt = j.attempt + 1,
         lease_owner = ${worker}, lease_until = ${NOW} + ${leaseMs}::bigint,
         started_at = COALESCE(j.started_at, ${NOW}), updated_at = ${NOW}, seq = j.seq + 1`;
+  // A job whose cancel was requested (DELETE answered 202) ends canceled whatever its attempt's outcome: the
+  // completion or failure writes check the flag in the same UPDATE, so a cancel committed first always wins.
+  const unlessCanceled = (value: string, canceled = "'canceled'") =>
+    `CASE WHEN j.cancel_requested THEN ${canceled} ELSE ${value} END`;
   // Completions as parallel arrays ($1 ids, $2 workers, $3 results, $4 result URLs, $5 retentions); each row
   // keeps its own lease check.
-  const completeSet = `result = u.result::jsonb, result_url = u.result_url, progress = 100,
-        ${finish("'complete'", 'u.retention')}`;
+  const completeSet = `result = ${unlessCanceled('u.result::jsonb', 'j.result')},
+        result_url = ${unlessCanceled('u.result_url', 'j.result_url')},
+        progress = ${unlessCanceled('100', 'j.progress')}, ${finish(unlessCanceled("'complete'"), 'u.retention')}`;
   const completeRows = `FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
         AS u(id, worker, result, result_url, retention)
       WHERE j.id = u.id AND j.status = 'processing' AND j.lease_owner = u.worker`;
@@ -183,14 +188,25 @@ function statements(schema: string) {
       RETURNING j.id, j.cancel_requested`,
     progress: `UPDATE ${jobs} j SET progress = $3, message = $4, updated_at = ${NOW}, seq = j.seq + 1
       WHERE ${held} RETURNING ${cols}`,
-    complete: `UPDATE ${jobs} j SET result = $3::jsonb, result_url = $4, progress = 100, ${finish("'complete'", '$5')}
+    complete: `UPDATE ${jobs} j SET result = ${unlessCanceled('$3::jsonb', 'j.result')},
+        result_url = ${unlessCanceled('$4', 'j.result_url')}, progress = ${unlessCanceled('100', 'j.progress')},
+        ${finish(unlessCanceled("'complete'"), '$5')}
       WHERE ${held} RETURNING ${cols}`,
     // Completions of one event-loop turn (distinct ids) in one statement; each row keeps its own lease check.
     completeMany: `UPDATE ${jobs} j SET ${completeSet} ${completeRows} RETURNING ${cols}`,
-    failFinal: `UPDATE ${jobs} j SET error = $3::jsonb, ${finish("'failed'", '$4')}
+    failFinal: `UPDATE ${jobs} j SET error = ${unlessCanceled('$3::jsonb', 'j.error')}, ${finish(unlessCanceled("'failed'"), '$4')}
       WHERE ${held} RETURNING ${cols}`,
-    failRetry: `UPDATE ${jobs} j SET error = $3::jsonb, status = 'queued', run_at = $4::bigint,
-        lease_owner = NULL, lease_until = NULL, updated_at = ${NOW}, seq = j.seq + 1
+    // A retry goes back to the queue; with a cancel requested the job ends canceled instead ($5: its retention).
+    failRetry: `UPDATE ${jobs} j SET error = ${unlessCanceled('$3::jsonb', 'j.error')},
+        status = ${unlessCanceled("'queued'")}, run_at = ${unlessCanceled('$4::bigint', 'j.run_at')},
+        lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+        finished_at = ${unlessCanceled('j.finished_at', NOW)},
+        expires_at = ${unlessCanceled('j.expires_at', `${NOW} + $5::bigint`)},
+        delivery_status = CASE WHEN j.cancel_requested AND j.callback_url IS NOT NULL THEN 'pending'
+          ELSE j.delivery_status END,
+        delivery_next_at = CASE WHEN j.cancel_requested AND j.callback_url IS NOT NULL THEN ${NOW}
+          ELSE j.delivery_next_at END,
+        updated_at = ${NOW}, seq = j.seq + 1
       WHERE ${held} RETURNING ${cols}`,
     // Queued: canceled at once. Processing: cancel_requested. SET expressions read the row as it was.
     cancel: `UPDATE ${jobs} j SET
@@ -489,7 +505,7 @@ export class PostgresStore implements JobStore {
     const error = toJson(outcome.error);
     const [row] =
       outcome.retryAt !== null
-        ? await this.#query('failRetry', [id, workerId, error, ms(outcome.retryAt)])
+        ? await this.#query('failRetry', [id, workerId, error, ms(outcome.retryAt), ms(outcome.retentionMs)])
         : await this.#query('failFinal', [id, workerId, error, ms(outcome.retentionMs)]);
     return row && toRecord(row);
   }
