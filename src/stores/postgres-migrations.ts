@@ -126,4 +126,20 @@ CREATE TRIGGER jobs_notify_update AFTER UPDATE ON jobs
   FOR EACH STATEMENT EXECUTE FUNCTION notify_jobs_updated();
 `,
   },
+  {
+    version: 3,
+    name: 'json as text',
+    // jsonb refuses what JSON allows and the other stores keep: "\u0000" (in a value or a key) and lone surrogates
+    // such as "\ud800". The store now keeps the JSON text it is given (JSON.stringify's, or the request body's own)
+    // and parses it when read, so the same request gets the same answer on every store. No query looks inside
+    // these columns. Processes of the previous version keep working during a rolling upgrade: their jsonb
+    // parameters are assigned to text, and they read the columns as text already.
+    // Rewrites the table (ACCESS EXCLUSIVE while it runs).
+    sql: `
+ALTER TABLE jobs
+  ALTER COLUMN input TYPE text USING input::text,
+  ALTER COLUMN result TYPE text USING result::text,
+  ALTER COLUMN error TYPE text USING error::text;
+`,
+  },
 ];

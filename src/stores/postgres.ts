@@ -7,6 +7,7 @@
 // - A statement trigger announces every change (batched per statement) on '<schema>_changes'; subscribe() LISTENs.
 import { createHash } from 'node:crypto';
 import type { Client, ClientConfig, Pool, PoolConfig } from 'pg';
+import { InputError } from '../core/errors.js';
 import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
 import type { JobChange, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
 import { isTerminal } from '../core/types.js';
@@ -56,22 +57,22 @@ function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-/** The record's columns, jsonb read as text (so that JSON null and SQL NULL stay apart). */
+/** The record's columns; input, result and error are JSON text (migration 3), parsed by toRecord. */
 function columns(alias: string): string {
   const a = `${alias}.`;
   return [
     `${a}id`,
     `${a}name`,
     `${a}status`,
-    `${a}input::text AS input`,
+    `${a}input`,
     `${a}owner`,
     `${a}idempotency_key`,
     `${a}request_hash`,
     `${a}progress`,
     `${a}message`,
-    `${a}result::text AS result`,
+    `${a}result`,
     `${a}result_url`,
-    `${a}error::text AS error`,
+    `${a}error`,
     `${a}attempt`,
     `${a}max_attempts`,
     `${a}run_at`,
@@ -119,10 +120,15 @@ function statements(schema: string) {
   const claimSet = (worker: string, leaseMs: string) => `status = 'processing', attempt = j.attempt + 1,
         lease_owner = ${worker}, lease_until = ${NOW} + ${leaseMs}::bigint,
         started_at = COALESCE(j.started_at, ${NOW}), updated_at = ${NOW}, seq = j.seq + 1`;
+  // A job whose cancel was requested (DELETE answered 202) ends canceled whatever its attempt's outcome: the
+  // completion or failure writes check the flag in the same UPDATE, so a cancel committed first always wins.
+  const unlessCanceled = (value: string, canceled = "'canceled'") =>
+    `CASE WHEN j.cancel_requested THEN ${canceled} ELSE ${value} END`;
   // Completions as parallel arrays ($1 ids, $2 workers, $3 results, $4 result URLs, $5 retentions); each row
   // keeps its own lease check.
-  const completeSet = `result = u.result::jsonb, result_url = u.result_url, progress = 100,
-        ${finish("'complete'", 'u.retention')}`;
+  const completeSet = `result = ${unlessCanceled('u.result', 'j.result')},
+        result_url = ${unlessCanceled('u.result_url', 'j.result_url')},
+        progress = ${unlessCanceled('100', 'j.progress')}, ${finish(unlessCanceled("'complete'"), 'u.retention')}`;
   const completeRows = `FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
         AS u(id, worker, result, result_url, retention)
       WHERE j.id = u.id AND j.status = 'processing' AND j.lease_owner = u.worker`;
@@ -133,7 +139,7 @@ function statements(schema: string) {
     insert: `INSERT INTO ${jobs} AS j
       (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
        attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
-      VALUES ($1, $2, ${claimedAs('$10', "'processing'", "'queued'")}, $3::jsonb, $4, $5, $6, $7, $8, $9,
+      VALUES ($1, $2, ${claimedAs('$10', "'processing'", "'queued'")}, $3, $4, $5, $6, $7, $8, $9,
         ${claimedAs('$10', '1', '0')}, $10, ${claimedAs('$10', `${NOW} + $11::bigint`, 'NULL')},
         ${claimedAs('$10', NOW, 'NULL')}, ${NOW}, ${NOW}, ${NOW})
       ON CONFLICT (idem_scope) DO NOTHING
@@ -143,7 +149,7 @@ function statements(schema: string) {
     insertMany: `INSERT INTO ${jobs} AS j
       (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
        attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
-      SELECT u.id, u.name, ${claimedAs('u.worker', "'processing'", "'queued'")}, u.input::jsonb, u.owner,
+      SELECT u.id, u.name, ${claimedAs('u.worker', "'processing'", "'queued'")}, u.input, u.owner,
         u.idempotency_key, u.idem_scope, u.request_hash, u.max_attempts, u.callback_url,
         ${claimedAs('u.worker', '1', '0')}, u.worker, ${claimedAs('u.worker', `${NOW} + u.lease_ms`, 'NULL')},
         ${claimedAs('u.worker', NOW, 'NULL')}, ${NOW}, ${NOW}, ${NOW}
@@ -183,14 +189,25 @@ function statements(schema: string) {
       RETURNING j.id, j.cancel_requested`,
     progress: `UPDATE ${jobs} j SET progress = $3, message = $4, updated_at = ${NOW}, seq = j.seq + 1
       WHERE ${held} RETURNING ${cols}`,
-    complete: `UPDATE ${jobs} j SET result = $3::jsonb, result_url = $4, progress = 100, ${finish("'complete'", '$5')}
+    complete: `UPDATE ${jobs} j SET result = ${unlessCanceled('$3', 'j.result')},
+        result_url = ${unlessCanceled('$4', 'j.result_url')}, progress = ${unlessCanceled('100', 'j.progress')},
+        ${finish(unlessCanceled("'complete'"), '$5')}
       WHERE ${held} RETURNING ${cols}`,
     // Completions of one event-loop turn (distinct ids) in one statement; each row keeps its own lease check.
     completeMany: `UPDATE ${jobs} j SET ${completeSet} ${completeRows} RETURNING ${cols}`,
-    failFinal: `UPDATE ${jobs} j SET error = $3::jsonb, ${finish("'failed'", '$4')}
+    failFinal: `UPDATE ${jobs} j SET error = ${unlessCanceled('$3', 'j.error')}, ${finish(unlessCanceled("'failed'"), '$4')}
       WHERE ${held} RETURNING ${cols}`,
-    failRetry: `UPDATE ${jobs} j SET error = $3::jsonb, status = 'queued', run_at = $4::bigint,
-        lease_owner = NULL, lease_until = NULL, updated_at = ${NOW}, seq = j.seq + 1
+    // A retry goes back to the queue; with a cancel requested the job ends canceled instead ($5: its retention).
+    failRetry: `UPDATE ${jobs} j SET error = ${unlessCanceled('$3', 'j.error')},
+        status = ${unlessCanceled("'queued'")}, run_at = ${unlessCanceled('$4::bigint', 'j.run_at')},
+        lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+        finished_at = ${unlessCanceled('j.finished_at', NOW)},
+        expires_at = ${unlessCanceled('j.expires_at', `${NOW} + $5::bigint`)},
+        delivery_status = CASE WHEN j.cancel_requested AND j.callback_url IS NOT NULL THEN 'pending'
+          ELSE j.delivery_status END,
+        delivery_next_at = CASE WHEN j.cancel_requested AND j.callback_url IS NOT NULL THEN ${NOW}
+          ELSE j.delivery_next_at END,
+        updated_at = ${NOW}, seq = j.seq + 1
       WHERE ${held} RETURNING ${cols}`,
     // Queued: canceled at once. Processing: cancel_requested. SET expressions read the row as it was.
     cancel: `UPDATE ${jobs} j SET
@@ -345,7 +362,7 @@ export class PostgresStore implements JobStore {
           else settle(pending, this.#createOne(pending.values, false));
         }
       },
-      // One bad row (e.g. text jsonb refuses) must not fail the others: each goes alone, and fails alone.
+      // One bad row must not fail the others: each goes alone, and fails alone.
       () => {
         for (const pending of batch) settle(pending, this.#createOne(pending.values, true));
       },
@@ -354,6 +371,16 @@ export class PostgresStore implements JobStore {
 
   /** One create; `insert` false when the INSERT already ran and found the key bound. */
   async #createOne(values: unknown[], insert: boolean): Promise<CreateResult> {
+    try {
+      return await this.#createOneAttempt(values, insert);
+    } catch (error) {
+      // A value the database refuses is the request's fault, not an outage: retrying cannot help.
+      if (refusedValue(error)) throw new InputError('The job cannot be stored: the database refuses one of its values');
+      throw error;
+    }
+  }
+
+  async #createOneAttempt(values: unknown[], insert: boolean): Promise<CreateResult> {
     const scope = values[5];
     // Without a key nothing conflicts (NULLs are distinct). With one, the unique index decides the race; a
     // conflict with an expired job (its row is kept until purgeExpired) takes the key from it and tries again.
@@ -477,8 +504,17 @@ export class PostgresStore implements JobStore {
   }
 
   async #completeOne(values: unknown[]): Promise<JobRecord | undefined> {
-    const [row] = await this.#query('complete', values);
-    return row && toRecord(row);
+    try {
+      const [row] = await this.#query('complete', values);
+      return row && toRecord(row);
+    } catch (error) {
+      if (!refusedValue(error)) throw error;
+      // A result the database refuses would fail the same way on every attempt: the job fails at once, with a code
+      // saying why, instead of being retried as if the store were down.
+      const [id, workerId, , , retentionMs] = values;
+      const [row] = await this.#query('failFinal', [id, workerId, toJson(RESULT_NOT_STORABLE), retentionMs]);
+      return row && toRecord(row);
+    }
   }
 
   async fail(
@@ -489,7 +525,7 @@ export class PostgresStore implements JobStore {
     const error = toJson(outcome.error);
     const [row] =
       outcome.retryAt !== null
-        ? await this.#query('failRetry', [id, workerId, error, ms(outcome.retryAt)])
+        ? await this.#query('failRetry', [id, workerId, error, ms(outcome.retryAt), ms(outcome.retentionMs)])
         : await this.#query('failFinal', [id, workerId, error, ms(outcome.retentionMs)]);
     return row && toRecord(row);
   }
@@ -721,11 +757,25 @@ function settle<Result>(pending: Pending<unknown, Result>, work: Promise<Result>
   work.then(pending.resolve, pending.reject);
 }
 
+const RESULT_NOT_STORABLE: JobErrorInfo = {
+  message: 'The result cannot be stored',
+  code: 'ERR_RESPOND_ASYNC_RESULT_NOT_STORABLE',
+};
+
+/**
+ * The database refused a value (SQLSTATE class 22, data exception, e.g. U+0000 in a text column; or 54000, a value
+ * over a size limit): the same write would fail again, so it is not an outage.
+ */
+function refusedValue(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('22') || code === '54000');
+}
+
 function scopeHash(scope: string): string {
   return createHash('sha256').update(scope).digest('hex');
 }
 
-/** JSON text for a jsonb parameter (pg would send a bare string unquoted); undefined becomes SQL NULL. */
+/** JSON text for a JSON column (escapes U+0000 and lone surrogates); undefined becomes SQL NULL. */
 function toJson(value: unknown): string | null {
   if (value === undefined) return null;
   return JSON.stringify(value) ?? null;

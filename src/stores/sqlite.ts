@@ -126,12 +126,19 @@ type Statement<Row = unknown> = BetterSqlite3.Statement<unknown[], Row>;
 
 const LIVE = '(expires_at IS NULL OR expires_at > @now)';
 const HELD = `status = 'processing' AND lease_owner = @worker`;
+/**
+ * A job whose cancel was requested (DELETE answered 202) ends canceled whatever its attempt's outcome: the
+ * completion and failure writes check the flag in the same UPDATE.
+ */
+const unlessCanceled = (value: string, canceled = "'canceled'") =>
+  `CASE WHEN cancel_requested = 1 THEN ${canceled} ELSE ${value} END`;
 /** The columns `finish` sets when a job ends: lease gone, retention starts, the webhook is armed. */
 const FINISH = `status = @status, lease_owner = NULL, lease_until = NULL, cancel_requested = 0,
   finished_at = @now, expires_at = @expiresAt,
   delivery_status = CASE WHEN callback_url IS NULL THEN delivery_status ELSE 'pending' END,
   delivery_next_at = CASE WHEN callback_url IS NULL THEN delivery_next_at ELSE @now END,
   updated_at = @now, seq = seq + 1`;
+const FINISH_UNLESS_CANCELED = FINISH.replace('status = @status', `status = ${unlessCanceled('@status')}`);
 
 function prepareStatements(db: BetterSqlite3.Database) {
   const prep = <R = Row>(sql: string): Statement<R> => {
@@ -181,14 +188,27 @@ function prepareStatements(db: BetterSqlite3.Database) {
       `UPDATE ${TABLE} SET progress = @progress, message = @message, updated_at = @now, seq = seq + 1
       WHERE id = @id AND ${HELD} RETURNING *`,
     ),
+    // @status is 'complete' or 'failed', unless a cancel was requested.
     complete: prep(
-      `UPDATE ${TABLE} SET result = @result, result_url = @resultUrl, progress = 100, ${FINISH}
+      `UPDATE ${TABLE} SET result = ${unlessCanceled('@result', 'result')},
+        result_url = ${unlessCanceled('@resultUrl', 'result_url')}, progress = ${unlessCanceled('100', 'progress')},
+        ${FINISH_UNLESS_CANCELED}
       WHERE id = @id AND ${HELD} RETURNING *`,
     ),
-    failFinal: prep(`UPDATE ${TABLE} SET error = @error, ${FINISH} WHERE id = @id AND ${HELD} RETURNING *`),
+    failFinal: prep(
+      `UPDATE ${TABLE} SET error = ${unlessCanceled('@error', 'error')}, ${FINISH_UNLESS_CANCELED}
+      WHERE id = @id AND ${HELD} RETURNING *`,
+    ),
+    // Back to the queue; with a cancel requested the job ends canceled instead.
     failRetry: prep(
-      `UPDATE ${TABLE} SET error = @error, status = 'queued', run_at = @retryAt, lease_owner = NULL,
-        lease_until = NULL, updated_at = @now, seq = seq + 1
+      `UPDATE ${TABLE} SET error = ${unlessCanceled('@error', 'error')}, status = ${unlessCanceled("'queued'")},
+        run_at = ${unlessCanceled('@retryAt', 'run_at')}, lease_owner = NULL, lease_until = NULL, cancel_requested = 0,
+        finished_at = ${unlessCanceled('finished_at', '@now')}, expires_at = ${unlessCanceled('expires_at', '@expiresAt')},
+        delivery_status = CASE WHEN cancel_requested = 1 AND callback_url IS NOT NULL THEN 'pending'
+          ELSE delivery_status END,
+        delivery_next_at = CASE WHEN cancel_requested = 1 AND callback_url IS NOT NULL THEN @now
+          ELSE delivery_next_at END,
+        updated_at = @now, seq = seq + 1
       WHERE id = @id AND ${HELD} RETURNING *`,
     ),
     cancelQueued: prep(`UPDATE ${TABLE} SET ${FINISH} WHERE id = @id AND status = 'queued' RETURNING *`),
@@ -448,7 +468,14 @@ export class SqliteStore implements JobStore {
     const error = JSON.stringify(outcome.error);
     const row =
       outcome.retryAt !== null
-        ? s.failRetry.get({ id, worker: workerId, error, retryAt: outcome.retryAt, now })
+        ? s.failRetry.get({
+            id,
+            worker: workerId,
+            error,
+            retryAt: outcome.retryAt,
+            now,
+            expiresAt: now + outcome.retentionMs,
+          })
         : s.failFinal.get({
             id,
             worker: workerId,
