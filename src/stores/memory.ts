@@ -60,6 +60,7 @@ export class MemoryStore implements JobStore {
   readonly #newest = new Map<string | null, Held>();
   /** Job name → its queued jobs in claim order; a job canceled while queued stays until it reaches the front. */
   readonly #queues = new Map<string, Held[]>();
+  /** Processing jobs: a claim looks among them for lapsed leases. */
   readonly #processing = new Set<Held>();
   /** Finished jobs, in the order they finished: eviction takes them from the front. */
   readonly #finished = new Set<Held>();
@@ -125,7 +126,7 @@ export class MemoryStore implements JobStore {
     for (const name of names) {
       let taken = 0;
       for (const held of this.#queues.get(name) ?? []) {
-        if (taken === limit || held.record.runAt > now) break;
+        if (taken >= limit || held.record.runAt > now) break;
         if (held.record.status !== 'queued') continue;
         due.push(held);
         taken += 1;
