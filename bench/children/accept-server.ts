@@ -39,7 +39,7 @@ function bareAccepted(): { headers: Record<string, string>; body: string } {
 async function makeStore(): Promise<JobStore> {
   if (contender === 'memory') {
     const { MemoryStore } = await loadCore();
-    return new MemoryStore({ maxJobs: 10_000_000 });
+    return new MemoryStore({ maxJobs: 10_000_000, maxBytes: Number.POSITIVE_INFINITY });
   }
   if (contender === 'sqlite') {
     const { SqliteStore } = await loadSqlite();

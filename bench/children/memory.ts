@@ -12,8 +12,8 @@ const retentionMs = Number(process.env.BENCH_RETENTION_MS ?? 10_000);
 const BATCH = 1000;
 
 /**
- * The JavaScript heap used plus the ArrayBuffers allocated (where the MemoryStore keeps its rows and texts; an
- * allocated buffer counts in full, touched or not), after full GCs.
+ * The JavaScript heap used plus the ArrayBuffers allocated (where earlier MemoryStores kept their rows and texts, so
+ * that runs of either design compare), after full GCs.
  */
 function heapAfterGc(): number {
   const gc = (globalThis as { gc?: () => void }).gc;

@@ -61,7 +61,7 @@ export async function openContender(kind: ContenderKind, options: OpenOptions): 
       let store: JobStore;
       let remainingSql: string | undefined;
       if (kind === 'respond-async:memory') {
-        store = new MemoryStore({ maxJobs: 10_000_000 });
+        store = new MemoryStore({ maxJobs: 10_000_000, maxBytes: Number.POSITIVE_INFINITY });
       } else if (kind === 'respond-async:sqlite') {
         const { SqliteStore } = await loadSqlite();
         store = new SqliteStore({ path: need(options.sqlitePath, 'sqlitePath') });

@@ -76,8 +76,8 @@ export class StoreUnavailableError extends RespondAsyncError {
 
 /** The store holds as many jobs as it may: submit answers 503 with Retry-After. */
 export class QueueFullError extends RespondAsyncError {
-  constructor(store: string, limit: number) {
-    super('ERR_RESPOND_ASYNC_QUEUE_FULL', `${store} store is full (${limit} jobs)`);
+  constructor(store: string, limit: number, unit: 'jobs' | 'bytes' = 'jobs') {
+    super('ERR_RESPOND_ASYNC_QUEUE_FULL', `${store} store is full (${limit} ${unit})`);
     this.name = 'QueueFullError';
   }
 }

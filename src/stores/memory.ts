@@ -1,237 +1,239 @@
-// MemoryStore: the default JobStore, for one process. Bounded, purges finished jobs after retention.
+// MemoryStore: the default JobStore, for one process: jobs in Maps, bounded by count and by bytes.
 import { QueueFullError } from '../core/errors.js';
 import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
-import type { JobErrorInfo, JobRecord, NewJob } from '../core/types.js';
+import type { JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
 import { keyScope, newRecord } from './common.js';
-import {
-  CANCELED,
-  COMPLETE,
-  DELIVERY_CODE,
-  F,
-  FAILED,
-  FREE,
-  JobTable,
-  PENDING,
-  PROCESSING,
-  QUEUED,
-} from './memory-table.js';
 
+/**
+ * The bounds. A new job that would pass one first makes the store delete the jobs past their retention, then evict
+ * finished jobs (complete, failed, canceled) that finished more than `evictAfterMs` ago, oldest finished first,
+ * though their retention has not ended (their status URL then answers 404). Queued and processing jobs, jobs
+ * finished more recently and jobs whose webhook is still to be delivered are never evicted. If the job still does not
+ * fit, `create` throws QueueFullError (submit answers 503 with Retry-After).
+ */
 export interface MemoryStoreOptions {
-  /** Most jobs held at once, finished ones included; a full store makes submit answer 503. Default 100 000. */
+  /** Most jobs held, finished ones included. Default 100 000. */
   maxJobs?: number;
+  /**
+   * Most bytes held, approximately: per job, the length of the JSON text of its input, result and error and of its
+   * strings (id, name, owner, key, hash, URLs, message), and a fixed overhead. Default 256 MiB.
+   */
+  maxBytes?: number;
+  /** How long a finished job is safe from eviction. Default 60 000 ms. */
+  evictAfterMs?: number;
+}
+
+/** What a job counts against `maxBytes` besides its texts: about what its record and index entries take. */
+const RECORD_BYTES = 600;
+
+/**
+ * A job as the store holds it: its record, but for its JSON values, kept as JSON text (`JSON.stringify`, so that a
+ * value reads back as on the durable stores: a Map as `{}`) and parsed afresh for every caller.
+ */
+interface Held {
+  readonly record: JobRecord;
+  input: string | undefined;
+  result: string | undefined;
+  error: string | undefined;
+  /** What it counts against `maxBytes`. */
+  bytes: number;
+  /** The owner's jobs are a list, newest first, linked through these (unlinking a job is then O(1)). */
+  older: Held | undefined;
+  newer: Held | undefined;
 }
 
 /**
  * An in-memory JobStore for one process. Jobs are lost when the process exits: use `SqliteStore` or
  * `PostgresStore` where that matters.
- * @example
- * const jobs = createJobs({ store: new MemoryStore({ maxJobs: 10_000 }) });
+ * @example const jobs = createJobs({ store: new MemoryStore({ maxJobs: 10_000, maxBytes: 64 * 1024 * 1024 }) });
  */
 export class MemoryStore implements JobStore {
   readonly kind = 'memory';
-  /** The jobs, one row each (see memory-table.ts for why rows and not objects). Read it through `#table`. */
-  readonly #rows: JobTable;
-  /**
-   * New jobs not yet in `#rows`, in the order they were created: their job, input text and time. A new job that
-   * fits in memory the table already holds is written with the others of the same turn of the event loop, after
-   * that turn's I/O (`setImmediate`), not while its request is answered. Between two requests an HTTP server
-   * touches enough memory to push the table's out of the CPU caches; written one per request, a job cost several
-   * cache misses more than written in a batch (an HTTP server of the benchmark, Koa, saturated: 53.7 µs of CPU per
-   * accepted request against 55.8). Every other method reads the table through `#table`, which writes these jobs
-   * first: nothing can see the store without them. A new job that needs memory allocated is written at once,
-   * so that a failed allocation fails its own request, not a job already answered.
-   */
-  readonly #pendingJobs: NewJob[] = [];
-  readonly #pendingTexts: (string | undefined)[] = [];
-  readonly #pendingTimes: number[] = [];
-  /** UTF-16 units of the pending jobs' texts, and the longest one. */
-  #pendingUnits = 0;
-  #pendingLongest = 0;
-  #flushScheduled = false;
-  readonly #flushSoon = (): void => {
-    this.#flushScheduled = false;
-    this.#flush();
-  };
-  /** Idempotency scope → id of the job bound to it. */
-  readonly #keys = new Map<string, string>();
   readonly #maxJobs: number;
+  readonly #maxBytes: number;
+  readonly #evictAfterMs: number;
+  /** Every job by id. */
+  readonly #jobs = new Map<string, Held>();
+  /** Idempotency scope (owner and key) → the job bound to it. */
+  readonly #keys = new Map<string, Held>();
+  /** Owner → the owner's newest job, head of its list (`Held.older`). */
+  readonly #newest = new Map<string | null, Held>();
+  /** Job name → its queued jobs in claim order; a job canceled while queued stays until it reaches the front. */
+  readonly #queues = new Map<string, Held[]>();
+  /** Processing jobs: a claim looks among them for lapsed leases. */
+  readonly #processing = new Set<Held>();
+  /** Finished jobs, in the order they finished: eviction takes them from the front. */
+  readonly #finished = new Set<Held>();
+  /** Finished jobs whose webhook delivery is pending. */
+  readonly #deliveries = new Set<Held>();
+  #bytes = 0;
 
   constructor(options: MemoryStoreOptions = {}) {
-    this.#maxJobs = options.maxJobs ?? 100_000;
-    if (!(this.#maxJobs >= 1)) {
-      throw new TypeError(`respond-async: MemoryStore \`maxJobs\` must be at least 1, got ${String(options.maxJobs)}`);
-    }
-    this.#rows = new JobTable();
+    this.#maxJobs = atLeast('maxJobs', options.maxJobs ?? 100_000, 1);
+    this.#maxBytes = atLeast('maxBytes', options.maxBytes ?? 256 * 1024 * 1024, 1);
+    this.#evictAfterMs = atLeast('evictAfterMs', options.evictAfterMs ?? 60_000, 0);
   }
 
   async init(): Promise<void> {}
 
   async create(job: NewJob): Promise<CreateResult> {
-    return this.createNow(job);
-  }
-
-  createNow(job: NewJob): CreateResult {
     const now = Date.now();
-    const t = this.#rows;
     const scope = job.idempotencyKey === null ? null : keyScope(job.owner, job.idempotencyKey);
-    if (scope !== null) {
-      const existing = this.#live(this.#keys.get(scope), now);
-      if (existing !== undefined) return { job: t.record(existing), created: false };
-    }
-    const pending = this.#pendingJobs.length;
-    if (t.size + pending >= this.#maxJobs) {
-      this.#purge(now);
-      if (t.size >= this.#maxJobs) throw new QueueFullError(this.kind, this.#maxJobs);
-    }
-    const text = job.inputJson ?? toText(job.input);
-    const units = text === undefined ? 0 : text.length;
-    const longest = Math.max(this.#pendingLongest, units);
-    if (t.fits(this.#pendingJobs.length + 1, this.#pendingUnits + units, longest)) {
-      this.#pendingJobs.push(job);
-      this.#pendingTexts.push(text);
-      this.#pendingTimes.push(now);
-      this.#pendingUnits += units;
-      this.#pendingLongest = longest;
-      if (!this.#flushScheduled) {
-        this.#flushScheduled = true;
-        setImmediate(this.#flushSoon);
-      }
-    } else {
-      this.#flush();
-      t.insert(job, text, now);
-    }
-    if (scope !== null) this.#keys.set(scope, job.id);
-    // The input stored is its JSON text; the caller gets back the value it gave.
-    return { job: newRecord(job, now), created: true };
+    const bound = scope === null ? undefined : this.#keys.get(scope);
+    if (bound !== undefined && !expired(bound, now)) return { job: copy(bound), created: false };
+    const record = newRecord(job, now);
+    record.input = undefined; // kept as text, so that the caller's value is neither held nor shared
+    const held: Held = {
+      record,
+      input: job.inputJson ?? JSON.stringify(job.input),
+      result: undefined,
+      error: undefined,
+      bytes: 0,
+      older: undefined,
+      newer: undefined,
+    };
+    held.bytes = sizeOf(held);
+    this.#makeRoom(held.bytes, now);
+    this.#jobs.set(job.id, held);
+    this.#bytes += held.bytes;
+    held.older = this.#newest.get(job.owner); // after #makeRoom, which may have evicted the newest
+    if (held.older !== undefined) held.older.newer = held;
+    this.#newest.set(job.owner, held);
+    if (scope !== null) this.#keys.set(scope, held);
+    this.#enqueue(held);
+    return { job: copy(held), created: true };
   }
 
   async get(id: string): Promise<JobRecord | undefined> {
-    const row = this.#live(id, Date.now());
-    return row === undefined ? undefined : this.#table.record(row);
+    const held = this.#jobs.get(id);
+    return held && !expired(held, Date.now()) ? copy(held) : undefined;
   }
 
   async list(options: { owner: string | null; limit: number }): Promise<JobRecord[]> {
     const now = Date.now();
-    const t = this.#table;
-    const rows: number[] = [];
-    for (let row = 0; row < t.end; row++) {
-      if (t.get(row, F.status) !== FREE && t.owner(row) === options.owner && !t.expired(row, now)) rows.push(row);
+    const out: JobRecord[] = [];
+    for (let held = this.#newest.get(options.owner); held && out.length < options.limit; held = held.older) {
+      if (!expired(held, now)) out.push(copy(held));
     }
-    rows.sort((a, b) => t.get(b, F.createdAt) - t.get(a, F.createdAt));
-    return rows.slice(0, options.limit).map((row) => t.record(row));
+    return out;
   }
 
   async claim(options: ClaimOptions): Promise<JobRecord[]> {
     const now = Date.now();
-    const t = this.#table;
-    const candidates: number[] = [];
-    // Only the queued and processing jobs: a claim does not walk the finished ones.
-    for (let row = t.firstActive; row !== -1; row = t.nextActive(row)) {
-      if (!options.names.includes(t.name(row))) continue;
-      const status = t.get(row, F.status);
-      const claimable =
-        (status === QUEUED && t.get(row, F.runAt) <= now) || (status === PROCESSING && t.get(row, F.leaseUntil) < now);
-      if (claimable) candidates.push(row);
+    const { names, limit } = options;
+    // The candidates: processing jobs whose lease lapsed, and the first `limit` due jobs of each name's queue.
+    const due = [...this.#processing].filter((h) => h.record.leaseUntil! < now && names.includes(h.record.name));
+    for (const name of names) {
+      let taken = 0;
+      for (const held of this.#queues.get(name) ?? []) {
+        if (taken >= limit || held.record.runAt > now) break;
+        if (held.record.status !== 'queued') continue;
+        due.push(held);
+        taken += 1;
+      }
     }
-    candidates.sort((a, b) => t.get(a, F.runAt) - t.get(b, F.runAt));
-    return candidates.slice(0, options.limit).map((row) => {
-      t.set(row, F.status, PROCESSING);
-      t.set(row, F.attempt, t.get(row, F.attempt) + 1);
-      t.setLeaseOwner(row, options.workerId);
-      t.set(row, F.leaseUntil, now + options.leaseMs);
-      if (Number.isNaN(t.get(row, F.startedAt))) t.set(row, F.startedAt, now);
-      t.touch(row, now);
-      return t.record(row);
+    due.sort((a, b) => a.record.runAt - b.record.runAt); // stable: a queue's order is kept
+    const claimed = due.slice(0, Math.max(0, limit)).map((held) => {
+      const r = held.record;
+      r.status = 'processing';
+      r.attempt += 1;
+      r.leaseOwner = options.workerId;
+      r.leaseUntil = now + options.leaseMs;
+      r.startedAt ??= now;
+      touch(r, now);
+      this.#processing.add(held);
+      return copy(held);
     });
+    // What was claimed is at the front of its queue, with any job canceled while queued: they leave it.
+    for (const queue of names.map((name) => this.#queues.get(name) ?? [])) {
+      let n = 0;
+      while (n < queue.length && queue[n].record.status !== 'queued') n++;
+      queue.splice(0, n);
+    }
+    return claimed;
   }
 
   async renew(ids: readonly string[], workerId: string, leaseMs: number): Promise<LeaseState[]> {
-    const now = Date.now();
-    const t = this.#table;
+    const leaseUntil = Date.now() + leaseMs;
     return ids.map((id) => {
-      const row = this.#held(id, workerId);
-      if (row === undefined) return { id, held: false, cancelRequested: false };
-      t.set(row, F.leaseUntil, now + leaseMs);
-      return { id, held: true, cancelRequested: t.get(row, F.cancelRequested) === 1 };
+      const held = this.#held(id, workerId);
+      if (held === undefined) return { id, held: false, cancelRequested: false };
+      held.record.leaseUntil = leaseUntil;
+      return { id, held: true, cancelRequested: held.record.cancelRequested };
     });
   }
 
   async progress(id: string, workerId: string, progress: number, message: string | null) {
-    const row = this.#held(id, workerId);
-    if (row === undefined) return undefined;
-    const t = this.#table;
-    t.set(row, F.progress, progress);
-    t.setMessage(row, message);
-    t.touch(row, Date.now());
-    return t.record(row);
+    const held = this.#held(id, workerId);
+    if (held === undefined) return undefined;
+    held.record.progress = progress;
+    held.record.message = message;
+    touch(held.record, Date.now());
+    this.#resize(held);
+    return copy(held);
   }
 
+  /** Once a cancel was answered `requested`, the job ends `canceled`, whatever its handler returned. */
   async complete(
     id: string,
     workerId: string,
     outcome: { result: unknown; resultUrl: string | null; retentionMs: number },
   ) {
-    const row = this.#held(id, workerId);
-    if (row === undefined) return undefined;
-    const t = this.#table;
-    t.setResult(row, toText(outcome.result), outcome.resultUrl);
-    t.set(row, F.progress, 100);
-    this.#finish(row, COMPLETE, outcome.retentionMs);
-    return t.record(row);
+    const held = this.#held(id, workerId);
+    if (held === undefined) return undefined;
+    if (!held.record.cancelRequested) {
+      held.result = JSON.stringify(outcome.result);
+      held.record.resultUrl = outcome.resultUrl;
+      held.record.progress = 100;
+    }
+    this.#finish(held, held.record.cancelRequested ? 'canceled' : 'complete', outcome.retentionMs);
+    return copy(held);
   }
 
+  /** As `complete`: after a cancel answered `requested`, the job ends `canceled`, neither retried nor `failed`. */
   async fail(
     id: string,
     workerId: string,
     outcome: { error: JobErrorInfo; retryAt: number | null; retentionMs: number },
   ) {
-    const row = this.#held(id, workerId);
-    if (row === undefined) return undefined;
-    const t = this.#table;
-    t.setError(row, toText(outcome.error) ?? null);
-    if (outcome.retryAt !== null) {
-      t.set(row, F.status, QUEUED);
-      t.set(row, F.runAt, outcome.retryAt);
-      t.setLeaseOwner(row, null);
-      t.set(row, F.leaseUntil, Number.NaN);
-      t.touch(row, Date.now());
-    } else {
-      this.#finish(row, FAILED, outcome.retentionMs);
+    const held = this.#held(id, workerId);
+    if (held === undefined) return undefined;
+    if (held.record.cancelRequested) this.#finish(held, 'canceled', outcome.retentionMs);
+    else {
+      held.error = JSON.stringify(outcome.error);
+      if (outcome.retryAt === null) this.#finish(held, 'failed', outcome.retentionMs);
+      else this.#requeue(held, outcome.retryAt);
     }
-    return t.record(row);
+    return copy(held);
   }
 
   async cancel(id: string, options: { retentionMs: number }): Promise<{ outcome: CancelOutcome; job?: JobRecord }> {
-    const row = this.#live(id, Date.now());
-    if (row === undefined) return { outcome: 'missing' };
-    const t = this.#table;
-    const status = t.get(row, F.status);
-    if (status === QUEUED) {
-      this.#finish(row, CANCELED, options.retentionMs);
-      return { outcome: 'canceled', job: t.record(row) };
+    const now = Date.now();
+    const held = this.#jobs.get(id);
+    if (held === undefined || expired(held, now)) return { outcome: 'missing' };
+    const r = held.record;
+    if (r.status === 'queued') {
+      this.#finish(held, 'canceled', options.retentionMs);
+      return { outcome: 'canceled', job: copy(held) };
     }
-    if (status !== PROCESSING) return { outcome: 'finished', job: t.record(row) };
-    t.set(row, F.cancelRequested, 1);
-    t.touch(row, Date.now());
-    return { outcome: 'requested', job: t.record(row) };
+    if (r.status !== 'processing') return { outcome: 'finished', job: copy(held) };
+    r.cancelRequested = true;
+    touch(r, now);
+    return { outcome: 'requested', job: copy(held) };
   }
 
   async markCanceled(id: string, workerId: string, options: { retentionMs: number }) {
-    const row = this.#held(id, workerId);
-    if (row === undefined) return undefined;
-    this.#finish(row, CANCELED, options.retentionMs);
-    return this.#table.record(row);
+    const held = this.#held(id, workerId);
+    if (held === undefined) return undefined;
+    this.#finish(held, 'canceled', options.retentionMs);
+    return copy(held);
   }
 
   async release(id: string, workerId: string): Promise<void> {
-    const row = this.#held(id, workerId);
-    if (row === undefined) return;
-    const t = this.#table;
-    t.set(row, F.status, QUEUED);
-    t.set(row, F.attempt, Math.max(0, t.get(row, F.attempt) - 1));
-    t.setLeaseOwner(row, null);
-    t.set(row, F.leaseUntil, Number.NaN);
-    t.touch(row, Date.now());
+    const held = this.#held(id, workerId);
+    if (held === undefined) return;
+    held.record.attempt = Math.max(0, held.record.attempt - 1);
+    this.#requeue(held, held.record.runAt);
   }
 
   async purgeExpired(): Promise<number> {
@@ -240,101 +242,154 @@ export class MemoryStore implements JobStore {
 
   async claimDeliveries(options: { limit: number; leaseMs: number }): Promise<JobRecord[]> {
     const now = Date.now();
-    const t = this.#table;
-    const out: JobRecord[] = [];
-    for (let row = 0; row < t.end && out.length < options.limit; row++) {
-      if (t.get(row, F.status) !== FREE && t.get(row, F.delivery) === PENDING && t.get(row, F.deliveryNextAt) <= now) {
-        t.set(row, F.deliveryNextAt, now + options.leaseMs);
-        out.push(t.record(row));
-      }
-    }
-    return out;
+    const due = [...this.#deliveries].filter((held) => (held.record.deliveryNextAt ?? 0) <= now);
+    due.sort((a, b) => (a.record.deliveryNextAt ?? 0) - (b.record.deliveryNextAt ?? 0));
+    return due.slice(0, Math.max(0, options.limit)).map((held) => {
+      held.record.deliveryNextAt = now + options.leaseMs;
+      return copy(held);
+    });
   }
 
   async recordDelivery(id: string, update: DeliveryUpdate): Promise<void> {
-    const t = this.#table;
-    const row = t.find(id);
-    if (row === undefined) return;
-    t.set(row, F.delivery, DELIVERY_CODE[update.status]);
-    t.set(row, F.deliveryAttempts, update.attempts);
-    t.set(row, F.deliveryNextAt, update.nextAt ?? Number.NaN);
+    const held = this.#jobs.get(id);
+    if (held === undefined) return;
+    held.record.deliveryStatus = update.status;
+    held.record.deliveryAttempts = update.attempts;
+    held.record.deliveryNextAt = update.nextAt;
+    if (update.status === 'pending') this.#deliveries.add(held);
+    else this.#deliveries.delete(held);
   }
 
   async close(): Promise<void> {}
 
   /** Jobs held now, finished ones included (for tests and metrics). */
   get size(): number {
-    return this.#table.size;
+    return this.#jobs.size;
   }
 
-  /** The table, with the pending new jobs written into it. */
-  get #table(): JobTable {
-    if (this.#pendingJobs.length !== 0) this.#flush();
-    return this.#rows;
+  #held(id: string, workerId: string): Held | undefined {
+    const held = this.#jobs.get(id);
+    return held?.record.status === 'processing' && held.record.leaseOwner === workerId ? held : undefined;
   }
 
-  /** Write the pending new jobs into the table, in the order they were created. */
-  #flush(): void {
-    const jobs = this.#pendingJobs;
-    const texts = this.#pendingTexts;
-    const times = this.#pendingTimes;
-    const t = this.#rows;
-    for (let i = 0; i < jobs.length; i++) t.insert(jobs[i], texts[i], times[i]);
-    jobs.length = 0;
-    texts.length = 0;
-    times.length = 0;
-    this.#pendingUnits = 0;
-    this.#pendingLongest = 0;
+  /** Into its name's queue, by `runAt` then as it came. New jobs and retries go at or near the end: look from there. */
+  #enqueue(held: Held): void {
+    const queue = this.#queues.get(held.record.name) ?? [];
+    this.#queues.set(held.record.name, queue);
+    let at = queue.length;
+    while (at > 0 && queue[at - 1].record.runAt > held.record.runAt) at--;
+    queue.splice(at, 0, held);
   }
 
-  #live(id: string | undefined, now: number): number | undefined {
-    if (id === undefined) return undefined;
-    const row = this.#table.find(id);
-    return row !== undefined && !this.#table.expired(row, now) ? row : undefined;
+  /** A processing job goes back to the queue (retry or release), due at `runAt`. */
+  #requeue(held: Held, runAt: number): void {
+    held.record.runAt = runAt;
+    this.#unlease(held, 'queued');
+    this.#enqueue(held);
   }
 
-  #held(id: string, workerId: string): number | undefined {
-    const t = this.#table;
-    const row = t.find(id);
-    return row !== undefined && t.get(row, F.status) === PROCESSING && t.leaseOwner(row) === workerId ? row : undefined;
-  }
-
-  #finish(row: number, status: number, retentionMs: number): void {
-    const now = Date.now();
-    const t = this.#table;
-    t.deactivate(row);
-    t.set(row, F.status, status);
-    t.setLeaseOwner(row, null);
-    t.set(row, F.leaseUntil, Number.NaN);
-    t.set(row, F.cancelRequested, 0);
-    t.set(row, F.finishedAt, now);
-    t.set(row, F.expiresAt, now + retentionMs);
-    if (t.hasCallback(row)) {
-      t.set(row, F.delivery, PENDING);
-      t.set(row, F.deliveryNextAt, now);
+  /** It ends: its retention starts, and its webhook is due when it has one. */
+  #finish(held: Held, status: JobStatus, retentionMs: number): void {
+    const r = held.record;
+    r.cancelRequested = false;
+    this.#unlease(held, status);
+    r.finishedAt = r.updatedAt;
+    r.expiresAt = r.updatedAt + retentionMs;
+    if (r.callbackUrl !== null) {
+      r.deliveryStatus = 'pending';
+      r.deliveryNextAt = r.updatedAt;
+      this.#deliveries.add(held);
     }
-    t.touch(row, now);
+    this.#finished.add(held);
+  }
+
+  /** A job leaves the worker (or the queue, for a cancel) as `status`. */
+  #unlease(held: Held, status: JobStatus): void {
+    const r = held.record;
+    r.status = status;
+    r.leaseOwner = null;
+    r.leaseUntil = null;
+    touch(r, Date.now());
+    this.#processing.delete(held);
+    this.#resize(held);
+  }
+
+  #resize(held: Held): void {
+    const bytes = sizeOf(held);
+    this.#bytes += bytes - held.bytes;
+    held.bytes = bytes;
+  }
+
+  /** Purge, then evict finished jobs past the grace, oldest finished first, until a job of `bytes` fits; or throw. */
+  #makeRoom(bytes: number, now: number): void {
+    const fits = () => this.#jobs.size < this.#maxJobs && this.#bytes + bytes <= this.#maxBytes;
+    if (fits()) return;
+    this.#purge(now);
+    for (const held of this.#finished) {
+      if (fits() || (held.record.finishedAt ?? now) > now - this.#evictAfterMs) break;
+      if (held.record.deliveryStatus !== 'pending') this.#remove(held);
+    }
+    if (this.#jobs.size >= this.#maxJobs) throw new QueueFullError(this.kind, this.#maxJobs);
+    if (!fits()) throw new QueueFullError(this.kind, this.#maxBytes, 'bytes');
   }
 
   #purge(now: number): number {
-    const t = this.#table;
-    let removed = 0;
-    for (let row = 0; row < t.end; row++) {
-      if (t.get(row, F.status) === FREE || !t.expired(row, now)) continue;
-      const key = t.idempotencyKey(row);
-      if (key !== null) {
-        const scope = keyScope(t.owner(row), key);
-        if (this.#keys.get(scope) === t.id(row)) this.#keys.delete(scope);
-      }
-      t.free(row);
-      removed += 1;
-    }
-    if (removed > 0) t.shrinkIfSparse();
-    return removed;
+    const before = this.#jobs.size;
+    for (const held of this.#finished) if (expired(held, now)) this.#remove(held);
+    return before - this.#jobs.size;
+  }
+
+  /** Forget a finished job: its id, its key, its place in its owner's list, its bytes. */
+  #remove(held: Held): void {
+    const r = held.record;
+    this.#jobs.delete(r.id);
+    this.#finished.delete(held);
+    this.#deliveries.delete(held);
+    this.#bytes -= held.bytes;
+    const scope = r.idempotencyKey === null ? null : keyScope(r.owner, r.idempotencyKey);
+    if (scope !== null && this.#keys.get(scope) === held) this.#keys.delete(scope);
+    if (held.older !== undefined) held.older.newer = held.newer;
+    if (held.newer !== undefined) held.newer.older = held.older;
+    else if (held.older !== undefined) this.#newest.set(r.owner, held.older);
+    else this.#newest.delete(r.owner);
   }
 }
 
-/** JSON text of a value; `undefined` (also for what JSON cannot hold, as the durable stores' NULL) when none. */
-function toText(value: unknown): string | undefined {
-  return value === undefined ? undefined : JSON.stringify(value);
+/** A record that shares nothing with the store: changing it, its input or its result changes nothing held. */
+function copy(held: Held): JobRecord {
+  return {
+    ...held.record,
+    input: parse(held.input),
+    result: parse(held.result),
+    error: (parse(held.error) as JobErrorInfo | undefined) ?? null,
+  };
+}
+
+function expired(held: Held, now: number): boolean {
+  return held.record.expiresAt !== null && held.record.expiresAt <= now;
+}
+
+function touch(record: JobRecord, now: number): void {
+  record.updatedAt = now;
+  record.seq += 1;
+}
+
+function sizeOf(held: Held): number {
+  const r = held.record;
+  let bytes = RECORD_BYTES + (held.input?.length ?? 0) + (held.result?.length ?? 0) + (held.error?.length ?? 0);
+  for (const text of [r.id, r.name, r.owner, r.idempotencyKey, r.requestHash, r.callbackUrl, r.message, r.resultUrl]) {
+    bytes += text?.length ?? 0;
+  }
+  return bytes;
+}
+
+function parse(text: string | undefined) {
+  return text === undefined ? undefined : JSON.parse(text);
+}
+
+function atLeast(name: string, value: number, min: number): number {
+  if (!(value >= min)) {
+    throw new TypeError(`respond-async: MemoryStore \`${name}\` must be at least ${min}, got ${String(value)}`);
+  }
+  return value;
 }
