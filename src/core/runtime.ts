@@ -772,9 +772,13 @@ export class Jobs {
   }
 }
 
-/** A store failure as callers see it: a full queue as it is, anything else as StoreUnavailableError. */
+/**
+ * A store failure as callers see it: a full queue and a permanent failure (a schema too new, JSON refused) as they
+ * are, anything else as StoreUnavailableError (503, try again later).
+ */
 function storeError(kind: string, error: unknown): Error {
   if (error instanceof QueueFullError || error instanceof StoreUnavailableError) return error;
+  if (error instanceof RespondAsyncError && error.permanent) return error;
   return new StoreUnavailableError(kind, error);
 }
 
