@@ -240,6 +240,7 @@ export class SqliteStore implements JobStore {
 
   /** Switch to WAL and run pending migrations. Safe to call more than once and from many processes at once. */
   init(): Promise<void> {
+    if (this.#closed) return Promise.reject(new StoreClosedError('SQLite'));
     this.#ready ??= this.#init().catch((error: unknown) => {
       this.#ready = undefined;
       throw error;
