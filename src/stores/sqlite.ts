@@ -3,7 +3,7 @@
 // atomic across processes, and readers never block writers (WAL).
 import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
-import { DriverMissingError, SchemaTooNewError, StoreClosedError } from '../core/errors.js';
+import { DriverMissingError, RespondAsyncError, SchemaTooNewError, StoreClosedError } from '../core/errors.js';
 import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
 import type { JobErrorInfo, JobRecord, NewJob } from '../core/types.js';
 import { type JobRow, keyScope, newRecord, parseJson, rowToRecord, toJsonText } from './common.js';
@@ -263,7 +263,12 @@ export class SqliteStore implements JobStore {
       try {
         const mode = this.database.pragma('journal_mode = WAL', { simple: true });
         if (String(mode).toLowerCase() !== 'wal') {
-          throw new Error(`respond-async: SQLite refused WAL mode (journal_mode is ${String(mode)})`);
+          // The file system or the file cannot hold a WAL (a network share, a read-only file): retrying cannot help.
+          throw new RespondAsyncError(
+            'ERR_RESPOND_ASYNC_SQLITE_WAL_REFUSED',
+            `respond-async: SQLite refused WAL mode (journal_mode is ${String(mode)})`,
+            { permanent: true },
+          );
         }
         return;
       } catch (error) {
