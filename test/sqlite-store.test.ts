@@ -104,7 +104,7 @@ describe('SqliteStore (SQLite specific)', () => {
     await store.close();
     expect(db.open).toBe(true);
     expect(db.prepare('SELECT count(*) AS n FROM respond_async_jobs').safeIntegers(false).get()).toEqual({ n: 1 });
-    await expect(store.get(job.id)).rejects.toThrow(/closed/);
+    await expect(store.get(job.id)).rejects.toMatchObject({ code: 'ERR_RESPOND_ASYNC_STORE_CLOSED' });
   });
 
   it('closes a Database it opened itself; close() is idempotent', async () => {
@@ -281,7 +281,10 @@ describe('SqliteStore (SQLite specific)', () => {
     const db = track(new Database(path));
     db.pragma(`user_version = ${SQLITE_SCHEMA_VERSION + 1}`);
     const store = track(new SqliteStore({ path }));
-    await expect(store.init()).rejects.toThrow(/newer/);
+    await expect(store.init()).rejects.toMatchObject({
+      code: 'ERR_RESPOND_ASYNC_SCHEMA_TOO_NEW',
+      message: expect.stringMatching(/newer/),
+    });
   });
 
   it('surfaces SQLITE_BUSY when another connection holds the write lock past busyTimeoutMs; the runtime maps it to StoreUnavailableError', async () => {
@@ -323,13 +326,18 @@ describe('SqliteStore (SQLite specific)', () => {
   it('says how to install better-sqlite3 when it is missing', async () => {
     const script = `
       const { SqliteStore } = await import('./src/sqlite.ts');
-      try { new SqliteStore({ path: ':memory:' }); console.log('constructed'); } catch (error) { console.log(error.message); }`;
+      try { new SqliteStore({ path: ':memory:' }); console.log('constructed'); }
+      catch (error) { console.log(JSON.stringify({ code: error.code, message: error.message })); }`;
     const { stdout } = await run(
       process.execPath,
       ['--require', './test/fixtures/sqlite-hide-driver.cjs', '--import', 'tsx', '--input-type=module', '-e', script],
       { cwd: root, timeout: 30_000 },
     );
-    expect(stdout.trim()).toBe('respond-async/sqlite needs better-sqlite3: npm install better-sqlite3@12');
+    expect(JSON.parse(stdout.trim())).toEqual({
+      code: 'ERR_RESPOND_ASYNC_DRIVER_MISSING',
+      message:
+        'respond-async: cannot import `better-sqlite3`: install it (npm install better-sqlite3@12) or pass `database` (an open better-sqlite3 Database)',
+    });
   }, 60_000);
 
   it('does not load better-sqlite3 when the core, or even respond-async/sqlite, is imported', async () => {

@@ -3,11 +3,27 @@
 /** Base of every error the library raises; `code` is stable across versions. */
 export class RespondAsyncError extends Error {
   readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /**
+   * `true` when trying again cannot help (a missing driver, a schema from a newer version): HTTP answers 500 with
+   * this code instead of 503 "retry later", so that clients stop retrying and an operator sees it.
+   */
+  readonly permanent: boolean;
+  constructor(code: string, message: string, options: { cause?: unknown; permanent?: boolean } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'RespondAsyncError';
     this.code = code;
+    this.permanent = options.permanent ?? false;
   }
+}
+
+/**
+ * The permanent RespondAsyncError behind `error`: the error itself, or the cause a StoreUnavailableError wraps.
+ * @internal
+ */
+export function permanentError(error: unknown): RespondAsyncError | undefined {
+  if (error instanceof RespondAsyncError && error.permanent) return error;
+  if (error instanceof StoreUnavailableError) return permanentError(error.cause);
+  return undefined;
 }
 
 export interface JobErrorOptions {
@@ -106,12 +122,51 @@ export class ShutdownError extends RespondAsyncError {
   }
 }
 
-/** Errors a store should treat as "cannot serve now" (connection refused, reset, timeouts). */
-export function isConnectionError(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return (
-    typeof code === 'string' &&
-    (/^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|57P0[1-3]|08\d\d\d|SQLITE_BUSY)$/.test(code) ||
-      code === 'SQLITE_BUSY_SNAPSHOT')
-  );
+/** A store was used after its `close()`. Not permanent: during a shutdown a 503 sends clients to another process. */
+export class StoreClosedError extends RespondAsyncError {
+  constructor(store: string) {
+    super('ERR_RESPOND_ASYNC_STORE_CLOSED', `respond-async: the ${store} store is closed`);
+    this.name = 'StoreClosedError';
+  }
+}
+
+/** A store's database driver (`better-sqlite3`, `pg`) is not installed. */
+export class DriverMissingError extends RespondAsyncError {
+  readonly driver: string;
+  constructor(driver: string, detail: string, cause: unknown) {
+    super('ERR_RESPOND_ASYNC_DRIVER_MISSING', `respond-async: cannot import \`${driver}\`: ${detail}`, {
+      cause,
+      permanent: true,
+    });
+    this.name = 'DriverMissingError';
+    this.driver = driver;
+  }
+}
+
+/** The database's schema was written by a newer version of respond-async: this one cannot read it safely. */
+export class SchemaTooNewError extends RespondAsyncError {
+  readonly found: number;
+  readonly known: number;
+  constructor(store: string, found: number, known: number) {
+    super(
+      'ERR_RESPOND_ASYNC_SCHEMA_TOO_NEW',
+      `respond-async: the ${store} schema is version ${found}, newer than this version of respond-async knows (${known}); upgrade respond-async`,
+      { permanent: true },
+    );
+    this.name = 'SchemaTooNewError';
+    this.found = found;
+    this.known = known;
+  }
+}
+
+/** A value the store cannot hold as JSON (a BigInt, a cycle), or JSON text the database refuses. */
+export class JsonRefusedError extends RespondAsyncError {
+  constructor(what: string, cause: unknown) {
+    const detail = cause instanceof Error ? cause.message : String(cause);
+    super('ERR_RESPOND_ASYNC_JSON_REFUSED', `respond-async: the ${what} cannot be stored as JSON: ${detail}`, {
+      cause,
+      permanent: true,
+    });
+    this.name = 'JsonRefusedError';
+  }
 }

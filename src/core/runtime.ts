@@ -5,6 +5,7 @@ import { MemoryStore } from '../stores/memory.js';
 import { type Backoff, backoffDelay } from './backoff.js';
 import {
   CanceledError,
+  InputError,
   JobError,
   QueueFullError,
   RespondAsyncError,
@@ -230,7 +231,7 @@ export class Jobs {
       },
       (error: unknown) => {
         this.#ready = undefined;
-        throw new StoreUnavailableError(this.store.kind, error);
+        throw storeError(this.store.kind, error);
       },
     );
     return this.#ready;
@@ -820,9 +821,15 @@ export class Jobs {
   }
 }
 
-/** A store failure as callers see it: a full queue as it is, anything else as StoreUnavailableError. */
+/**
+ * A store failure as callers see it: a full queue and a permanent failure (a schema too new, JSON refused) as they
+ * are, anything else as StoreUnavailableError (503, try again later).
+ */
 function storeError(kind: string, error: unknown): Error {
-  if (error instanceof QueueFullError || error instanceof StoreUnavailableError) return error;
+  if (error instanceof QueueFullError || error instanceof StoreUnavailableError || error instanceof InputError) {
+    return error;
+  }
+  if (error instanceof RespondAsyncError && error.permanent) return error;
   return new StoreUnavailableError(kind, error);
 }
 

@@ -3,8 +3,6 @@
 /** The five status words of the HTTP contract. The last three are terminal. */
 export type JobStatus = 'queued' | 'processing' | 'complete' | 'failed' | 'canceled';
 
-export const TERMINAL_STATUSES: readonly JobStatus[] = ['complete', 'failed', 'canceled'];
-
 export function isTerminal(status: JobStatus): boolean {
   return status === 'complete' || status === 'failed' || status === 'canceled';
 }

@@ -1,6 +1,6 @@
 // The HTTP contract, framework-free: submit, status, cancel, events and list as { status, headers, body } values.
 import { createHash } from 'node:crypto';
-import { InputError, QueueFullError, StoreUnavailableError } from '../core/errors.js';
+import { InputError, permanentError, QueueFullError, StoreUnavailableError } from '../core/errors.js';
 import { isJobId } from '../core/ids.js';
 import type { JobDefinition, Jobs } from '../core/runtime.js';
 import { isTerminal, type JobRecord, type RequestSnapshot } from '../core/types.js';
@@ -189,6 +189,7 @@ export class HttpProtocol<Req> {
       const options = { owner, idempotencyKey, requestHash, callbackUrl, inputJson };
       result = this.jobs.submitNow(definition, input, options) ?? (await this.jobs.submit(definition, input, options));
     } catch (error) {
+      if (permanentError(error)) return this.error(error);
       if (error instanceof QueueFullError || error instanceof StoreUnavailableError) {
         return problem(
           503,
@@ -303,6 +304,13 @@ export class HttpProtocol<Req> {
   error(error: unknown): HttpResponse {
     if (error instanceof ProblemError) return error.response;
     if (error instanceof InputError) return problem(400, error.code, error.message);
+    // A misconfiguration (a schema from a newer version, a missing driver) does not heal by retrying: 500 with its
+    // code, never 503 + Retry-After, so that clients stop and the log says what to fix.
+    const permanent = permanentError(error);
+    if (permanent) {
+      this.jobs.logger.error('respond-async: the job store cannot serve requests', permanent);
+      return problem(500, permanent.code, 'The job store cannot serve requests; see the server log');
+    }
     // The store is down (a database restart): status, cancel, events and list answer like submit does, 503 +
     // Retry-After, not 500.
     if (error instanceof StoreUnavailableError) {

@@ -3,9 +3,11 @@
 // atomic across processes, and readers never block writers (WAL).
 import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
+import { DriverMissingError, RespondAsyncError, SchemaTooNewError, StoreClosedError } from '../core/errors.js';
 import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
-import type { DeliveryStatus, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
-import { keyScope, newRecord } from './common.js';
+import type { JobErrorInfo, JobRecord, NewJob } from '../core/types.js';
+import { type JobRow, keyScope, newRecord, parseJson, rowToRecord, toJsonText } from './common.js';
+import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 
 export interface SqliteStoreOptions {
   /** Path of the database file (created when missing). Give this or `database`. */
@@ -17,8 +19,6 @@ export interface SqliteStoreOptions {
 }
 
 type DatabaseConstructor = typeof BetterSqlite3;
-
-const MISSING_DRIVER = 'respond-async/sqlite needs better-sqlite3: npm install better-sqlite3@12';
 
 let driver: DatabaseConstructor | undefined;
 
@@ -33,207 +33,155 @@ function loadDriver(): DatabaseConstructor {
   } catch (error) {
     const code = (error as { code?: unknown } | null)?.code;
     if (code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND') {
-      throw new Error(MISSING_DRIVER, { cause: error });
+      throw new DriverMissingError(
+        'better-sqlite3',
+        'install it (npm install better-sqlite3@12) or pass `database` (an open better-sqlite3 Database)',
+        error,
+      );
     }
     throw error;
   }
   return driver;
 }
 
-const TABLE = 'respond_async_jobs';
+/** The schema version this code writes: how many migrations `PRAGMA user_version` says have run. */
+export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
 
 /**
- * Schema migrations, in order: `PRAGMA user_version` holds how many have run. Append, never edit.
- * Index per query: claim (status + run_at for due jobs, status + lease_until for lapsed leases), purge
- * (expires_at), list (owner + created_at), deliveries (delivery_status + delivery_next_at). `idem_scope` is
- * `keyScope(owner, key)` or NULL (NULLs do not collide in a UNIQUE index).
+ * Every statement the store runs, one per operation, with named parameters. A row is live while
+ * `expires_at IS NULL OR expires_at > @now`; a worker holds a job while `status = 'processing' AND lease_owner =
+ * @worker`. When a job ends (complete, fail for good, cancel) its lease goes, its retention starts and its webhook,
+ * if any, is armed.
  */
-const MIGRATIONS: readonly string[] = [
-  `CREATE TABLE ${TABLE} (
-    id TEXT PRIMARY KEY NOT NULL,
-    name TEXT NOT NULL,
-    status TEXT NOT NULL,
-    input TEXT,
-    owner TEXT,
-    idempotency_key TEXT,
-    idem_scope TEXT UNIQUE,
-    request_hash TEXT,
-    progress REAL,
-    message TEXT,
-    result TEXT,
-    result_url TEXT,
-    error TEXT,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    max_attempts INTEGER NOT NULL,
-    run_at INTEGER NOT NULL,
-    lease_owner TEXT,
-    lease_until INTEGER,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    callback_url TEXT,
-    delivery_status TEXT,
-    delivery_attempts INTEGER NOT NULL DEFAULT 0,
-    delivery_next_at INTEGER,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    started_at INTEGER,
-    finished_at INTEGER,
-    expires_at INTEGER,
-    seq INTEGER NOT NULL DEFAULT 1
-  );
-  CREATE INDEX ${TABLE}_claim_due ON ${TABLE} (status, run_at);
-  CREATE INDEX ${TABLE}_claim_lapsed ON ${TABLE} (status, lease_until);
-  CREATE INDEX ${TABLE}_expires ON ${TABLE} (expires_at) WHERE expires_at IS NOT NULL;
-  CREATE INDEX ${TABLE}_owner_created ON ${TABLE} (owner, created_at);
-  CREATE INDEX ${TABLE}_deliveries ON ${TABLE} (delivery_status, delivery_next_at) WHERE delivery_status IS NOT NULL;`,
-];
+const SQL = {
+  releaseExpiredKey: `
+    UPDATE respond_async_jobs SET idem_scope = NULL
+    WHERE idem_scope = @scope AND expires_at IS NOT NULL AND expires_at <= @now`,
+  insert: `
+    INSERT INTO respond_async_jobs (id, name, status, input, owner, idempotency_key, idem_scope, request_hash,
+      attempt, max_attempts, run_at, callback_url, delivery_attempts, created_at, updated_at, seq)
+    VALUES (@id, @name, 'queued', @input, @owner, @idempotencyKey, @scope, @requestHash,
+      0, @maxAttempts, @now, @callbackUrl, 0, @now, @now, 1)
+    ON CONFLICT (idem_scope) DO NOTHING`,
+  byScope: `SELECT * FROM respond_async_jobs WHERE idem_scope = @scope`,
+  get: `SELECT * FROM respond_async_jobs WHERE id = @id AND (expires_at IS NULL OR expires_at > @now)`,
+  list: `
+    SELECT * FROM respond_async_jobs
+    WHERE owner IS @owner AND (expires_at IS NULL OR expires_at > @now)
+    ORDER BY created_at DESC, rowid DESC LIMIT @limit`,
+  // Each arm walks its own index in order and stops at @limit; the union is small and sorted once.
+  claim: `
+    UPDATE respond_async_jobs SET status = 'processing', attempt = attempt + 1, lease_owner = @worker,
+      lease_until = @leaseUntil, started_at = COALESCE(started_at, @now), updated_at = @now, seq = seq + 1
+    WHERE id IN (
+      SELECT id FROM (
+        SELECT id, run_at FROM (
+          SELECT id, run_at FROM respond_async_jobs
+          WHERE status = 'queued' AND run_at <= @now AND name IN (SELECT value FROM json_each(@names))
+          ORDER BY run_at LIMIT @limit)
+        UNION ALL
+        SELECT id, run_at FROM (
+          SELECT id, run_at FROM respond_async_jobs
+          WHERE status = 'processing' AND lease_until < @now AND name IN (SELECT value FROM json_each(@names))
+          ORDER BY run_at LIMIT @limit))
+      ORDER BY run_at LIMIT @limit)
+    RETURNING *`,
+  renew: `
+    UPDATE respond_async_jobs SET lease_until = @leaseUntil
+    WHERE id = @id AND status = 'processing' AND lease_owner = @worker
+    RETURNING cancel_requested`,
+  progress: `
+    UPDATE respond_async_jobs SET progress = @progress, message = @message, updated_at = @now, seq = seq + 1
+    WHERE id = @id AND status = 'processing' AND lease_owner = @worker
+    RETURNING *`,
+  complete: `
+    UPDATE respond_async_jobs SET result = @result, result_url = @resultUrl, progress = 100,
+      status = 'complete', lease_owner = NULL, lease_until = NULL, cancel_requested = 0,
+      finished_at = @now, expires_at = @expiresAt,
+      delivery_status = CASE WHEN callback_url IS NULL THEN delivery_status ELSE 'pending' END,
+      delivery_next_at = CASE WHEN callback_url IS NULL THEN delivery_next_at ELSE @now END,
+      updated_at = @now, seq = seq + 1
+    WHERE id = @id AND status = 'processing' AND lease_owner = @worker AND cancel_requested = 0
+    RETURNING *`,
+  failFinal: `
+    UPDATE respond_async_jobs SET error = @error,
+      status = 'failed', lease_owner = NULL, lease_until = NULL, cancel_requested = 0,
+      finished_at = @now, expires_at = @expiresAt,
+      delivery_status = CASE WHEN callback_url IS NULL THEN delivery_status ELSE 'pending' END,
+      delivery_next_at = CASE WHEN callback_url IS NULL THEN delivery_next_at ELSE @now END,
+      updated_at = @now, seq = seq + 1
+    WHERE id = @id AND status = 'processing' AND lease_owner = @worker AND cancel_requested = 0
+    RETURNING *`,
+  failRetry: `
+    UPDATE respond_async_jobs SET error = @error, status = 'queued', run_at = @retryAt, lease_owner = NULL,
+      lease_until = NULL, updated_at = @now, seq = seq + 1
+    WHERE id = @id AND status = 'processing' AND lease_owner = @worker AND cancel_requested = 0
+    RETURNING *`,
+  cancelQueued: `
+    UPDATE respond_async_jobs SET
+      status = 'canceled', lease_owner = NULL, lease_until = NULL, cancel_requested = 0,
+      finished_at = @now, expires_at = @expiresAt,
+      delivery_status = CASE WHEN callback_url IS NULL THEN delivery_status ELSE 'pending' END,
+      delivery_next_at = CASE WHEN callback_url IS NULL THEN delivery_next_at ELSE @now END,
+      updated_at = @now, seq = seq + 1
+    WHERE id = @id AND status = 'queued'
+    RETURNING *`,
+  cancelRequest: `
+    UPDATE respond_async_jobs SET cancel_requested = 1, updated_at = @now, seq = seq + 1
+    WHERE id = @id AND status = 'processing'
+    RETURNING *`,
+  markCanceled: `
+    UPDATE respond_async_jobs SET
+      status = 'canceled', lease_owner = NULL, lease_until = NULL, cancel_requested = 0,
+      finished_at = @now, expires_at = @expiresAt,
+      delivery_status = CASE WHEN callback_url IS NULL THEN delivery_status ELSE 'pending' END,
+      delivery_next_at = CASE WHEN callback_url IS NULL THEN delivery_next_at ELSE @now END,
+      updated_at = @now, seq = seq + 1
+    WHERE id = @id AND status = 'processing' AND lease_owner = @worker
+    RETURNING *`,
+  release: `
+    UPDATE respond_async_jobs SET status = 'queued', attempt = MAX(0, attempt - 1), lease_owner = NULL,
+      lease_until = NULL, updated_at = @now, seq = seq + 1
+    WHERE id = @id AND status = 'processing' AND lease_owner = @worker`,
+  purge: `DELETE FROM respond_async_jobs WHERE expires_at IS NOT NULL AND expires_at <= @now`,
+  claimDeliveries: `
+    UPDATE respond_async_jobs SET delivery_next_at = @nextAt
+    WHERE id IN (
+      SELECT id FROM respond_async_jobs WHERE delivery_status = 'pending' AND delivery_next_at <= @now
+      ORDER BY delivery_next_at LIMIT @limit)
+    RETURNING *`,
+  recordDelivery: `
+    UPDATE respond_async_jobs SET delivery_status = @status, delivery_attempts = @attempts, delivery_next_at = @nextAt
+    WHERE id = @id`,
+} as const;
 
-/** The schema version this code writes. */
-export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length;
+type Row = JobRow & { cancel_requested: number };
+type Statement<Result> = BetterSqlite3.Statement<[Record<string, unknown>], Result>;
 
-interface Row {
-  id: string;
-  name: string;
-  status: string;
-  input: string | null;
-  owner: string | null;
-  idempotency_key: string | null;
-  idem_scope: string | null;
-  request_hash: string | null;
-  progress: number | null;
-  message: string | null;
-  result: string | null;
-  result_url: string | null;
-  error: string | null;
-  attempt: number;
-  max_attempts: number;
-  run_at: number;
-  lease_owner: string | null;
-  lease_until: number | null;
-  cancel_requested: number;
-  callback_url: string | null;
-  delivery_status: string | null;
-  delivery_attempts: number;
-  delivery_next_at: number | null;
-  created_at: number;
-  updated_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  expires_at: number | null;
-  seq: number;
-}
-
-type Statement<Row = unknown> = BetterSqlite3.Statement<unknown[], Row>;
-
-const LIVE = '(expires_at IS NULL OR expires_at > @now)';
-const HELD = `status = 'processing' AND lease_owner = @worker`;
-/**
- * A job whose cancel was requested (DELETE answered 202) ends canceled whatever its attempt's outcome: the
- * completion and failure writes check the flag in the same UPDATE.
- */
-const unlessCanceled = (value: string, canceled = "'canceled'") =>
-  `CASE WHEN cancel_requested = 1 THEN ${canceled} ELSE ${value} END`;
-/** The columns `finish` sets when a job ends: lease gone, retention starts, the webhook is armed. */
-const FINISH = `status = @status, lease_owner = NULL, lease_until = NULL, cancel_requested = 0,
-  finished_at = @now, expires_at = @expiresAt,
-  delivery_status = CASE WHEN callback_url IS NULL THEN delivery_status ELSE 'pending' END,
-  delivery_next_at = CASE WHEN callback_url IS NULL THEN delivery_next_at ELSE @now END,
-  updated_at = @now, seq = seq + 1`;
-const FINISH_UNLESS_CANCELED = FINISH.replace('status = @status', `status = ${unlessCanceled('@status')}`);
-
+/** Prepare every statement once per connection (better-sqlite3 then only binds and steps). */
 function prepareStatements(db: BetterSqlite3.Database) {
-  const prep = <R = Row>(sql: string): Statement<R> => {
-    const statement = db.prepare(sql) as unknown as Statement<R>;
+  const prepare = <Result = Row>(sql: string): Statement<Result> =>
     // A user Database may default to BigInt integers; times and counters here fit in a double.
-    return statement.safeIntegers(false);
-  };
+    (db.prepare(sql) as Statement<Result>).safeIntegers(false);
   return {
-    releaseExpiredKey: prep(
-      `UPDATE ${TABLE} SET idem_scope = NULL
-      WHERE idem_scope = @scope AND expires_at IS NOT NULL AND expires_at <= @now`,
-    ),
-    insert: prep(
-      `INSERT INTO ${TABLE} (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, attempt,
-        max_attempts, run_at, callback_url, delivery_attempts, created_at, updated_at, seq)
-      VALUES (@id, @name, 'queued', @input, @owner, @idempotencyKey, @scope, @requestHash, 0,
-        @maxAttempts, @now, @callbackUrl, 0, @now, @now, 1)
-      ON CONFLICT (idem_scope) DO NOTHING`,
-    ),
-    byScope: prep(`SELECT * FROM ${TABLE} WHERE idem_scope = @scope`),
-    get: prep(`SELECT * FROM ${TABLE} WHERE id = @id AND ${LIVE}`),
-    list: prep(
-      `SELECT * FROM ${TABLE} WHERE owner IS @owner AND ${LIVE} ORDER BY created_at DESC, rowid DESC LIMIT @limit`,
-    ),
-    // Each arm walks its own index in order and stops at @limit; the union is small and sorted once.
-    claim: prep(
-      `UPDATE ${TABLE} SET status = 'processing', attempt = attempt + 1, lease_owner = @worker,
-        lease_until = @leaseUntil, started_at = COALESCE(started_at, @now), updated_at = @now, seq = seq + 1
-      WHERE id IN (
-        SELECT id FROM (
-          SELECT id, run_at FROM (
-            SELECT id, run_at FROM ${TABLE}
-            WHERE status = 'queued' AND run_at <= @now AND name IN (SELECT value FROM json_each(@names))
-            ORDER BY run_at LIMIT @limit)
-          UNION ALL
-          SELECT id, run_at FROM (
-            SELECT id, run_at FROM ${TABLE}
-            WHERE status = 'processing' AND lease_until < @now AND name IN (SELECT value FROM json_each(@names))
-            ORDER BY run_at LIMIT @limit))
-        ORDER BY run_at LIMIT @limit)
-      RETURNING *`,
-    ),
-    renew: prep<{ cancel_requested: number }>(
-      `UPDATE ${TABLE} SET lease_until = @leaseUntil WHERE id = @id AND ${HELD} RETURNING cancel_requested`,
-    ),
-    progress: prep(
-      `UPDATE ${TABLE} SET progress = @progress, message = @message, updated_at = @now, seq = seq + 1
-      WHERE id = @id AND ${HELD} RETURNING *`,
-    ),
-    // @status is 'complete' or 'failed', unless a cancel was requested.
-    complete: prep(
-      `UPDATE ${TABLE} SET result = ${unlessCanceled('@result', 'result')},
-        result_url = ${unlessCanceled('@resultUrl', 'result_url')}, progress = ${unlessCanceled('100', 'progress')},
-        ${FINISH_UNLESS_CANCELED}
-      WHERE id = @id AND ${HELD} RETURNING *`,
-    ),
-    failFinal: prep(
-      `UPDATE ${TABLE} SET error = ${unlessCanceled('@error', 'error')}, ${FINISH_UNLESS_CANCELED}
-      WHERE id = @id AND ${HELD} RETURNING *`,
-    ),
-    // Back to the queue; with a cancel requested the job ends canceled instead.
-    failRetry: prep(
-      `UPDATE ${TABLE} SET error = ${unlessCanceled('@error', 'error')}, status = ${unlessCanceled("'queued'")},
-        run_at = ${unlessCanceled('@retryAt', 'run_at')}, lease_owner = NULL, lease_until = NULL, cancel_requested = 0,
-        finished_at = ${unlessCanceled('finished_at', '@now')}, expires_at = ${unlessCanceled('expires_at', '@expiresAt')},
-        delivery_status = CASE WHEN cancel_requested = 1 AND callback_url IS NOT NULL THEN 'pending'
-          ELSE delivery_status END,
-        delivery_next_at = CASE WHEN cancel_requested = 1 AND callback_url IS NOT NULL THEN @now
-          ELSE delivery_next_at END,
-        updated_at = @now, seq = seq + 1
-      WHERE id = @id AND ${HELD} RETURNING *`,
-    ),
-    cancelQueued: prep(`UPDATE ${TABLE} SET ${FINISH} WHERE id = @id AND status = 'queued' RETURNING *`),
-    cancelRequest: prep(
-      `UPDATE ${TABLE} SET cancel_requested = 1, updated_at = @now, seq = seq + 1
-      WHERE id = @id AND status = 'processing' RETURNING *`,
-    ),
-    markCanceled: prep(`UPDATE ${TABLE} SET ${FINISH} WHERE id = @id AND ${HELD} RETURNING *`),
-    release: prep(
-      `UPDATE ${TABLE} SET status = 'queued', attempt = MAX(0, attempt - 1), lease_owner = NULL, lease_until = NULL,
-        updated_at = @now, seq = seq + 1
-      WHERE id = @id AND ${HELD}`,
-    ),
-    purge: prep(`DELETE FROM ${TABLE} WHERE expires_at IS NOT NULL AND expires_at <= @now`),
-    claimDeliveries: prep(
-      `UPDATE ${TABLE} SET delivery_next_at = @nextAt
-      WHERE id IN (
-        SELECT id FROM ${TABLE} WHERE delivery_status = 'pending' AND delivery_next_at <= @now
-        ORDER BY delivery_next_at LIMIT @limit)
-      RETURNING *`,
-    ),
-    recordDelivery: prep(
-      `UPDATE ${TABLE} SET delivery_status = @status, delivery_attempts = @attempts, delivery_next_at = @nextAt
-      WHERE id = @id`,
-    ),
+    releaseExpiredKey: prepare(SQL.releaseExpiredKey),
+    insert: prepare(SQL.insert),
+    byScope: prepare(SQL.byScope),
+    get: prepare(SQL.get),
+    list: prepare(SQL.list),
+    claim: prepare(SQL.claim),
+    renew: prepare<{ cancel_requested: number }>(SQL.renew),
+    progress: prepare(SQL.progress),
+    complete: prepare(SQL.complete),
+    failFinal: prepare(SQL.failFinal),
+    failRetry: prepare(SQL.failRetry),
+    cancelQueued: prepare(SQL.cancelQueued),
+    cancelRequest: prepare(SQL.cancelRequest),
+    markCanceled: prepare(SQL.markCanceled),
+    release: prepare(SQL.release),
+    purge: prepare(SQL.purge),
+    claimDeliveries: prepare(SQL.claimDeliveries),
+    recordDelivery: prepare(SQL.recordDelivery),
   };
 }
 
@@ -292,6 +240,7 @@ export class SqliteStore implements JobStore {
 
   /** Switch to WAL and run pending migrations. Safe to call more than once and from many processes at once. */
   init(): Promise<void> {
+    if (this.#closed) return Promise.reject(new StoreClosedError('SQLite'));
     this.#ready ??= this.#init().catch((error: unknown) => {
       this.#ready = undefined;
       throw error;
@@ -314,7 +263,12 @@ export class SqliteStore implements JobStore {
       try {
         const mode = this.database.pragma('journal_mode = WAL', { simple: true });
         if (String(mode).toLowerCase() !== 'wal') {
-          throw new Error(`respond-async: SQLite refused WAL mode (journal_mode is ${String(mode)})`);
+          // The file system or the file cannot hold a WAL (a network share, a read-only file): retrying cannot help.
+          throw new RespondAsyncError(
+            'ERR_RESPOND_ASYNC_SQLITE_WAL_REFUSED',
+            `respond-async: SQLite refused WAL mode (journal_mode is ${String(mode)})`,
+            { permanent: true },
+          );
         }
         return;
       } catch (error) {
@@ -330,13 +284,9 @@ export class SqliteStore implements JobStore {
     const db = this.database;
     db.transaction(() => {
       const version = Number(db.pragma('user_version', { simple: true }));
-      if (version > MIGRATIONS.length) {
-        throw new Error(
-          `respond-async: the SQLite schema is version ${version}, newer than this version of respond-async knows (${MIGRATIONS.length}); upgrade respond-async`,
-        );
-      }
-      for (let index = version; index < MIGRATIONS.length; index += 1) db.exec(MIGRATIONS[index]);
-      if (version !== MIGRATIONS.length) db.pragma(`user_version = ${MIGRATIONS.length}`);
+      if (version > SQLITE_SCHEMA_VERSION) throw new SchemaTooNewError('SQLite', version, SQLITE_SCHEMA_VERSION);
+      for (const migration of SQLITE_MIGRATIONS.slice(version)) db.exec(migration.sql);
+      if (version !== SQLITE_SCHEMA_VERSION) db.pragma(`user_version = ${SQLITE_SCHEMA_VERSION}`);
     }).immediate();
   }
 
@@ -389,13 +339,13 @@ export class SqliteStore implements JobStore {
   async get(id: string): Promise<JobRecord | undefined> {
     const s = await this.#use();
     const row = s.get.get({ id, now: Date.now() });
-    return row && toRecord(row);
+    return row && rowToRecord(row);
   }
 
   async list(options: { owner: string | null; limit: number }): Promise<JobRecord[]> {
     const s = await this.#use();
     const limit = Math.max(0, Math.floor(options.limit));
-    return s.list.all({ owner: options.owner, limit, now: Date.now() }).map(toRecord);
+    return s.list.all({ owner: options.owner, limit, now: Date.now() }).map(rowToRecord);
   }
 
   async claim(options: ClaimOptions): Promise<JobRecord[]> {
@@ -414,7 +364,7 @@ export class SqliteStore implements JobStore {
         }),
       )
       .immediate();
-    return rows.map(toRecord).sort((a, b) => a.runAt - b.runAt);
+    return rows.map(rowToRecord).sort((a, b) => a.runAt - b.runAt);
   }
 
   async renew(ids: readonly string[], workerId: string, leaseMs: number): Promise<LeaseState[]> {
@@ -436,7 +386,7 @@ export class SqliteStore implements JobStore {
   async progress(id: string, workerId: string, progress: number, message: string | null) {
     const s = await this.#use();
     const row = s.progress.get({ id, worker: workerId, progress, message, now: Date.now() });
-    return row && toRecord(row);
+    return row && rowToRecord(row);
   }
 
   async complete(
@@ -446,16 +396,17 @@ export class SqliteStore implements JobStore {
   ): Promise<JobRecord | undefined> {
     const s = await this.#use();
     const now = Date.now();
-    const row = s.complete.get({
-      id,
-      worker: workerId,
-      result: toJson(outcome.result),
-      resultUrl: outcome.resultUrl,
-      status: 'complete',
-      now,
-      expiresAt: now + outcome.retentionMs,
-    });
-    return row && toRecord(row);
+    const expiresAt = now + outcome.retentionMs;
+    const row =
+      s.complete.get({
+        id,
+        worker: workerId,
+        result: toJsonText(outcome.result, 'result'),
+        resultUrl: outcome.resultUrl,
+        now,
+        expiresAt,
+      }) ?? this.#canceledInstead(s, id, workerId, now, expiresAt);
+    return row && rowToRecord(row);
   }
 
   async fail(
@@ -465,26 +416,22 @@ export class SqliteStore implements JobStore {
   ): Promise<JobRecord | undefined> {
     const s = await this.#use();
     const now = Date.now();
-    const error = JSON.stringify(outcome.error);
+    const error = toJsonText(outcome.error, 'error');
+    const expiresAt = now + outcome.retentionMs;
     const row =
-      outcome.retryAt !== null
-        ? s.failRetry.get({
-            id,
-            worker: workerId,
-            error,
-            retryAt: outcome.retryAt,
-            now,
-            expiresAt: now + outcome.retentionMs,
-          })
-        : s.failFinal.get({
-            id,
-            worker: workerId,
-            error,
-            status: 'failed',
-            now,
-            expiresAt: now + outcome.retentionMs,
-          });
-    return row && toRecord(row);
+      (outcome.retryAt !== null
+        ? s.failRetry.get({ id, worker: workerId, error, retryAt: outcome.retryAt, now })
+        : s.failFinal.get({ id, worker: workerId, error, now, expiresAt })) ??
+      this.#canceledInstead(s, id, workerId, now, expiresAt);
+    return row && rowToRecord(row);
+  }
+
+  /**
+   * The final write found the job's cancel requested (its write is conditional on `cancel_requested = 0`): once
+   * DELETE has answered 202 the job ends canceled, whatever the attempt's outcome. Undefined when not held.
+   */
+  #canceledInstead(s: Statements, id: string, workerId: string, now: number, expiresAt: number): Row | undefined {
+    return s.markCanceled.get({ id, worker: workerId, now, expiresAt });
   }
 
   async cancel(id: string, options: { retentionMs: number }): Promise<{ outcome: CancelOutcome; job?: JobRecord }> {
@@ -495,13 +442,13 @@ export class SqliteStore implements JobStore {
         const current = s.get.get({ id, now });
         if (!current) return { outcome: 'missing' };
         if (current.status === 'queued') {
-          const row = s.cancelQueued.get({ id, status: 'canceled', now, expiresAt: now + options.retentionMs });
-          if (row) return { outcome: 'canceled', job: toRecord(row) };
+          const row = s.cancelQueued.get({ id, now, expiresAt: now + options.retentionMs });
+          if (row) return { outcome: 'canceled', job: rowToRecord(row) };
         } else if (current.status === 'processing') {
           const row = s.cancelRequest.get({ id, now });
-          if (row) return { outcome: 'requested', job: toRecord(row) };
+          if (row) return { outcome: 'requested', job: rowToRecord(row) };
         }
-        return { outcome: 'finished', job: toRecord(current) };
+        return { outcome: 'finished', job: rowToRecord(current) };
       })
       .immediate();
   }
@@ -512,11 +459,10 @@ export class SqliteStore implements JobStore {
     const row = s.markCanceled.get({
       id,
       worker: workerId,
-      status: 'canceled',
       now,
       expiresAt: now + options.retentionMs,
     });
-    return row && toRecord(row);
+    return row && rowToRecord(row);
   }
 
   async release(id: string, workerId: string): Promise<void> {
@@ -537,7 +483,7 @@ export class SqliteStore implements JobStore {
     const rows = this.database
       .transaction(() => s.claimDeliveries.all({ now, nextAt: now + options.leaseMs, limit }))
       .immediate();
-    return rows.map(toRecord);
+    return rows.map(rowToRecord);
   }
 
   async recordDelivery(id: string, update: DeliveryUpdate): Promise<void> {
@@ -562,14 +508,14 @@ export class SqliteStore implements JobStore {
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new Error('respond-async: the SqliteStore is closed');
+    if (this.#closed) throw new StoreClosedError('SQLite');
   }
 }
 
 /** Insert one job inside the caller's transaction, or find the unexpired job that holds its key. */
 function insertJob(s: Statements, job: NewJob, now: number): CreateResult {
   const scope = job.idempotencyKey === null ? null : keyScope(job.owner, job.idempotencyKey);
-  const input = job.inputJson ?? toJson(job.input);
+  const input = job.inputJson ?? toJsonText(job.input, 'input');
   if (scope !== null) {
     // An expired job no longer binds its key: unbind it so that the insert below takes the key. The row
     // itself is already invisible (get/list hide it) and goes with the next purgeExpired(), as in
@@ -590,54 +536,12 @@ function insertJob(s: Statements, job: NewJob, now: number): CreateResult {
   });
   if (inserted.changes === 0 && scope !== null) {
     const existing = s.byScope.get({ scope });
-    if (existing) return { job: toRecord(existing), created: false };
+    if (existing) return { job: rowToRecord(existing), created: false };
   }
-  return { job: { ...newRecord(job, now), input: fromJson(input) }, created: true };
+  return { job: { ...newRecord(job, now), input: parseJson(input) }, created: true };
 }
 
 function isBusy(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
-}
-
-/** JSON text for a value; NULL for `undefined` (so that `undefined` and `null` stay apart). */
-function toJson(value: unknown): string | null {
-  return value === undefined ? null : (JSON.stringify(value) ?? null);
-}
-
-function fromJson(text: string | null): unknown {
-  return text === null ? undefined : JSON.parse(text);
-}
-
-function toRecord(row: Row): JobRecord {
-  return {
-    id: row.id,
-    name: row.name,
-    status: row.status as JobStatus,
-    input: fromJson(row.input),
-    owner: row.owner,
-    idempotencyKey: row.idempotency_key,
-    requestHash: row.request_hash,
-    progress: row.progress,
-    message: row.message,
-    result: fromJson(row.result),
-    resultUrl: row.result_url,
-    error: row.error === null ? null : (JSON.parse(row.error) as JobErrorInfo),
-    attempt: row.attempt,
-    maxAttempts: row.max_attempts,
-    runAt: row.run_at,
-    leaseOwner: row.lease_owner,
-    leaseUntil: row.lease_until,
-    cancelRequested: row.cancel_requested === 1,
-    callbackUrl: row.callback_url,
-    deliveryStatus: row.delivery_status as DeliveryStatus | null,
-    deliveryAttempts: row.delivery_attempts,
-    deliveryNextAt: row.delivery_next_at,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    startedAt: row.started_at,
-    finishedAt: row.finished_at,
-    expiresAt: row.expires_at,
-    seq: row.seq,
-  };
 }

@@ -1,0 +1,62 @@
+// Numbered schema migrations of SqliteStore. `PRAGMA user_version` holds how many have run; `SqliteStore.init()`
+// runs the ones past it, in order, in one `BEGIN IMMEDIATE` transaction. Never edit a released migration: add the next one.
+
+/** @internal */
+export interface SqliteMigration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** @internal */
+export const SQLITE_MIGRATIONS: readonly SqliteMigration[] = [
+  {
+    version: 1,
+    name: 'jobs',
+    sql: `
+CREATE TABLE respond_async_jobs (
+  id TEXT PRIMARY KEY NOT NULL,
+  name TEXT NOT NULL,
+  status TEXT NOT NULL,
+  input TEXT,
+  owner TEXT,
+  idempotency_key TEXT,
+  -- keyScope(owner, key), or NULL: one live job per owner and key (NULLs do not collide in a UNIQUE index).
+  idem_scope TEXT UNIQUE,
+  request_hash TEXT,
+  progress REAL,
+  message TEXT,
+  result TEXT,
+  result_url TEXT,
+  error TEXT,
+  attempt INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL,
+  -- Times are epoch milliseconds.
+  run_at INTEGER NOT NULL,
+  lease_owner TEXT,
+  lease_until INTEGER,
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  callback_url TEXT,
+  delivery_status TEXT,
+  delivery_attempts INTEGER NOT NULL DEFAULT 0,
+  delivery_next_at INTEGER,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  started_at INTEGER,
+  finished_at INTEGER,
+  expires_at INTEGER,
+  seq INTEGER NOT NULL DEFAULT 1
+);
+-- claim(): due queued jobs, and processing ones whose lease lapsed.
+CREATE INDEX respond_async_jobs_claim_due ON respond_async_jobs (status, run_at);
+CREATE INDEX respond_async_jobs_claim_lapsed ON respond_async_jobs (status, lease_until);
+-- purgeExpired()
+CREATE INDEX respond_async_jobs_expires ON respond_async_jobs (expires_at) WHERE expires_at IS NOT NULL;
+-- list(): an owner's jobs, newest first.
+CREATE INDEX respond_async_jobs_owner_created ON respond_async_jobs (owner, created_at);
+-- claimDeliveries()
+CREATE INDEX respond_async_jobs_deliveries ON respond_async_jobs (delivery_status, delivery_next_at)
+  WHERE delivery_status IS NOT NULL;
+`,
+  },
+];
