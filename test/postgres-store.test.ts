@@ -10,7 +10,7 @@ import type { NewJob } from '../src/core/types.js';
 import { createJobs, type JobChange, type Jobs, StoreUnavailableError } from '../src/index.js';
 import { PostgresStore } from '../src/postgres.js';
 import { POSTGRES_MIGRATIONS } from '../src/stores/postgres-migrations.js';
-import { describeStoreConformance } from '../src/testing.js';
+import { describeStoreConformance } from '../src/testing/index.js';
 import { adminQuery, closeAdmin, eventually, pgUrl, schemas } from './helpers/postgres.js';
 
 const run = promisify(execFile);

@@ -10,7 +10,7 @@ import type { NewJob } from '../src/core/types.js';
 import { createJobs, StoreUnavailableError } from '../src/index.js';
 import { SqliteStore } from '../src/sqlite.js';
 import { SQLITE_SCHEMA_VERSION } from '../src/stores/sqlite.js';
-import { describeStoreConformance } from '../src/testing.js';
+import { describeStoreConformance } from '../src/testing/index.js';
 
 const run = promisify(execFile);
 const root = join(import.meta.dirname, '..');
