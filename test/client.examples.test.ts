@@ -11,6 +11,7 @@ import {
   waitFor,
 } from '../src/client.js';
 import { type ExampleFramework, type ExampleProcess, startExample } from './helpers/example-process.js';
+import { progressOf } from './helpers/status.js';
 
 interface ReportResult {
   value?: unknown;
@@ -30,10 +31,6 @@ function recordingFetch(): { fetch: typeof fetch; paths: string[] } {
       return fetch(input, init);
     },
   };
-}
-
-function progressOf(docs: StatusDocument[]): number[] {
-  return docs.map((doc) => doc.progress).filter((p): p is number => typeof p === 'number');
 }
 
 describe.each(['express', 'fastify', 'koa'] as ExampleFramework[])('client against examples/%s.ts', (framework) => {

@@ -10,6 +10,8 @@ import {
   waitFor,
 } from '../src/client.js';
 import { type ContractServer, type ContractServerOptions, startContractServer } from './helpers/contract-server.js';
+import { progressOf } from './helpers/status.js';
+import { sleep } from './helpers/time.js';
 
 interface Report {
   value: unknown;
@@ -36,10 +38,6 @@ function jobPath(res: Response): string {
   return new URL(res.headers.get('location')!, res.url).pathname;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /** Wait until `check` holds, polling every 10 ms. */
 async function until(check: () => boolean, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -47,10 +45,6 @@ async function until(check: () => boolean, ms = 10_000): Promise<void> {
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await sleep(10);
   }
-}
-
-function progressOf(docs: StatusDocument[]): number[] {
-  return docs.map((doc) => doc.progress).filter((p): p is number => typeof p === 'number');
 }
 
 function expectIncreasingTo100(docs: StatusDocument[]): void {

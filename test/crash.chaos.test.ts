@@ -19,6 +19,7 @@ import { createJobs, type JobRecord, type Jobs } from '../src/index.js';
 import { PostgresStore } from '../src/postgres.js';
 import { SqliteStore } from '../src/sqlite.js';
 import { adminQuery, closeAdmin, pgUrl, schemas } from './helpers/postgres.js';
+import { sleep } from './helpers/time.js';
 
 const root = join(import.meta.dirname, '..');
 const dir = mkdtempSync(join(tmpdir(), 'respond-async-chaos-'));
@@ -74,8 +75,6 @@ function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Worker {
   child: ChildProcess;

@@ -12,6 +12,7 @@ import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ExampleFramework, type ExampleProcess, freePort, startExample } from './helpers/example-process.js';
 import { adminQuery, closeAdmin, pgUrl } from './helpers/postgres.js';
+import { sleep } from './helpers/time.js';
 
 const FRAMEWORKS: ExampleFramework[] = ['express', 'fastify', 'koa'];
 type StoreKind = 'memory' | 'sqlite' | 'postgres';
@@ -34,7 +35,6 @@ function report(label: string, text: string): void {
 }
 
 const T0 = Date.now();
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const newUser = () => `user-${randomUUID()}`;
 
 /** The STORE value for one example process: its own SQLite file, or its own PostgreSQL database. */

@@ -12,6 +12,7 @@ import { createJobs, type JobRecord, type JobStore, type Jobs } from '../src/ind
 import { PostgresStore } from '../src/postgres.js';
 import { SqliteStore } from '../src/sqlite.js';
 import { closeAdmin, pgUrl, schemas } from './helpers/postgres.js';
+import { sleep } from './helpers/time.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const fresh = schemas('pgshutdown');
@@ -50,8 +51,6 @@ afterAll(async () => {
   await closeAdmin();
   rmSync(dir, { recursive: true, force: true });
 });
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function spawnWorker(args: { kind: string; target: string; schema: string; role: 'A' | 'B' }): Promise<Worker> {
   const child = spawn(

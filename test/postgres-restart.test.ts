@@ -12,6 +12,7 @@ import { respondAsync } from '../src/express.js';
 import { createJobs, type Jobs } from '../src/index.js';
 import { PostgresStore } from '../src/postgres.js';
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from './helpers/embedded-postgres.js';
+import { sleep } from './helpers/time.js';
 
 const SCHEMA = 'restart';
 // The outage is shorter than a third of a lease (the heartbeat period): handlers still running when the server is
@@ -20,8 +21,6 @@ const SCHEMA = 'restart';
 const LEASE_MS = 15_000;
 const OUTAGE_MS = 2000;
 const LONG_MS = 6000;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function abortable(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -6,11 +6,11 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { JobStore } from '../src/core/store.js';
-import type { NewJob } from '../src/core/types.js';
 import { createJobs, type JobChange, type Jobs, StoreUnavailableError } from '../src/index.js';
 import { PostgresStore } from '../src/postgres.js';
 import { POSTGRES_MIGRATIONS } from '../src/stores/postgres-migrations.js';
-import { describeStoreConformance } from '../src/testing.js';
+import { describeStoreConformance } from '../src/testing/index.js';
+import { newJob } from './helpers/jobs.js';
 import { adminQuery, closeAdmin, eventually, pgUrl, schemas } from './helpers/postgres.js';
 
 const run = promisify(execFile);
@@ -28,22 +28,6 @@ function store(options: { schema?: string; pool?: pg.Pool; listen?: boolean } = 
   });
   open.push(created);
   return created;
-}
-
-let counter = 0;
-function newJob(overrides: Partial<NewJob> = {}): NewJob {
-  counter += 1;
-  return {
-    id: `job_${Date.now().toString(36)}_${counter}_${Math.random().toString(36).slice(2)}`,
-    name: 'work',
-    input: { n: counter },
-    owner: null,
-    idempotencyKey: null,
-    requestHash: null,
-    maxAttempts: 3,
-    callbackUrl: null,
-    ...overrides,
-  };
 }
 
 /** Wait until a LISTEN connection of `schema` is up, and return its backend pid. */
@@ -104,7 +88,7 @@ describe('PostgresStore', () => {
     expect(job.createdAt).toBeLessThanOrEqual(Date.now() + 1000);
     expect(job.runAt).toBe(job.createdAt);
 
-    const [claimed] = await s.claim({ names: ['work'], workerId: 'w1', limit: 5, leaseMs: 10_000 });
+    const [claimed] = await s.claim({ names: ['task'], workerId: 'w1', limit: 5, leaseMs: 10_000 });
     expect(claimed).toMatchObject({ id: job.id, status: 'processing', attempt: 1, leaseOwner: 'w1', seq: 2 });
     expect(claimed.leaseUntil! - claimed.updatedAt).toBe(10_000);
     const done = await s.complete(job.id, 'w1', { result: null, resultUrl: null, retentionMs: 60_000 });
@@ -132,7 +116,7 @@ describe('PostgresStore', () => {
     const s = store();
     await s.init();
     const first = await s.create(newJob({ idempotencyKey: 'k' }));
-    await s.claim({ names: ['work'], workerId: 'w', limit: 1, leaseMs: 10_000 });
+    await s.claim({ names: ['task'], workerId: 'w', limit: 1, leaseMs: 10_000 });
     await s.complete(first.job.id, 'w', { result: 1, resultUrl: null, retentionMs: 1 });
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(await s.get(first.job.id)).toBeUndefined();
@@ -152,7 +136,7 @@ describe('PostgresStore', () => {
     await Promise.all(
       stores.map(async (s, n) => {
         for (;;) {
-          const claimed = await s.claim({ names: ['work'], workerId: `w${n}`, limit: 7, leaseMs: 60_000 });
+          const claimed = await s.claim({ names: ['task'], workerId: `w${n}`, limit: 7, leaseMs: 60_000 });
           if (claimed.length === 0) return;
           for (const job of claimed) {
             expect(seen.has(job.id), `job ${job.id} claimed twice`).toBe(false);
@@ -168,10 +152,10 @@ describe('PostgresStore', () => {
     const s = store();
     await s.init();
     const { job } = await s.create(newJob());
-    await s.claim({ names: ['work'], workerId: 'old', limit: 1, leaseMs: 50 });
-    expect(await s.claim({ names: ['work'], workerId: 'new', limit: 1, leaseMs: 10_000 })).toHaveLength(0);
+    await s.claim({ names: ['task'], workerId: 'old', limit: 1, leaseMs: 50 });
+    expect(await s.claim({ names: ['task'], workerId: 'new', limit: 1, leaseMs: 10_000 })).toHaveLength(0);
     await new Promise((resolve) => setTimeout(resolve, 80));
-    const [again] = await s.claim({ names: ['work'], workerId: 'new', limit: 1, leaseMs: 10_000 });
+    const [again] = await s.claim({ names: ['task'], workerId: 'new', limit: 1, leaseMs: 10_000 });
     expect(again).toMatchObject({ id: job.id, attempt: 2, leaseOwner: 'new' });
     expect(await s.complete(job.id, 'old', { result: 1, resultUrl: null, retentionMs: 1000 })).toBeUndefined();
     expect(await s.renew([job.id], 'old', 1000)).toEqual([{ id: job.id, held: false, cancelRequested: false }]);
@@ -239,7 +223,7 @@ describe('PostgresStore', () => {
     await expect(s.get('x')).rejects.toThrow();
     const jobs = createJobs({ store: s, worker: false });
     runtimes.push(jobs);
-    const def = jobs.define('work', async () => 1);
+    const def = jobs.define('task', async () => 1);
     await expect(jobs.submit(def, {})).rejects.toBeInstanceOf(StoreUnavailableError);
   });
 
@@ -293,7 +277,7 @@ describe('PostgresStore', () => {
     const { job } = await writer.create(newJob());
     await eventually(() => changes.some((c) => c.id === job.id), 5000);
     expect(changes.find((c) => c.id === job.id)).toEqual({ id: job.id, status: 'queued', seq: 1 });
-    await writer.claim({ names: ['work'], workerId: 'w', limit: 1, leaseMs: 10_000 });
+    await writer.claim({ names: ['task'], workerId: 'w', limit: 1, leaseMs: 10_000 });
     await writer.renew([job.id], 'w', 10_000); // not a change: no seq, no notification
     await writer.progress(job.id, 'w', 50, 'half');
     await eventually(() => changes.some((c) => c.id === job.id && c.seq === 3), 5000);
@@ -330,12 +314,12 @@ describe('PostgresStore', () => {
       await eventually(() => changes.filter((c) => c.status === 'queued').length === 250, 5000);
       expect(new Set(changes.map((c) => c.id))).toEqual(ids);
       // One claim of all of them, then their completions sent with the next claim (one statement).
-      const claimed = await writer.claim({ names: ['work'], workerId: 'w', limit: 250, leaseMs: 10_000 });
+      const claimed = await writer.claim({ names: ['task'], workerId: 'w', limit: 250, leaseMs: 10_000 });
       expect(claimed).toHaveLength(250);
       const completions = claimed.map((job) =>
         writer.complete(job.id, 'w', { result: { ok: job.id }, resultUrl: null, retentionMs: 60_000 }),
       );
-      expect(await writer.claim({ names: ['work'], workerId: 'w', limit: 10, leaseMs: 10_000 })).toEqual([]);
+      expect(await writer.claim({ names: ['task'], workerId: 'w', limit: 10, leaseMs: 10_000 })).toEqual([]);
       const done = await Promise.all(completions);
       expect(done.map((job) => job?.status)).toEqual(claimed.map(() => 'complete'));
       await eventually(() => changes.filter((c) => c.status === 'complete').length === 250, 5000);
@@ -352,11 +336,11 @@ describe('PostgresStore', () => {
     const s = store();
     await s.init();
     const jobs = await Promise.all(Array.from({ length: 4 }, () => s.create(newJob())));
-    const [a, b] = await s.claim({ names: ['work'], workerId: 'w1', limit: 2, leaseMs: 10_000 });
+    const [a, b] = await s.claim({ names: ['task'], workerId: 'w1', limit: 2, leaseMs: 10_000 });
     const outcome = { result: 'r', resultUrl: null, retentionMs: 60_000 };
     // b's completion names a worker that does not hold it: that row alone is refused.
     const completions = [s.complete(a.id, 'w1', outcome), s.complete(b.id, 'other', outcome)];
-    const next = await s.claim({ names: ['work'], workerId: 'w1', limit: 10, leaseMs: 10_000 });
+    const next = await s.claim({ names: ['task'], workerId: 'w1', limit: 10, leaseMs: 10_000 });
     const [doneA, doneB] = await Promise.all(completions);
     expect(doneA).toMatchObject({ id: a.id, status: 'complete', result: 'r', leaseOwner: null });
     expect(doneB).toBeUndefined();
@@ -381,7 +365,7 @@ describe('PostgresStore', () => {
       await client.query(POSTGRES_MIGRATIONS[0].sql);
       await client.query("INSERT INTO migrations (version, name) VALUES (1, 'jobs')");
       await client.query(`INSERT INTO jobs (id, name, status, input, max_attempts, run_at, created_at, updated_at)
-        VALUES ('old-job', 'work', 'queued', '{"n":1}', 3, 0, 0, 0)`);
+        VALUES ('old-job', 'task', 'queued', '{"n":1}', 3, 0, 0, 0)`);
     } finally {
       await client.end();
     }
@@ -391,12 +375,12 @@ describe('PostgresStore', () => {
     expect(rows.map((r) => r.version)).toEqual(POSTGRES_MIGRATIONS.map((m) => m.version));
     const changes: JobChange[] = [];
     await s.subscribe!((change) => changes.push(change));
-    const [claimed] = await s.claim({ names: ['work'], workerId: 'w', limit: 1, leaseMs: 10_000 });
+    const [claimed] = await s.claim({ names: ['task'], workerId: 'w', limit: 1, leaseMs: 10_000 });
     expect(claimed).toMatchObject({ id: 'old-job', input: { n: 1 }, status: 'processing', attempt: 1 });
     await eventually(() => changes.some((c) => c.id === 'old-job' && c.status === 'processing'), 5000);
     // A process still on version 1 during a rolling upgrade: its idempotent INSERT still finds the key's index.
     const oldInsert = `INSERT INTO "${schema}".jobs (id, name, status, input, idem_scope, max_attempts, run_at,
-      created_at, updated_at) VALUES ($1, 'work', 'queued', '{}', 'scope-1', 3, 0, 0, 0)
+      created_at, updated_at) VALUES ($1, 'task', 'queued', '{}', 'scope-1', 3, 0, 0, 0)
       ON CONFLICT (idem_scope) DO NOTHING RETURNING id`;
     expect(await adminQuery(oldInsert, ['v1-a'])).toEqual([{ id: 'v1-a' }]);
     expect(await adminQuery(oldInsert, ['v1-b'])).toEqual([]);

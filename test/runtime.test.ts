@@ -15,6 +15,7 @@ import {
   TimeoutError,
   UnrecoverableError,
 } from '../src/index.js';
+import { sleep } from './helpers/time.js';
 
 // Every Jobs made by a test is closed after it, whatever happened.
 const opened: Jobs[] = [];
@@ -45,10 +46,6 @@ async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 1
     if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
     await sleep(5);
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function gate() {

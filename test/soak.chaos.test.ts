@@ -15,6 +15,7 @@ import { PostgresStore } from '../src/stores/postgres.js';
 import { SqliteStore } from '../src/stores/sqlite.js';
 import { startApp } from './helpers/apps.js';
 import { closeAdmin, dropSchema, pgUrl, randomSchema } from './helpers/postgres.js';
+import { sleep } from './helpers/time.js';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 20);
 const TICK_MS = 20;
@@ -37,8 +38,6 @@ afterAll(async () => {
   process.off('warning', onWarning);
   await closeAdmin?.();
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function soak(label: string, makeStore: () => Promise<{ store: JobStore; cleanup: () => Promise<void> }>) {
   const handlesBefore = process.getActiveResourcesInfo().length;

@@ -6,11 +6,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { NewJob } from '../src/core/types.js';
 import { createJobs, StoreUnavailableError } from '../src/index.js';
 import { SqliteStore } from '../src/sqlite.js';
 import { SQLITE_SCHEMA_VERSION } from '../src/stores/sqlite.js';
-import { describeStoreConformance } from '../src/testing.js';
+import { describeStoreConformance } from '../src/testing/index.js';
+import { newJob } from './helpers/jobs.js';
+import { sleep } from './helpers/time.js';
 
 const run = promisify(execFile);
 const root = join(import.meta.dirname, '..');
@@ -19,22 +20,6 @@ let files = 0;
 const freshFile = () => join(dir, `store-${process.pid}-${++files}.sqlite`);
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-let counter = 0;
-function newJob(overrides: Partial<NewJob> = {}): NewJob {
-  counter += 1;
-  return {
-    id: `job-${Date.now().toString(36)}-${counter}`,
-    name: 'task',
-    input: { n: counter },
-    owner: null,
-    idempotencyKey: null,
-    requestHash: null,
-    maxAttempts: 3,
-    callbackUrl: null,
-    ...overrides,
-  };
-}
 
 describeStoreConformance(
   'SqliteStore',
@@ -55,8 +40,6 @@ describeStoreConformance(
     },
   },
 );
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('SqliteStore (SQLite specific)', () => {
   const open: Array<{ close(): unknown }> = [];

@@ -17,6 +17,7 @@ import {
   WebhookVerificationError,
 } from '../src/http/webhooks.js';
 import { createJobs, type Jobs, MemoryStore } from '../src/index.js';
+import { sleep } from './helpers/time.js';
 
 const newSecret = () => 'whsec_' + randomBytes(24).toString('base64');
 const quietLogger = { error: () => {}, warn: () => {} };
@@ -118,8 +119,6 @@ async function until<T>(
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---------------------------------------------------------------------------------------------------------------
 // Signing and verification
