@@ -1,10 +1,11 @@
-// Pins the client's copy of the status document (src/client.ts) to the server's (src/http/document.ts): checked by `tsc --noEmit`.
-// The client keeps its own copy so that it imports nothing from the server; this file fails to compile when the two drift.
+// Type test: the client's copy of the status document (src/client.ts) stays the server's (src/http/document.ts).
+// The client keeps its own copy so that it imports nothing from the server; `tsc --noEmit` (npm run lint) fails on
+// this file when the two drift.
 import type { StatusDocument as ClientDocument, JobStatus as ClientJobStatus } from '../../src/client.js';
 import type { JobStatus as ServerJobStatus } from '../../src/core/types.js';
 import type { StatusDocument as ServerDocument } from '../../src/http/document.js';
 
-/** True only when A and B are the same type: a field added, removed, renamed, retyped or made optional on one side differs. */
+/** True only when A and B are the same type: a field added, removed, renamed, retyped or made optional differs. */
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 /** Accepts only `true`, so a drift is a compile error on the line that names the pair. */
 type Expect<T extends true> = T;
