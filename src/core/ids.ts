@@ -3,8 +3,9 @@ import { randomFillSync } from 'node:crypto';
 
 const ID_BYTES = 16;
 /**
- * Random bytes are drawn from the CSPRNG 4 KiB at a time (one call per 256 ids, as Node does for
- * `randomUUID()`): a call per id cost more than the rest of the accept path. Each byte is handed out once.
+ * Random bytes are drawn from the CSPRNG 4 KiB at a time (one call per 256 ids), as Node does for `randomUUID()`:
+ * every accepted job needs an id, and a call into the CSPRNG for each would be the dearest step of accepting it
+ * (figures in docs/ARCHITECTURE.md, Performance notes). Each byte is handed out once.
  */
 const POOL_BYTES = 4096;
 const pool = Buffer.allocUnsafeSlow(POOL_BYTES);
@@ -17,8 +18,8 @@ const DIGITS = Uint8Array.from('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
 
 /**
  * A new URL-safe job id with 128 bits of cryptographic randomness: the base64url of 16 pool bytes (what
- * `toString('base64url')` gives), encoded here in one `String.fromCharCode` rather than by a call into the
- * Buffer encoder, which cost several times more on the accept path.
+ * `toString('base64url')` gives), encoded here in one `String.fromCharCode`: for 16 bytes, the call into
+ * Buffer's general-purpose encoder costs more than the encoding itself, and it runs on every accept.
  */
 export function newJobId(): string {
   if (offset + ID_BYTES > POOL_BYTES) {
@@ -66,7 +67,8 @@ for (const code of DIGITS) ID_CHARACTER[code] = 1;
 
 /**
  * Whether `value` has the shape of a job id: 22 base64url characters (anything else is a 404 without a store read).
- * A loop, not a regex: it runs on every accept and every status request, and a regex call cost several times more.
+ * A loop over a lookup table rather than a regex: the check is this simple, and it runs on every accept and every
+ * status request.
  */
 export function isJobId(value: string): boolean {
   if (value.length !== 22) return false;
