@@ -27,3 +27,4 @@ for (const file of process.argv.slice(2)) {
 }
 console.log(`PostgreSQL tests (real server): ${postgresPassed} passed of ${postgresTotal}`);
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+if (failed > 0) process.exitCode = 1;
