@@ -56,8 +56,9 @@ function quoteIdent(name: string): string {
 }
 
 /**
- * Every statement the store runs, one per operation, for the schema `schema` (a quoted identifier). Each runs as
- * a named prepared statement; its parameters are bound by name through PARAMS below.
+ * Every statement the store runs, one per operation, given the store's schema (`schema`, a quoted identifier, the
+ * one thing interpolated). Each runs as a named prepared statement; its parameters are bound by name through
+ * PARAMS below.
  *
  * - The clock is the database's: `floor(extract(epoch from now()) * 1000)::bigint`, epoch ms. `now()` is the
  *   transaction's start, so it is one value within a statement, and comparisons with it can use an index.
@@ -71,214 +72,131 @@ function quoteIdent(name: string): string {
  *   change the result type of a statement that a process of this version has prepared (PostgreSQL refuses to run
  *   it then), during a rolling upgrade.
  */
-function sqlFor(schema: string) {
-  return {
-    // $1 scope. An expired job keeps its row (hidden, until purgeExpired) but gives up its key.
-    freeExpiredKey: `
-      UPDATE ${schema}.jobs j SET idem_scope = NULL
-      WHERE j.idem_scope = $1 AND j.expires_at <= floor(extract(epoch from now()) * 1000)::bigint`,
+const SQL = {
+  // $1 scope. An expired job keeps its row (hidden, until purgeExpired) but gives up its key.
+  freeExpiredKey: (schema: string) => `
+    UPDATE ${schema}.jobs j SET idem_scope = NULL
+    WHERE j.idem_scope = $1 AND j.expires_at <= floor(extract(epoch from now()) * 1000)::bigint`,
 
-    // $1 id, $2 name, $3 input, $4 owner, $5 idempotency_key, $6 idem_scope, $7 request_hash, $8 max_attempts,
-    // $9 callback_url, $10 worker, $11 lease ms. A job created already claimed (createClaimed) has a worker;
-    // a queued one has NULL in both.
-    insert: `
-      INSERT INTO ${schema}.jobs AS j
-        (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
-         attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
-      VALUES ($1, $2, CASE WHEN $10::text IS NULL THEN 'queued' ELSE 'processing' END, $3, $4, $5, $6, $7, $8, $9,
-        CASE WHEN $10::text IS NULL THEN 0 ELSE 1 END,
-        $10,
-        CASE WHEN $10::text IS NULL THEN NULL ELSE floor(extract(epoch from now()) * 1000)::bigint + $11::bigint END,
-        CASE WHEN $10::text IS NULL THEN NULL ELSE floor(extract(epoch from now()) * 1000)::bigint END,
-        floor(extract(epoch from now()) * 1000)::bigint,
-        floor(extract(epoch from now()) * 1000)::bigint,
-        floor(extract(epoch from now()) * 1000)::bigint)
-      ON CONFLICT (idem_scope) DO NOTHING
-      RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
-        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
-        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+  // $1 id, $2 name, $3 input, $4 owner, $5 idempotency_key, $6 idem_scope, $7 request_hash, $8 max_attempts,
+  // $9 callback_url, $10 worker, $11 lease ms. A job created already claimed (createClaimed) has a worker;
+  // a queued one has NULL in both.
+  insert: (schema: string) => `
+    INSERT INTO ${schema}.jobs AS j
+      (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
+       attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
+    VALUES ($1, $2, CASE WHEN $10::text IS NULL THEN 'queued' ELSE 'processing' END, $3, $4, $5, $6, $7, $8, $9,
+      CASE WHEN $10::text IS NULL THEN 0 ELSE 1 END,
+      $10,
+      CASE WHEN $10::text IS NULL THEN NULL ELSE floor(extract(epoch from now()) * 1000)::bigint + $11::bigint END,
+      CASE WHEN $10::text IS NULL THEN NULL ELSE floor(extract(epoch from now()) * 1000)::bigint END,
+      floor(extract(epoch from now()) * 1000)::bigint,
+      floor(extract(epoch from now()) * 1000)::bigint,
+      floor(extract(epoch from now()) * 1000)::bigint)
+    ON CONFLICT (idem_scope) DO NOTHING
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
 
-    // Group commit: the creates of one event-loop turn in one statement, as parallel arrays of insert's
-    // parameters ($1..$11), rows in the order they were submitted. Two rows with one key in the same statement:
-    // the first is inserted, the other skipped (DO NOTHING).
-    insertMany: `
-      INSERT INTO ${schema}.jobs AS j
-        (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
-         attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
-      SELECT u.id, u.name, CASE WHEN u.worker::text IS NULL THEN 'queued' ELSE 'processing' END, u.input, u.owner,
-        u.idempotency_key, u.idem_scope, u.request_hash, u.max_attempts, u.callback_url,
-        CASE WHEN u.worker::text IS NULL THEN 0 ELSE 1 END,
-        u.worker,
-        CASE WHEN u.worker::text IS NULL THEN NULL ELSE floor(extract(epoch from now()) * 1000)::bigint + u.lease_ms END,
-        CASE WHEN u.worker::text IS NULL THEN NULL ELSE floor(extract(epoch from now()) * 1000)::bigint END,
-        floor(extract(epoch from now()) * 1000)::bigint,
-        floor(extract(epoch from now()) * 1000)::bigint,
-        floor(extract(epoch from now()) * 1000)::bigint
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-        $8::integer[], $9::text[], $10::text[], $11::bigint[])
-        WITH ORDINALITY AS u(id, name, input, owner, idempotency_key, idem_scope, request_hash, max_attempts,
-          callback_url, worker, lease_ms, n)
-      ORDER BY u.n
-      ON CONFLICT (idem_scope) DO NOTHING
-      RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
-        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
-        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+  // Group commit: the creates of one event-loop turn in one statement, as parallel arrays of insert's
+  // parameters ($1..$11), rows in the order they were submitted. Two rows with one key in the same statement:
+  // the first is inserted, the other skipped (DO NOTHING).
+  insertMany: (schema: string) => `
+    INSERT INTO ${schema}.jobs AS j
+      (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
+       attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
+    SELECT u.id, u.name, CASE WHEN u.worker::text IS NULL THEN 'queued' ELSE 'processing' END, u.input, u.owner,
+      u.idempotency_key, u.idem_scope, u.request_hash, u.max_attempts, u.callback_url,
+      CASE WHEN u.worker::text IS NULL THEN 0 ELSE 1 END,
+      u.worker,
+      CASE WHEN u.worker::text IS NULL THEN NULL ELSE floor(extract(epoch from now()) * 1000)::bigint + u.lease_ms END,
+      CASE WHEN u.worker::text IS NULL THEN NULL ELSE floor(extract(epoch from now()) * 1000)::bigint END,
+      floor(extract(epoch from now()) * 1000)::bigint,
+      floor(extract(epoch from now()) * 1000)::bigint,
+      floor(extract(epoch from now()) * 1000)::bigint
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+      $8::integer[], $9::text[], $10::text[], $11::bigint[])
+      WITH ORDINALITY AS u(id, name, input, owner, idempotency_key, idem_scope, request_hash, max_attempts,
+        callback_url, worker, lease_ms, n)
+    ORDER BY u.n
+    ON CONFLICT (idem_scope) DO NOTHING
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
 
-    // $1 scope
-    getByKey: `
-      SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
-        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
-        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
-      FROM ${schema}.jobs j
-      WHERE j.idem_scope = $1
-        AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)`,
+  // $1 scope
+  getByKey: (schema: string) => `
+    SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
+    FROM ${schema}.jobs j
+    WHERE j.idem_scope = $1
+      AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)`,
 
-    // $1 id
-    get: `
-      SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
-        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
-        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
-      FROM ${schema}.jobs j
-      WHERE j.id = $1
-        AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)`,
+  // $1 id
+  get: (schema: string) => `
+    SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
+    FROM ${schema}.jobs j
+    WHERE j.id = $1
+      AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)`,
 
-    // $1 owner, $2 limit
-    listOwner: `
-      SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
-        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
-        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
-      FROM ${schema}.jobs j
-      WHERE j.owner = $1
-        AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
-      ORDER BY j.created_at DESC, j.ord DESC
-      LIMIT $2`,
+  // $1 owner, $2 limit
+  listOwner: (schema: string) => `
+    SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
+    FROM ${schema}.jobs j
+    WHERE j.owner = $1
+      AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
+    ORDER BY j.created_at DESC, j.ord DESC
+    LIMIT $2`,
 
-    // $1 limit
-    listNoOwner: `
-      SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
-        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
-        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
-      FROM ${schema}.jobs j
-      WHERE j.owner IS NULL
-        AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
-      ORDER BY j.created_at DESC, j.ord DESC
-      LIMIT $1`,
+  // $1 limit
+  listNoOwner: (schema: string) => `
+    SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
+    FROM ${schema}.jobs j
+    WHERE j.owner IS NULL
+      AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
+    ORDER BY j.created_at DESC, j.ord DESC
+    LIMIT $1`,
 
-    // $1 names, $2 worker, $3 limit, $4 lease ms. Due jobs of those names, oldest first: queued ones, and
-    // processing ones whose lease lapsed.
-    claim: `
-      WITH picked AS MATERIALIZED (
-        SELECT c.id FROM ${schema}.jobs c
-        WHERE c.name = ANY($1::text[]) AND c.status IN ('queued', 'processing')
-          AND ((c.status = 'queued' AND c.run_at <= floor(extract(epoch from now()) * 1000)::bigint)
-            OR (c.status = 'processing' AND c.lease_until < floor(extract(epoch from now()) * 1000)::bigint))
-        ORDER BY c.run_at
-        LIMIT $3
-        FOR UPDATE SKIP LOCKED
-      )
-      UPDATE ${schema}.jobs j SET status = 'processing', attempt = j.attempt + 1,
-        lease_owner = $2, lease_until = floor(extract(epoch from now()) * 1000)::bigint + $4::bigint,
-        started_at = COALESCE(j.started_at, floor(extract(epoch from now()) * 1000)::bigint),
-        updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
-      FROM picked WHERE j.id = picked.id
-      RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
-        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
-        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+  // $1 names, $2 worker, $3 limit, $4 lease ms. Due jobs of those names, oldest first: queued ones, and
+  // processing ones whose lease lapsed.
+  claim: (schema: string) => `
+    WITH picked AS MATERIALIZED (
+      SELECT c.id FROM ${schema}.jobs c
+      WHERE c.name = ANY($1::text[]) AND c.status IN ('queued', 'processing')
+        AND ((c.status = 'queued' AND c.run_at <= floor(extract(epoch from now()) * 1000)::bigint)
+          OR (c.status = 'processing' AND c.lease_until < floor(extract(epoch from now()) * 1000)::bigint))
+      ORDER BY c.run_at
+      LIMIT $3
+      FOR UPDATE SKIP LOCKED
+    )
+    UPDATE ${schema}.jobs j SET status = 'processing', attempt = j.attempt + 1,
+      lease_owner = $2, lease_until = floor(extract(epoch from now()) * 1000)::bigint + $4::bigint,
+      started_at = COALESCE(j.started_at, floor(extract(epoch from now()) * 1000)::bigint),
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    FROM picked WHERE j.id = picked.id
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
 
-    // completeMany's parameters ($1..$5) and claim's ($6 names, $7 worker, $8 limit, $9 lease ms): the completions
-    // waiting in this turn and the claim of the next jobs in one statement (one round trip, one commit). The jobs
-    // being completed are left out of the claim: one statement may not update a row twice.
-    completeAndClaim: `
-      WITH done AS (
-        UPDATE ${schema}.jobs j SET
-          result = CASE WHEN j.cancel_requested THEN j.result ELSE u.result END,
-          result_url = CASE WHEN j.cancel_requested THEN j.result_url ELSE u.result_url END,
-          progress = CASE WHEN j.cancel_requested THEN j.progress ELSE 100 END,
-          status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'complete' END,
-          lease_owner = NULL, lease_until = NULL, cancel_requested = false,
-          finished_at = floor(extract(epoch from now()) * 1000)::bigint,
-          expires_at = floor(extract(epoch from now()) * 1000)::bigint + u.retention::bigint,
-          delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
-          delivery_next_at = CASE WHEN j.callback_url IS NOT NULL
-            THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
-          updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
-          AS u(id, worker, result, result_url, retention)
-        WHERE j.id = u.id AND j.status = 'processing' AND j.lease_owner = u.worker
-        RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
-          j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
-          j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-          j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, true AS done
-      ),
-      picked AS MATERIALIZED (
-        SELECT c.id FROM ${schema}.jobs c
-        WHERE c.name = ANY($6::text[]) AND c.status IN ('queued', 'processing')
-          AND ((c.status = 'queued' AND c.run_at <= floor(extract(epoch from now()) * 1000)::bigint)
-            OR (c.status = 'processing' AND c.lease_until < floor(extract(epoch from now()) * 1000)::bigint))
-          AND c.id <> ALL($1::text[])
-        ORDER BY c.run_at
-        LIMIT $8
-        FOR UPDATE SKIP LOCKED
-      ),
-      claimed AS (
-        UPDATE ${schema}.jobs j SET status = 'processing', attempt = j.attempt + 1,
-          lease_owner = $7, lease_until = floor(extract(epoch from now()) * 1000)::bigint + $9::bigint,
-          started_at = COALESCE(j.started_at, floor(extract(epoch from now()) * 1000)::bigint),
-          updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
-        FROM picked WHERE j.id = picked.id
-        RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
-          j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
-          j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-          j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, false AS done
-      )
-      SELECT * FROM done UNION ALL SELECT * FROM claimed`,
-
-    // $1 ids, $2 worker, $3 lease ms
-    renew: `
-      UPDATE ${schema}.jobs j SET lease_until = floor(extract(epoch from now()) * 1000)::bigint + $3::bigint
-      WHERE j.id = ANY($1::text[]) AND j.status = 'processing' AND j.lease_owner = $2
-      RETURNING j.id, j.cancel_requested`,
-
-    // $1 id, $2 worker, $3 progress, $4 message
-    progress: `
-      UPDATE ${schema}.jobs j SET progress = $3, message = $4,
-        updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
-      WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2
-      RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
-        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
-        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
-
-    // $1 id, $2 worker, $3 result, $4 result URL, $5 retention ms
-    complete: `
-      UPDATE ${schema}.jobs j SET
-        result = CASE WHEN j.cancel_requested THEN j.result ELSE $3 END,
-        result_url = CASE WHEN j.cancel_requested THEN j.result_url ELSE $4 END,
-        progress = CASE WHEN j.cancel_requested THEN j.progress ELSE 100 END,
-        status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'complete' END,
-        lease_owner = NULL, lease_until = NULL, cancel_requested = false,
-        finished_at = floor(extract(epoch from now()) * 1000)::bigint,
-        expires_at = floor(extract(epoch from now()) * 1000)::bigint + $5::bigint,
-        delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
-        delivery_next_at = CASE WHEN j.callback_url IS NOT NULL
-          THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
-        updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
-      WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2
-      RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
-        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
-        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
-
-    // complete's parameters as parallel arrays ($1 ids, $2 workers, $3 results, $4 result URLs, $5 retentions):
-    // the completions of one event-loop turn (distinct ids) in one statement, each row with its own lease check.
-    completeMany: `
+  // completeMany's parameters ($1..$5) and claim's ($6 names, $7 worker, $8 limit, $9 lease ms): the completions
+  // waiting in this turn and the claim of the next jobs in one statement (one round trip, one commit). The jobs
+  // being completed are left out of the claim: one statement may not update a row twice.
+  completeAndClaim: (schema: string) => `
+    WITH done AS (
       UPDATE ${schema}.jobs j SET
         result = CASE WHEN j.cancel_requested THEN j.result ELSE u.result END,
         result_url = CASE WHEN j.cancel_requested THEN j.result_url ELSE u.result_url END,
@@ -297,127 +215,208 @@ function sqlFor(schema: string) {
       RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
         j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
         j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
-
-    // $1 id, $2 worker, $3 error, $4 retention ms
-    failFinal: `
-      UPDATE ${schema}.jobs j SET
-        error = CASE WHEN j.cancel_requested THEN j.error ELSE $3 END,
-        status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'failed' END,
-        lease_owner = NULL, lease_until = NULL, cancel_requested = false,
-        finished_at = floor(extract(epoch from now()) * 1000)::bigint,
-        expires_at = floor(extract(epoch from now()) * 1000)::bigint + $4::bigint,
-        delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
-        delivery_next_at = CASE WHEN j.callback_url IS NOT NULL
-          THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
+        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, true AS done
+    ),
+    picked AS MATERIALIZED (
+      SELECT c.id FROM ${schema}.jobs c
+      WHERE c.name = ANY($6::text[]) AND c.status IN ('queued', 'processing')
+        AND ((c.status = 'queued' AND c.run_at <= floor(extract(epoch from now()) * 1000)::bigint)
+          OR (c.status = 'processing' AND c.lease_until < floor(extract(epoch from now()) * 1000)::bigint))
+        AND c.id <> ALL($1::text[])
+      ORDER BY c.run_at
+      LIMIT $8
+      FOR UPDATE SKIP LOCKED
+    ),
+    claimed AS (
+      UPDATE ${schema}.jobs j SET status = 'processing', attempt = j.attempt + 1,
+        lease_owner = $7, lease_until = floor(extract(epoch from now()) * 1000)::bigint + $9::bigint,
+        started_at = COALESCE(j.started_at, floor(extract(epoch from now()) * 1000)::bigint),
         updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
-      WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2
-      RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
-        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
-        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
-
-    // $1 id, $2 worker, $3 error, $4 retry at (epoch ms), $5 retention ms. A retry goes back to the queue; with a
-    // cancel requested the job ends canceled instead, and its retention ($5) starts.
-    failRetry: `
-      UPDATE ${schema}.jobs j SET
-        error = CASE WHEN j.cancel_requested THEN j.error ELSE $3 END,
-        status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'queued' END,
-        run_at = CASE WHEN j.cancel_requested THEN j.run_at ELSE $4::bigint END,
-        lease_owner = NULL, lease_until = NULL, cancel_requested = false,
-        finished_at = CASE WHEN j.cancel_requested
-          THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.finished_at END,
-        expires_at = CASE WHEN j.cancel_requested
-          THEN floor(extract(epoch from now()) * 1000)::bigint + $5::bigint ELSE j.expires_at END,
-        delivery_status = CASE WHEN j.cancel_requested AND j.callback_url IS NOT NULL THEN 'pending'
-          ELSE j.delivery_status END,
-        delivery_next_at = CASE WHEN j.cancel_requested AND j.callback_url IS NOT NULL
-          THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
-        updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
-      WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2
-      RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
-        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
-        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
-
-    // $1 id, $2 retention ms. Queued: canceled at once. Processing: cancel_requested. SET expressions read the
-    // row as it was.
-    cancel: `
-      UPDATE ${schema}.jobs j SET
-        status = CASE WHEN j.status = 'queued' THEN 'canceled' ELSE j.status END,
-        cancel_requested = (j.status = 'processing'),
-        lease_owner = CASE WHEN j.status = 'queued' THEN NULL ELSE j.lease_owner END,
-        lease_until = CASE WHEN j.status = 'queued' THEN NULL ELSE j.lease_until END,
-        finished_at = CASE WHEN j.status = 'queued'
-          THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.finished_at END,
-        expires_at = CASE WHEN j.status = 'queued'
-          THEN floor(extract(epoch from now()) * 1000)::bigint + $2::bigint ELSE j.expires_at END,
-        delivery_status = CASE WHEN j.status = 'queued' AND j.callback_url IS NOT NULL THEN 'pending'
-          ELSE j.delivery_status END,
-        delivery_next_at = CASE WHEN j.status = 'queued' AND j.callback_url IS NOT NULL
-          THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
-        updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
-      WHERE j.id = $1 AND j.status IN ('queued', 'processing')
-      RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
-        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
-        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
-
-    // $1 id, $2 worker, $3 retention ms
-    markCanceled: `
-      UPDATE ${schema}.jobs j SET status = 'canceled',
-        lease_owner = NULL, lease_until = NULL, cancel_requested = false,
-        finished_at = floor(extract(epoch from now()) * 1000)::bigint,
-        expires_at = floor(extract(epoch from now()) * 1000)::bigint + $3::bigint,
-        delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
-        delivery_next_at = CASE WHEN j.callback_url IS NOT NULL
-          THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
-        updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
-      WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2
-      RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
-        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
-        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
-
-    // $1 id, $2 worker
-    release: `
-      UPDATE ${schema}.jobs j SET status = 'queued', attempt = GREATEST(0, j.attempt - 1),
-        lease_owner = NULL, lease_until = NULL,
-        updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
-      WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2`,
-
-    // $1 limit
-    purge: `
-      DELETE FROM ${schema}.jobs WHERE id IN (
-        SELECT p.id FROM ${schema}.jobs p
-        WHERE p.expires_at <= floor(extract(epoch from now()) * 1000)::bigint
-        LIMIT $1
-        FOR UPDATE SKIP LOCKED)`,
-
-    // $1 limit, $2 lease ms
-    claimDeliveries: `
-      WITH picked AS MATERIALIZED (
-        SELECT c.id FROM ${schema}.jobs c
-        WHERE c.delivery_status = 'pending' AND c.delivery_next_at <= floor(extract(epoch from now()) * 1000)::bigint
-        ORDER BY c.delivery_next_at
-        LIMIT $1
-        FOR UPDATE SKIP LOCKED
-      )
-      UPDATE ${schema}.jobs j SET delivery_next_at = floor(extract(epoch from now()) * 1000)::bigint + $2::bigint
       FROM picked WHERE j.id = picked.id
       RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
         j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
         j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, false AS done
+    )
+    SELECT * FROM done UNION ALL SELECT * FROM claimed`,
 
-    // $1 id, $2 status, $3 attempts, $4 next at (epoch ms)
-    recordDelivery: `
-      UPDATE ${schema}.jobs j SET delivery_status = $2, delivery_attempts = $3, delivery_next_at = $4::bigint
-      WHERE j.id = $1`,
-  } as const;
-}
+  // $1 ids, $2 worker, $3 lease ms
+  renew: (schema: string) => `
+    UPDATE ${schema}.jobs j SET lease_until = floor(extract(epoch from now()) * 1000)::bigint + $3::bigint
+    WHERE j.id = ANY($1::text[]) AND j.status = 'processing' AND j.lease_owner = $2
+    RETURNING j.id, j.cancel_requested`,
 
-type StatementName = keyof ReturnType<typeof sqlFor>;
+  // $1 id, $2 worker, $3 progress, $4 message
+  progress: (schema: string) => `
+    UPDATE ${schema}.jobs j SET progress = $3, message = $4,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // $1 id, $2 worker, $3 result, $4 result URL, $5 retention ms
+  complete: (schema: string) => `
+    UPDATE ${schema}.jobs j SET
+      result = CASE WHEN j.cancel_requested THEN j.result ELSE $3 END,
+      result_url = CASE WHEN j.cancel_requested THEN j.result_url ELSE $4 END,
+      progress = CASE WHEN j.cancel_requested THEN j.progress ELSE 100 END,
+      status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'complete' END,
+      lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+      finished_at = floor(extract(epoch from now()) * 1000)::bigint,
+      expires_at = floor(extract(epoch from now()) * 1000)::bigint + $5::bigint,
+      delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
+      delivery_next_at = CASE WHEN j.callback_url IS NOT NULL
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // complete's parameters as parallel arrays ($1 ids, $2 workers, $3 results, $4 result URLs, $5 retentions):
+  // the completions of one event-loop turn (distinct ids) in one statement, each row with its own lease check.
+  completeMany: (schema: string) => `
+    UPDATE ${schema}.jobs j SET
+      result = CASE WHEN j.cancel_requested THEN j.result ELSE u.result END,
+      result_url = CASE WHEN j.cancel_requested THEN j.result_url ELSE u.result_url END,
+      progress = CASE WHEN j.cancel_requested THEN j.progress ELSE 100 END,
+      status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'complete' END,
+      lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+      finished_at = floor(extract(epoch from now()) * 1000)::bigint,
+      expires_at = floor(extract(epoch from now()) * 1000)::bigint + u.retention::bigint,
+      delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
+      delivery_next_at = CASE WHEN j.callback_url IS NOT NULL
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+      AS u(id, worker, result, result_url, retention)
+    WHERE j.id = u.id AND j.status = 'processing' AND j.lease_owner = u.worker
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // $1 id, $2 worker, $3 error, $4 retention ms
+  failFinal: (schema: string) => `
+    UPDATE ${schema}.jobs j SET
+      error = CASE WHEN j.cancel_requested THEN j.error ELSE $3 END,
+      status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'failed' END,
+      lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+      finished_at = floor(extract(epoch from now()) * 1000)::bigint,
+      expires_at = floor(extract(epoch from now()) * 1000)::bigint + $4::bigint,
+      delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
+      delivery_next_at = CASE WHEN j.callback_url IS NOT NULL
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // $1 id, $2 worker, $3 error, $4 retry at (epoch ms), $5 retention ms. A retry goes back to the queue; with a
+  // cancel requested the job ends canceled instead, and its retention ($5) starts.
+  failRetry: (schema: string) => `
+    UPDATE ${schema}.jobs j SET
+      error = CASE WHEN j.cancel_requested THEN j.error ELSE $3 END,
+      status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'queued' END,
+      run_at = CASE WHEN j.cancel_requested THEN j.run_at ELSE $4::bigint END,
+      lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+      finished_at = CASE WHEN j.cancel_requested
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.finished_at END,
+      expires_at = CASE WHEN j.cancel_requested
+        THEN floor(extract(epoch from now()) * 1000)::bigint + $5::bigint ELSE j.expires_at END,
+      delivery_status = CASE WHEN j.cancel_requested AND j.callback_url IS NOT NULL THEN 'pending'
+        ELSE j.delivery_status END,
+      delivery_next_at = CASE WHEN j.cancel_requested AND j.callback_url IS NOT NULL
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // $1 id, $2 retention ms. Queued: canceled at once. Processing: cancel_requested. SET expressions read the
+  // row as it was.
+  cancel: (schema: string) => `
+    UPDATE ${schema}.jobs j SET
+      status = CASE WHEN j.status = 'queued' THEN 'canceled' ELSE j.status END,
+      cancel_requested = (j.status = 'processing'),
+      lease_owner = CASE WHEN j.status = 'queued' THEN NULL ELSE j.lease_owner END,
+      lease_until = CASE WHEN j.status = 'queued' THEN NULL ELSE j.lease_until END,
+      finished_at = CASE WHEN j.status = 'queued'
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.finished_at END,
+      expires_at = CASE WHEN j.status = 'queued'
+        THEN floor(extract(epoch from now()) * 1000)::bigint + $2::bigint ELSE j.expires_at END,
+      delivery_status = CASE WHEN j.status = 'queued' AND j.callback_url IS NOT NULL THEN 'pending'
+        ELSE j.delivery_status END,
+      delivery_next_at = CASE WHEN j.status = 'queued' AND j.callback_url IS NOT NULL
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    WHERE j.id = $1 AND j.status IN ('queued', 'processing')
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // $1 id, $2 worker, $3 retention ms
+  markCanceled: (schema: string) => `
+    UPDATE ${schema}.jobs j SET status = 'canceled',
+      lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+      finished_at = floor(extract(epoch from now()) * 1000)::bigint,
+      expires_at = floor(extract(epoch from now()) * 1000)::bigint + $3::bigint,
+      delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
+      delivery_next_at = CASE WHEN j.callback_url IS NOT NULL
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // $1 id, $2 worker
+  release: (schema: string) => `
+    UPDATE ${schema}.jobs j SET status = 'queued', attempt = GREATEST(0, j.attempt - 1),
+      lease_owner = NULL, lease_until = NULL,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2`,
+
+  // $1 limit
+  purge: (schema: string) => `
+    DELETE FROM ${schema}.jobs WHERE id IN (
+      SELECT p.id FROM ${schema}.jobs p
+      WHERE p.expires_at <= floor(extract(epoch from now()) * 1000)::bigint
+      LIMIT $1
+      FOR UPDATE SKIP LOCKED)`,
+
+  // $1 limit, $2 lease ms
+  claimDeliveries: (schema: string) => `
+    WITH picked AS MATERIALIZED (
+      SELECT c.id FROM ${schema}.jobs c
+      WHERE c.delivery_status = 'pending' AND c.delivery_next_at <= floor(extract(epoch from now()) * 1000)::bigint
+      ORDER BY c.delivery_next_at
+      LIMIT $1
+      FOR UPDATE SKIP LOCKED
+    )
+    UPDATE ${schema}.jobs j SET delivery_next_at = floor(extract(epoch from now()) * 1000)::bigint + $2::bigint
+    FROM picked WHERE j.id = picked.id
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // $1 id, $2 status, $3 attempts, $4 next at (epoch ms)
+  recordDelivery: (schema: string) => `
+    UPDATE ${schema}.jobs j SET delivery_status = $2, delivery_attempts = $3, delivery_next_at = $4::bigint
+    WHERE j.id = $1`,
+};
+
+type StatementName = keyof typeof SQL;
 
 /** A create's parameters (insert, and one row of insertMany). */
 interface CreateParams {
@@ -588,7 +587,11 @@ export class PostgresStore implements JobStore {
     this.#connectionString = options.connectionString;
     this.#ownsPool = options.pool === undefined;
     this.#pool = options.pool;
-    this.#sql = sqlFor(quoteIdent(schema));
+    const quoted = quoteIdent(schema);
+    this.#sql = Object.fromEntries(Object.entries(SQL).map(([name, statement]) => [name, statement(quoted)])) as Record<
+      StatementName,
+      string
+    >;
     // Prepared statement names are per connection: a user pool may serve stores of several schemas.
     this.#prefix = `ra_${createHash('sha256').update(schema).digest('hex').slice(0, 10)}_`;
     if (options.listen ?? true) this.subscribe = (listener) => this.#subscribe(listener);
