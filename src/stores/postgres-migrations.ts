@@ -143,3 +143,6 @@ ALTER TABLE jobs
 `,
   },
 ];
+
+/** The newest migration this version knows: a schema migrated further was written by a newer respond-async. */
+export const POSTGRES_SCHEMA_VERSION = Math.max(...POSTGRES_MIGRATIONS.map((migration) => migration.version));

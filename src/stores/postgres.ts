@@ -6,13 +6,13 @@
 // - claim() is one UPDATE over a `FOR UPDATE SKIP LOCKED` selection: no job goes to two live leases.
 // - A statement trigger announces every change (batched per statement) on '<schema>_changes'; subscribe() LISTENs.
 import { createHash } from 'node:crypto';
-import type { Client, ClientConfig, Pool, PoolConfig } from 'pg';
-import { InputError } from '../core/errors.js';
+import type { Client, ClientConfig, Pool, PoolConfig, QueryResult } from 'pg';
+import { DriverMissingError, InputError, SchemaTooNewError, StoreClosedError } from '../core/errors.js';
 import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
 import type { JobChange, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
 import { isTerminal } from '../core/types.js';
-import { keyScope } from './common.js';
-import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
+import { type JobRow, keyScope, rowToRecord, toJsonText } from './common.js';
+import { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION } from './postgres-migrations.js';
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database`. Ignored when `pool` is given. Default: the PG* environment. */
@@ -26,9 +26,8 @@ export interface PostgresStoreOptions {
 }
 
 type PgModule = typeof import('pg');
-type Row = Record<string, unknown>;
-
-const MISSING_PG = 'respond-async/postgres needs pg: npm install pg';
+/** A row as pg returns it (bigint columns as strings); completeAndClaim adds `done`. */
+type Row = JobRow & { done?: boolean };
 
 let pgModule: Promise<PgModule> | undefined;
 
@@ -39,7 +38,9 @@ function loadPg(): Promise<PgModule> {
     (error: unknown) => {
       pgModule = undefined;
       const code = (error as { code?: unknown } | null)?.code;
-      if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') throw new Error(MISSING_PG, { cause: error });
+      if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
+        throw new DriverMissingError('pg', 'install it (npm install pg) or pass `pool` (a pg.Pool)', error);
+      }
       throw error;
     },
   );
@@ -50,202 +51,493 @@ const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** The channel is `<schema>_changes`, and PostgreSQL names are at most 63 bytes. */
 const MAX_SCHEMA_LENGTH = 63 - '_changes'.length;
 
-/** The database clock in epoch ms. `now()` is the transaction's start: stable within a statement, indexable. */
-const NOW = 'floor(extract(epoch from now()) * 1000)::bigint';
-
 function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-/** The record's columns; input, result and error are JSON text (migration 3), parsed by toRecord. */
-function columns(alias: string): string {
-  const a = `${alias}.`;
-  return [
-    `${a}id`,
-    `${a}name`,
-    `${a}status`,
-    `${a}input`,
-    `${a}owner`,
-    `${a}idempotency_key`,
-    `${a}request_hash`,
-    `${a}progress`,
-    `${a}message`,
-    `${a}result`,
-    `${a}result_url`,
-    `${a}error`,
-    `${a}attempt`,
-    `${a}max_attempts`,
-    `${a}run_at`,
-    `${a}lease_owner`,
-    `${a}lease_until`,
-    `${a}cancel_requested`,
-    `${a}callback_url`,
-    `${a}delivery_status`,
-    `${a}delivery_attempts`,
-    `${a}delivery_next_at`,
-    `${a}created_at`,
-    `${a}updated_at`,
-    `${a}started_at`,
-    `${a}finished_at`,
-    `${a}expires_at`,
-    `${a}seq`,
-  ].join(', ');
-}
+/**
+ * Every statement the store runs, one per operation, given the store's schema (`schema`, a quoted identifier, the
+ * one thing interpolated). Each runs as a named prepared statement; its parameters are bound by name through
+ * PARAMS below.
+ *
+ * - The clock is the database's: `floor(extract(epoch from now()) * 1000)::bigint`, epoch ms. `now()` is the
+ *   transaction's start, so it is one value within a statement, and comparisons with it can use an index.
+ * - A row is live while `expires_at IS NULL OR expires_at > now`; a worker holds a job while `status =
+ *   'processing' AND lease_owner = <worker>`.
+ * - When a job ends (complete, fail for good, cancel) its lease goes, its retention starts and its webhook, if
+ *   any, is armed.
+ * - A job whose cancel was requested (DELETE answered 202) ends canceled whatever its attempt's outcome: the final
+ *   writes (complete, failFinal, failRetry) check the flag in the same UPDATE, so a cancel committed first wins.
+ * - Rows come back as an explicit column list rather than `*`: a column added by a later migration must not
+ *   change the result type of a statement that a process of this version has prepared (PostgreSQL refuses to run
+ *   it then), during a rolling upgrade.
+ */
+const SQL = {
+  // $1 scope. An expired job keeps its row (hidden, until purgeExpired) but gives up its key.
+  freeExpiredKey: (schema: string) => `
+    UPDATE ${schema}.jobs j SET idem_scope = NULL
+    WHERE j.idem_scope = $1 AND j.expires_at <= floor(extract(epoch from now()) * 1000)::bigint`,
 
-/** Build every statement once per schema; each runs as a named prepared statement. */
-function statements(schema: string) {
-  const jobs = `${quoteIdent(schema)}.jobs`;
-  const cols = columns('j');
-  const live = `(j.expires_at IS NULL OR j.expires_at > ${NOW})`;
-  const held = `j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2`;
-  // Ends a job as $status (the parameter index given), like MemoryStore#finish.
-  const finish = (status: string, retention: string) => `status = ${status},
-    lease_owner = NULL, lease_until = NULL, cancel_requested = false,
-    finished_at = ${NOW}, expires_at = ${NOW} + ${retention}::bigint,
-    delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
-    delivery_next_at = CASE WHEN j.callback_url IS NOT NULL THEN ${NOW} ELSE j.delivery_next_at END,
-    updated_at = ${NOW}, seq = j.seq + 1`;
-  // One value for a job created claimed (its worker column not NULL), another for a queued one.
-  const claimedAs = (worker: string, claimed: string, queued: string) =>
-    `CASE WHEN ${worker}::text IS NULL THEN ${queued} ELSE ${claimed} END`;
-  // Due jobs of the names in `names`, oldest first: queued ones, and processing ones whose lease lapsed.
-  const pick = (names: string, limit: string, extra: string) => `
-        SELECT c.id FROM ${jobs} c
-        WHERE c.name = ANY(${names}::text[]) AND c.status IN ('queued', 'processing')
-          AND ((c.status = 'queued' AND c.run_at <= ${NOW})
-            OR (c.status = 'processing' AND c.lease_until < ${NOW})) ${extra}
-        ORDER BY c.run_at
-        LIMIT ${limit}
-        FOR UPDATE SKIP LOCKED`;
-  const claimSet = (worker: string, leaseMs: string) => `status = 'processing', attempt = j.attempt + 1,
-        lease_owner = ${worker}, lease_until = ${NOW} + ${leaseMs}::bigint,
-        started_at = COALESCE(j.started_at, ${NOW}), updated_at = ${NOW}, seq = j.seq + 1`;
-  // A job whose cancel was requested (DELETE answered 202) ends canceled whatever its attempt's outcome: the
-  // completion or failure writes check the flag in the same UPDATE, so a cancel committed first always wins.
-  const unlessCanceled = (value: string, canceled = "'canceled'") =>
-    `CASE WHEN j.cancel_requested THEN ${canceled} ELSE ${value} END`;
-  // Completions as parallel arrays ($1 ids, $2 workers, $3 results, $4 result URLs, $5 retentions); each row
-  // keeps its own lease check.
-  const completeSet = `result = ${unlessCanceled('u.result', 'j.result')},
-        result_url = ${unlessCanceled('u.result_url', 'j.result_url')},
-        progress = ${unlessCanceled('100', 'j.progress')}, ${finish(unlessCanceled("'complete'"), 'u.retention')}`;
-  const completeRows = `FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
-        AS u(id, worker, result, result_url, retention)
-      WHERE j.id = u.id AND j.status = 'processing' AND j.lease_owner = u.worker`;
-  return {
-    // An expired job keeps its row (hidden, until purgeExpired) but gives up its key.
-    freeExpiredKey: `UPDATE ${jobs} j SET idem_scope = NULL WHERE j.idem_scope = $1 AND j.expires_at <= ${NOW}`,
-    // $10/$11: a worker and lease length for a job created already claimed (createClaimed), or NULL.
-    insert: `INSERT INTO ${jobs} AS j
+  // $1 id, $2 name, $3 input, $4 owner, $5 idempotency_key, $6 idem_scope, $7 request_hash, $8 max_attempts,
+  // $9 callback_url, $10 worker, $11 lease ms. A job created already claimed (createClaimed) has a worker;
+  // a queued one has NULL in both.
+  insert: (schema: string) => `
+    INSERT INTO ${schema}.jobs AS j
       (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
        attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
-      VALUES ($1, $2, ${claimedAs('$10', "'processing'", "'queued'")}, $3, $4, $5, $6, $7, $8, $9,
-        ${claimedAs('$10', '1', '0')}, $10, ${claimedAs('$10', `${NOW} + $11::bigint`, 'NULL')},
-        ${claimedAs('$10', NOW, 'NULL')}, ${NOW}, ${NOW}, ${NOW})
-      ON CONFLICT (idem_scope) DO NOTHING
-      RETURNING ${cols}`,
-    // Group commit: the creates of one event-loop turn in one statement, rows in the order they were submitted.
-    // Two rows with one key in the same statement: the first is inserted, the other skipped (DO NOTHING).
-    insertMany: `INSERT INTO ${jobs} AS j
+    VALUES ($1, $2, CASE WHEN $10::text IS NULL THEN 'queued' ELSE 'processing' END, $3, $4, $5, $6, $7, $8, $9,
+      CASE WHEN $10::text IS NULL THEN 0 ELSE 1 END,
+      $10,
+      CASE WHEN $10::text IS NULL THEN NULL ELSE floor(extract(epoch from now()) * 1000)::bigint + $11::bigint END,
+      CASE WHEN $10::text IS NULL THEN NULL ELSE floor(extract(epoch from now()) * 1000)::bigint END,
+      floor(extract(epoch from now()) * 1000)::bigint,
+      floor(extract(epoch from now()) * 1000)::bigint,
+      floor(extract(epoch from now()) * 1000)::bigint)
+    ON CONFLICT (idem_scope) DO NOTHING
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // Group commit: the creates of one event-loop turn in one statement, as parallel arrays of insert's
+  // parameters ($1..$11), rows in the order they were submitted. Two rows with one key in the same statement:
+  // the first is inserted, the other skipped (DO NOTHING).
+  insertMany: (schema: string) => `
+    INSERT INTO ${schema}.jobs AS j
       (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
        attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
-      SELECT u.id, u.name, ${claimedAs('u.worker', "'processing'", "'queued'")}, u.input, u.owner,
-        u.idempotency_key, u.idem_scope, u.request_hash, u.max_attempts, u.callback_url,
-        ${claimedAs('u.worker', '1', '0')}, u.worker, ${claimedAs('u.worker', `${NOW} + u.lease_ms`, 'NULL')},
-        ${claimedAs('u.worker', NOW, 'NULL')}, ${NOW}, ${NOW}, ${NOW}
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-        $8::integer[], $9::text[], $10::text[], $11::bigint[])
-        WITH ORDINALITY AS u(id, name, input, owner, idempotency_key, idem_scope, request_hash, max_attempts,
-          callback_url, worker, lease_ms, n)
-      ORDER BY u.n
-      ON CONFLICT (idem_scope) DO NOTHING
-      RETURNING ${cols}`,
-    getByKey: `SELECT ${cols} FROM ${jobs} j WHERE j.idem_scope = $1 AND ${live}`,
-    get: `SELECT ${cols} FROM ${jobs} j WHERE j.id = $1 AND ${live}`,
-    listOwner: `SELECT ${cols} FROM ${jobs} j WHERE j.owner = $1 AND ${live}
-      ORDER BY j.created_at DESC, j.ord DESC LIMIT $2`,
-    listNoOwner: `SELECT ${cols} FROM ${jobs} j WHERE j.owner IS NULL AND ${live}
-      ORDER BY j.created_at DESC, j.ord DESC LIMIT $1`,
-    claim: `WITH picked AS MATERIALIZED (${pick('$1', '$3', '')})
-      UPDATE ${jobs} j SET ${claimSet('$2', '$4')}
-      FROM picked WHERE j.id = picked.id
-      RETURNING ${cols}`,
-    // The completions waiting in this turn and the claim of the next jobs in one statement (one round trip, one
-    // commit). The jobs being completed are left out of the claim: one statement may not update a row twice.
-    completeAndClaim: `WITH done AS (
-        UPDATE ${jobs} j SET ${completeSet}
-        ${completeRows}
-        RETURNING ${cols}, true AS done
-      ),
-      picked AS MATERIALIZED (${pick('$6', '$8', 'AND c.id <> ALL($1::text[])')}),
-      claimed AS (
-        UPDATE ${jobs} j SET ${claimSet('$7', '$9')}
-        FROM picked WHERE j.id = picked.id
-        RETURNING ${cols}, false AS done
-      )
-      SELECT * FROM done UNION ALL SELECT * FROM claimed`,
-    renew: `UPDATE ${jobs} j SET lease_until = ${NOW} + $3::bigint
-      WHERE j.id = ANY($1::text[]) AND j.status = 'processing' AND j.lease_owner = $2
-      RETURNING j.id, j.cancel_requested`,
-    progress: `UPDATE ${jobs} j SET progress = $3, message = $4, updated_at = ${NOW}, seq = j.seq + 1
-      WHERE ${held} RETURNING ${cols}`,
-    complete: `UPDATE ${jobs} j SET result = ${unlessCanceled('$3', 'j.result')},
-        result_url = ${unlessCanceled('$4', 'j.result_url')}, progress = ${unlessCanceled('100', 'j.progress')},
-        ${finish(unlessCanceled("'complete'"), '$5')}
-      WHERE ${held} RETURNING ${cols}`,
-    // Completions of one event-loop turn (distinct ids) in one statement; each row keeps its own lease check.
-    completeMany: `UPDATE ${jobs} j SET ${completeSet} ${completeRows} RETURNING ${cols}`,
-    failFinal: `UPDATE ${jobs} j SET error = ${unlessCanceled('$3', 'j.error')}, ${finish(unlessCanceled("'failed'"), '$4')}
-      WHERE ${held} RETURNING ${cols}`,
-    // A retry goes back to the queue; with a cancel requested the job ends canceled instead ($5: its retention).
-    failRetry: `UPDATE ${jobs} j SET error = ${unlessCanceled('$3', 'j.error')},
-        status = ${unlessCanceled("'queued'")}, run_at = ${unlessCanceled('$4::bigint', 'j.run_at')},
+    SELECT u.id, u.name, CASE WHEN u.worker::text IS NULL THEN 'queued' ELSE 'processing' END, u.input, u.owner,
+      u.idempotency_key, u.idem_scope, u.request_hash, u.max_attempts, u.callback_url,
+      CASE WHEN u.worker::text IS NULL THEN 0 ELSE 1 END,
+      u.worker,
+      CASE WHEN u.worker::text IS NULL THEN NULL ELSE floor(extract(epoch from now()) * 1000)::bigint + u.lease_ms END,
+      CASE WHEN u.worker::text IS NULL THEN NULL ELSE floor(extract(epoch from now()) * 1000)::bigint END,
+      floor(extract(epoch from now()) * 1000)::bigint,
+      floor(extract(epoch from now()) * 1000)::bigint,
+      floor(extract(epoch from now()) * 1000)::bigint
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+      $8::integer[], $9::text[], $10::text[], $11::bigint[])
+      WITH ORDINALITY AS u(id, name, input, owner, idempotency_key, idem_scope, request_hash, max_attempts,
+        callback_url, worker, lease_ms, n)
+    ORDER BY u.n
+    ON CONFLICT (idem_scope) DO NOTHING
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // $1 scope
+  getByKey: (schema: string) => `
+    SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
+    FROM ${schema}.jobs j
+    WHERE j.idem_scope = $1
+      AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)`,
+
+  // $1 id
+  get: (schema: string) => `
+    SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
+    FROM ${schema}.jobs j
+    WHERE j.id = $1
+      AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)`,
+
+  // $1 owner, $2 limit
+  listOwner: (schema: string) => `
+    SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
+    FROM ${schema}.jobs j
+    WHERE j.owner = $1
+      AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
+    ORDER BY j.created_at DESC, j.ord DESC
+    LIMIT $2`,
+
+  // $1 limit
+  listNoOwner: (schema: string) => `
+    SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
+    FROM ${schema}.jobs j
+    WHERE j.owner IS NULL
+      AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
+    ORDER BY j.created_at DESC, j.ord DESC
+    LIMIT $1`,
+
+  // $1 names, $2 worker, $3 limit, $4 lease ms. Due jobs of those names, oldest first: queued ones, and
+  // processing ones whose lease lapsed.
+  claim: (schema: string) => `
+    WITH picked AS MATERIALIZED (
+      SELECT c.id FROM ${schema}.jobs c
+      WHERE c.name = ANY($1::text[]) AND c.status IN ('queued', 'processing')
+        AND ((c.status = 'queued' AND c.run_at <= floor(extract(epoch from now()) * 1000)::bigint)
+          OR (c.status = 'processing' AND c.lease_until < floor(extract(epoch from now()) * 1000)::bigint))
+      ORDER BY c.run_at
+      LIMIT $3
+      FOR UPDATE SKIP LOCKED
+    )
+    UPDATE ${schema}.jobs j SET status = 'processing', attempt = j.attempt + 1,
+      lease_owner = $2, lease_until = floor(extract(epoch from now()) * 1000)::bigint + $4::bigint,
+      started_at = COALESCE(j.started_at, floor(extract(epoch from now()) * 1000)::bigint),
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    FROM picked WHERE j.id = picked.id
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // completeMany's parameters ($1..$5) and claim's ($6 names, $7 worker, $8 limit, $9 lease ms): the completions
+  // waiting in this turn and the claim of the next jobs in one statement (one round trip, one commit). The jobs
+  // being completed are left out of the claim: one statement may not update a row twice.
+  completeAndClaim: (schema: string) => `
+    WITH done AS (
+      UPDATE ${schema}.jobs j SET
+        result = CASE WHEN j.cancel_requested THEN j.result ELSE u.result END,
+        result_url = CASE WHEN j.cancel_requested THEN j.result_url ELSE u.result_url END,
+        progress = CASE WHEN j.cancel_requested THEN j.progress ELSE 100 END,
+        status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'complete' END,
         lease_owner = NULL, lease_until = NULL, cancel_requested = false,
-        finished_at = ${unlessCanceled('j.finished_at', NOW)},
-        expires_at = ${unlessCanceled('j.expires_at', `${NOW} + $5::bigint`)},
-        delivery_status = CASE WHEN j.cancel_requested AND j.callback_url IS NOT NULL THEN 'pending'
-          ELSE j.delivery_status END,
-        delivery_next_at = CASE WHEN j.cancel_requested AND j.callback_url IS NOT NULL THEN ${NOW}
-          ELSE j.delivery_next_at END,
-        updated_at = ${NOW}, seq = j.seq + 1
-      WHERE ${held} RETURNING ${cols}`,
-    // Queued: canceled at once. Processing: cancel_requested. SET expressions read the row as it was.
-    cancel: `UPDATE ${jobs} j SET
-        status = CASE WHEN j.status = 'queued' THEN 'canceled' ELSE j.status END,
-        cancel_requested = (j.status = 'processing'),
-        lease_owner = CASE WHEN j.status = 'queued' THEN NULL ELSE j.lease_owner END,
-        lease_until = CASE WHEN j.status = 'queued' THEN NULL ELSE j.lease_until END,
-        finished_at = CASE WHEN j.status = 'queued' THEN ${NOW} ELSE j.finished_at END,
-        expires_at = CASE WHEN j.status = 'queued' THEN ${NOW} + $2::bigint ELSE j.expires_at END,
-        delivery_status = CASE WHEN j.status = 'queued' AND j.callback_url IS NOT NULL THEN 'pending'
-          ELSE j.delivery_status END,
-        delivery_next_at = CASE WHEN j.status = 'queued' AND j.callback_url IS NOT NULL THEN ${NOW}
-          ELSE j.delivery_next_at END,
-        updated_at = ${NOW}, seq = j.seq + 1
-      WHERE j.id = $1 AND j.status IN ('queued', 'processing')
-      RETURNING ${cols}`,
-    markCanceled: `UPDATE ${jobs} j SET ${finish("'canceled'", '$3')} WHERE ${held} RETURNING ${cols}`,
-    release: `UPDATE ${jobs} j SET status = 'queued', attempt = GREATEST(0, j.attempt - 1),
-        lease_owner = NULL, lease_until = NULL, updated_at = ${NOW}, seq = j.seq + 1
-      WHERE ${held}`,
-    purge: `DELETE FROM ${jobs} WHERE id IN (
-        SELECT p.id FROM ${jobs} p WHERE p.expires_at <= ${NOW} LIMIT $1 FOR UPDATE SKIP LOCKED)`,
-    claimDeliveries: `WITH picked AS MATERIALIZED (
-        SELECT c.id FROM ${jobs} c
-        WHERE c.delivery_status = 'pending' AND c.delivery_next_at <= ${NOW}
-        ORDER BY c.delivery_next_at
-        LIMIT $1
-        FOR UPDATE SKIP LOCKED
-      )
-      UPDATE ${jobs} j SET delivery_next_at = ${NOW} + $2::bigint
+        finished_at = floor(extract(epoch from now()) * 1000)::bigint,
+        expires_at = floor(extract(epoch from now()) * 1000)::bigint + u.retention::bigint,
+        delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
+        delivery_next_at = CASE WHEN j.callback_url IS NOT NULL
+          THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
+        updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+        AS u(id, worker, result, result_url, retention)
+      WHERE j.id = u.id AND j.status = 'processing' AND j.lease_owner = u.worker
+      RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, true AS done
+    ),
+    picked AS MATERIALIZED (
+      SELECT c.id FROM ${schema}.jobs c
+      WHERE c.name = ANY($6::text[]) AND c.status IN ('queued', 'processing')
+        AND ((c.status = 'queued' AND c.run_at <= floor(extract(epoch from now()) * 1000)::bigint)
+          OR (c.status = 'processing' AND c.lease_until < floor(extract(epoch from now()) * 1000)::bigint))
+        AND c.id <> ALL($1::text[])
+      ORDER BY c.run_at
+      LIMIT $8
+      FOR UPDATE SKIP LOCKED
+    ),
+    claimed AS (
+      UPDATE ${schema}.jobs j SET status = 'processing', attempt = j.attempt + 1,
+        lease_owner = $7, lease_until = floor(extract(epoch from now()) * 1000)::bigint + $9::bigint,
+        started_at = COALESCE(j.started_at, floor(extract(epoch from now()) * 1000)::bigint),
+        updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
       FROM picked WHERE j.id = picked.id
-      RETURNING ${cols}`,
-    recordDelivery: `UPDATE ${jobs} j SET delivery_status = $2, delivery_attempts = $3, delivery_next_at = $4::bigint
-      WHERE j.id = $1`,
-  };
+      RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, false AS done
+    )
+    SELECT * FROM done UNION ALL SELECT * FROM claimed`,
+
+  // $1 ids, $2 worker, $3 lease ms
+  renew: (schema: string) => `
+    UPDATE ${schema}.jobs j SET lease_until = floor(extract(epoch from now()) * 1000)::bigint + $3::bigint
+    WHERE j.id = ANY($1::text[]) AND j.status = 'processing' AND j.lease_owner = $2
+    RETURNING j.id, j.cancel_requested`,
+
+  // $1 id, $2 worker, $3 progress, $4 message
+  progress: (schema: string) => `
+    UPDATE ${schema}.jobs j SET progress = $3, message = $4,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // $1 id, $2 worker, $3 result, $4 result URL, $5 retention ms
+  complete: (schema: string) => `
+    UPDATE ${schema}.jobs j SET
+      result = CASE WHEN j.cancel_requested THEN j.result ELSE $3 END,
+      result_url = CASE WHEN j.cancel_requested THEN j.result_url ELSE $4 END,
+      progress = CASE WHEN j.cancel_requested THEN j.progress ELSE 100 END,
+      status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'complete' END,
+      lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+      finished_at = floor(extract(epoch from now()) * 1000)::bigint,
+      expires_at = floor(extract(epoch from now()) * 1000)::bigint + $5::bigint,
+      delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
+      delivery_next_at = CASE WHEN j.callback_url IS NOT NULL
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // complete's parameters as parallel arrays ($1 ids, $2 workers, $3 results, $4 result URLs, $5 retentions):
+  // the completions of one event-loop turn (distinct ids) in one statement, each row with its own lease check.
+  completeMany: (schema: string) => `
+    UPDATE ${schema}.jobs j SET
+      result = CASE WHEN j.cancel_requested THEN j.result ELSE u.result END,
+      result_url = CASE WHEN j.cancel_requested THEN j.result_url ELSE u.result_url END,
+      progress = CASE WHEN j.cancel_requested THEN j.progress ELSE 100 END,
+      status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'complete' END,
+      lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+      finished_at = floor(extract(epoch from now()) * 1000)::bigint,
+      expires_at = floor(extract(epoch from now()) * 1000)::bigint + u.retention::bigint,
+      delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
+      delivery_next_at = CASE WHEN j.callback_url IS NOT NULL
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+      AS u(id, worker, result, result_url, retention)
+    WHERE j.id = u.id AND j.status = 'processing' AND j.lease_owner = u.worker
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // $1 id, $2 worker, $3 error, $4 retention ms
+  failFinal: (schema: string) => `
+    UPDATE ${schema}.jobs j SET
+      error = CASE WHEN j.cancel_requested THEN j.error ELSE $3 END,
+      status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'failed' END,
+      lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+      finished_at = floor(extract(epoch from now()) * 1000)::bigint,
+      expires_at = floor(extract(epoch from now()) * 1000)::bigint + $4::bigint,
+      delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
+      delivery_next_at = CASE WHEN j.callback_url IS NOT NULL
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // $1 id, $2 worker, $3 error, $4 retry at (epoch ms), $5 retention ms. A retry goes back to the queue; with a
+  // cancel requested the job ends canceled instead, and its retention ($5) starts.
+  failRetry: (schema: string) => `
+    UPDATE ${schema}.jobs j SET
+      error = CASE WHEN j.cancel_requested THEN j.error ELSE $3 END,
+      status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'queued' END,
+      run_at = CASE WHEN j.cancel_requested THEN j.run_at ELSE $4::bigint END,
+      lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+      finished_at = CASE WHEN j.cancel_requested
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.finished_at END,
+      expires_at = CASE WHEN j.cancel_requested
+        THEN floor(extract(epoch from now()) * 1000)::bigint + $5::bigint ELSE j.expires_at END,
+      delivery_status = CASE WHEN j.cancel_requested AND j.callback_url IS NOT NULL THEN 'pending'
+        ELSE j.delivery_status END,
+      delivery_next_at = CASE WHEN j.cancel_requested AND j.callback_url IS NOT NULL
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // $1 id, $2 retention ms. Queued: canceled at once. Processing: cancel_requested. SET expressions read the
+  // row as it was.
+  cancel: (schema: string) => `
+    UPDATE ${schema}.jobs j SET
+      status = CASE WHEN j.status = 'queued' THEN 'canceled' ELSE j.status END,
+      cancel_requested = (j.status = 'processing'),
+      lease_owner = CASE WHEN j.status = 'queued' THEN NULL ELSE j.lease_owner END,
+      lease_until = CASE WHEN j.status = 'queued' THEN NULL ELSE j.lease_until END,
+      finished_at = CASE WHEN j.status = 'queued'
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.finished_at END,
+      expires_at = CASE WHEN j.status = 'queued'
+        THEN floor(extract(epoch from now()) * 1000)::bigint + $2::bigint ELSE j.expires_at END,
+      delivery_status = CASE WHEN j.status = 'queued' AND j.callback_url IS NOT NULL THEN 'pending'
+        ELSE j.delivery_status END,
+      delivery_next_at = CASE WHEN j.status = 'queued' AND j.callback_url IS NOT NULL
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    WHERE j.id = $1 AND j.status IN ('queued', 'processing')
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // $1 id, $2 worker, $3 retention ms
+  markCanceled: (schema: string) => `
+    UPDATE ${schema}.jobs j SET status = 'canceled',
+      lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+      finished_at = floor(extract(epoch from now()) * 1000)::bigint,
+      expires_at = floor(extract(epoch from now()) * 1000)::bigint + $3::bigint,
+      delivery_status = CASE WHEN j.callback_url IS NOT NULL THEN 'pending' ELSE j.delivery_status END,
+      delivery_next_at = CASE WHEN j.callback_url IS NOT NULL
+        THEN floor(extract(epoch from now()) * 1000)::bigint ELSE j.delivery_next_at END,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // $1 id, $2 worker
+  release: (schema: string) => `
+    UPDATE ${schema}.jobs j SET status = 'queued', attempt = GREATEST(0, j.attempt - 1),
+      lease_owner = NULL, lease_until = NULL,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2`,
+
+  // $1 limit
+  purge: (schema: string) => `
+    DELETE FROM ${schema}.jobs WHERE id IN (
+      SELECT p.id FROM ${schema}.jobs p
+      WHERE p.expires_at <= floor(extract(epoch from now()) * 1000)::bigint
+      LIMIT $1
+      FOR UPDATE SKIP LOCKED)`,
+
+  // $1 limit, $2 lease ms
+  claimDeliveries: (schema: string) => `
+    WITH picked AS MATERIALIZED (
+      SELECT c.id FROM ${schema}.jobs c
+      WHERE c.delivery_status = 'pending' AND c.delivery_next_at <= floor(extract(epoch from now()) * 1000)::bigint
+      ORDER BY c.delivery_next_at
+      LIMIT $1
+      FOR UPDATE SKIP LOCKED
+    )
+    UPDATE ${schema}.jobs j SET delivery_next_at = floor(extract(epoch from now()) * 1000)::bigint + $2::bigint
+    FROM picked WHERE j.id = picked.id
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+
+  // $1 id, $2 status, $3 attempts, $4 next at (epoch ms)
+  recordDelivery: (schema: string) => `
+    UPDATE ${schema}.jobs j SET delivery_status = $2, delivery_attempts = $3, delivery_next_at = $4::bigint
+    WHERE j.id = $1`,
+};
+
+type StatementName = keyof typeof SQL;
+
+/** A create's parameters (insert, and one row of insertMany). */
+interface CreateParams {
+  id: string;
+  name: string;
+  input: string | null;
+  owner: string | null;
+  idempotencyKey: string | null;
+  /** sha256 of the key's scope, or null without a key. */
+  scope: string | null;
+  requestHash: string | null;
+  maxAttempts: number;
+  callbackUrl: string | null;
+  /** The worker of a job created already claimed, or null. */
+  worker: string | null;
+  leaseMs: number | null;
 }
 
-type StatementName = keyof ReturnType<typeof statements>;
+/** A completion's parameters (complete, and one row of completeMany). */
+interface CompleteParams {
+  id: string;
+  worker: string;
+  result: string | null;
+  resultUrl: string | null;
+  retentionMs: number;
+}
+
+interface ClaimParams {
+  names: string[];
+  worker: string;
+  limit: number;
+  leaseMs: number;
+}
+
+function createValues(p: CreateParams): unknown[] {
+  const leaseMs = p.leaseMs === null ? null : ms(p.leaseMs);
+  return [
+    p.id,
+    p.name,
+    p.input,
+    p.owner,
+    p.idempotencyKey,
+    p.scope,
+    p.requestHash,
+    p.maxAttempts,
+    p.callbackUrl,
+    p.worker,
+    leaseMs,
+  ];
+}
+
+function completeValues(p: CompleteParams): unknown[] {
+  return [p.id, p.worker, p.result, p.resultUrl, ms(p.retentionMs)];
+}
+
+/**
+ * Each statement's parameters by name, returned in the order of its `$n`. Every millisecond count or time goes
+ * to a bigint parameter, so it is rounded to a whole number.
+ */
+const PARAMS = {
+  freeExpiredKey: (p: { scope: string | null }) => [p.scope],
+  insert: createValues,
+  insertMany: (rows: readonly CreateParams[]) => columnsOf(rows.map(createValues)),
+  getByKey: (p: { scope: string | null }) => [p.scope],
+  get: (p: { id: string }) => [p.id],
+  listOwner: (p: { owner: string; limit: number }) => [p.owner, p.limit],
+  listNoOwner: (p: { limit: number }) => [p.limit],
+  claim: (p: ClaimParams) => [p.names, p.worker, p.limit, ms(p.leaseMs)],
+  completeAndClaim: (p: { completions: readonly CompleteParams[]; claim: ClaimParams }) => [
+    ...columnsOf(p.completions.map(completeValues)),
+    p.claim.names,
+    p.claim.worker,
+    p.claim.limit,
+    ms(p.claim.leaseMs),
+  ],
+  renew: (p: { ids: string[]; worker: string; leaseMs: number }) => [p.ids, p.worker, ms(p.leaseMs)],
+  progress: (p: { id: string; worker: string; progress: number; message: string | null }) => [
+    p.id,
+    p.worker,
+    p.progress,
+    p.message,
+  ],
+  complete: completeValues,
+  completeMany: (rows: readonly CompleteParams[]) => columnsOf(rows.map(completeValues)),
+  failFinal: (p: { id: string; worker: string; error: string | null; retentionMs: number }) => [
+    p.id,
+    p.worker,
+    p.error,
+    ms(p.retentionMs),
+  ],
+  failRetry: (p: { id: string; worker: string; error: string | null; retryAt: number; retentionMs: number }) => [
+    p.id,
+    p.worker,
+    p.error,
+    ms(p.retryAt),
+    ms(p.retentionMs),
+  ],
+  cancel: (p: { id: string; retentionMs: number }) => [p.id, ms(p.retentionMs)],
+  markCanceled: (p: { id: string; worker: string; retentionMs: number }) => [p.id, p.worker, ms(p.retentionMs)],
+  release: (p: { id: string; worker: string }) => [p.id, p.worker],
+  purge: (p: { limit: number }) => [p.limit],
+  claimDeliveries: (p: { limit: number; leaseMs: number }) => [p.limit, ms(p.leaseMs)],
+  recordDelivery: (p: { id: string; status: string; attempts: number; nextAt: number | null }) => [
+    p.id,
+    p.status,
+    p.attempts,
+    p.nextAt === null ? null : ms(p.nextAt),
+  ],
+} satisfies Record<StatementName, (params: never) => unknown[]>;
+
+type Params<N extends StatementName> = Parameters<(typeof PARAMS)[N]>[0];
+
+/** Parallel arrays (one per parameter, for unnest()) of rows of parameters. */
+function columnsOf(rows: readonly unknown[][]): unknown[][] {
+  return rows[0].map((_, index) => rows.map((row) => row[index]));
+}
+
+/** A whole number of ms for a bigint parameter. */
+function ms(value: number): number {
+  return Math.round(value);
+}
 
 const PURGE_BATCH = 5000;
 const RECONNECT_MIN_MS = 100;
@@ -277,8 +569,8 @@ export class PostgresStore implements JobStore {
   readonly #prefix: string;
   readonly #subscriptions = new Set<() => Promise<void>>();
   /** Creates and completions waiting for the end of this event-loop turn, to go in one statement each. */
-  #creates: Array<Pending<unknown[], CreateResult>> = [];
-  #completes: Array<Pending<unknown[], JobRecord | undefined>> = [];
+  #creates: Array<Pending<CreateParams, CreateResult>> = [];
+  #completes: Array<Pending<CompleteParams, JobRecord | undefined>> = [];
 
   constructor(options: PostgresStoreOptions = {}) {
     const schema = options.schema ?? 'respond_async';
@@ -295,7 +587,11 @@ export class PostgresStore implements JobStore {
     this.#connectionString = options.connectionString;
     this.#ownsPool = options.pool === undefined;
     this.#pool = options.pool;
-    this.#sql = statements(schema);
+    const quoted = quoteIdent(schema);
+    this.#sql = Object.fromEntries(Object.entries(SQL).map(([name, statement]) => [name, statement(quoted)])) as Record<
+      StatementName,
+      string
+    >;
     // Prepared statement names are per connection: a user pool may serve stores of several schemas.
     this.#prefix = `ra_${createHash('sha256').update(schema).digest('hex').slice(0, 10)}_`;
     if (options.listen ?? true) this.subscribe = (listener) => this.#subscribe(listener);
@@ -303,6 +599,7 @@ export class PostgresStore implements JobStore {
 
   /** Create the schema or bring it up to date. Safe from many processes at once (advisory lock). */
   init(): Promise<void> {
+    if (this.#closed) return Promise.reject(new StoreClosedError('PostgreSQL'));
     this.#ready ??= this.#migrate().catch((error: unknown) => {
       this.#ready = undefined;
       throw error;
@@ -321,27 +618,27 @@ export class PostgresStore implements JobStore {
 
   /** A create (group-committed like the others) whose job is inserted already leased to `lease.workerId`. */
   createClaimed(job: NewJob, lease: { workerId: string; leaseMs: number }): Promise<CreateResult> {
-    return this.#create(job, lease.workerId, ms(lease.leaseMs));
+    return this.#create(job, lease.workerId, lease.leaseMs);
   }
 
   #create(job: NewJob, workerId: string | null, leaseMs: number | null): Promise<CreateResult> {
-    const scope = job.idempotencyKey === null ? null : scopeHash(keyScope(job.owner, job.idempotencyKey));
-    const values = [
-      job.id,
-      job.name,
-      job.inputJson ?? toJson(job.input),
-      job.owner,
-      job.idempotencyKey,
-      scope,
-      job.requestHash,
-      job.maxAttempts,
-      job.callbackUrl,
-      workerId,
-      leaseMs,
-    ];
     return new Promise((resolve, reject) => {
+      // A value JSON cannot hold rejects this create alone (JsonRefusedError), before it joins a batch.
+      const params: CreateParams = {
+        id: job.id,
+        name: job.name,
+        input: job.inputJson ?? toJsonText(job.input, 'input'),
+        owner: job.owner,
+        idempotencyKey: job.idempotencyKey,
+        scope: job.idempotencyKey === null ? null : scopeHash(keyScope(job.owner, job.idempotencyKey)),
+        requestHash: job.requestHash,
+        maxAttempts: job.maxAttempts,
+        callbackUrl: job.callbackUrl,
+        worker: workerId,
+        leaseMs,
+      };
       if (this.#creates.length === 0) setImmediate(() => this.#flushCreates());
-      this.#creates.push({ values, resolve, reject });
+      this.#creates.push({ params, resolve, reject });
     });
   }
 
@@ -349,30 +646,33 @@ export class PostgresStore implements JobStore {
     const batch = this.#creates;
     this.#creates = [];
     if (batch.length === 1) {
-      settle(batch[0], this.#createOne(batch[0].values, true));
+      settle(batch[0], this.#createOne(batch[0].params, true));
       return;
     }
-    this.#query('insertMany', columnsOf(batch)).then(
+    this.#query(
+      'insertMany',
+      batch.map((pending) => pending.params),
+    ).then(
       (rows) => {
-        const inserted = new Map(rows.map((row) => [row.id as string, row]));
+        const inserted = new Map(rows.map((row) => [row.id, row]));
         for (const pending of batch) {
-          const row = inserted.get(pending.values[0] as string);
-          if (row) pending.resolve({ job: toRecord(row), created: true });
+          const row = inserted.get(pending.params.id);
+          if (row) pending.resolve({ job: rowToRecord(row), created: true });
           // Not inserted: its key is bound (by an earlier job or one of this batch).
-          else settle(pending, this.#createOne(pending.values, false));
+          else settle(pending, this.#createOne(pending.params, false));
         }
       },
       // One bad row must not fail the others: each goes alone, and fails alone.
       () => {
-        for (const pending of batch) settle(pending, this.#createOne(pending.values, true));
+        for (const pending of batch) settle(pending, this.#createOne(pending.params, true));
       },
     );
   }
 
   /** One create; `insert` false when the INSERT already ran and found the key bound. */
-  async #createOne(values: unknown[], insert: boolean): Promise<CreateResult> {
+  async #createOne(params: CreateParams, insert: boolean): Promise<CreateResult> {
     try {
-      return await this.#createOneAttempt(values, insert);
+      return await this.#createOneAttempt(params, insert);
     } catch (error) {
       // A value the database refuses is the request's fault, not an outage: retrying cannot help.
       if (refusedValue(error)) throw new InputError('The job cannot be stored: the database refuses one of its values');
@@ -380,34 +680,34 @@ export class PostgresStore implements JobStore {
     }
   }
 
-  async #createOneAttempt(values: unknown[], insert: boolean): Promise<CreateResult> {
-    const scope = values[5];
+  async #createOneAttempt(params: CreateParams, insert: boolean): Promise<CreateResult> {
+    const { scope } = params;
     // Without a key nothing conflicts (NULLs are distinct). With one, the unique index decides the race; a
     // conflict with an expired job (its row is kept until purgeExpired) takes the key from it and tries again.
     for (let tries = 0; ; tries++) {
       if (insert || tries > 0) {
-        const [inserted] = await this.#query('insert', values);
-        if (inserted) return { job: toRecord(inserted), created: true };
+        const [inserted] = await this.#query('insert', params);
+        if (inserted) return { job: rowToRecord(inserted), created: true };
       }
-      const [existing] = await this.#query('getByKey', [scope]);
-      if (existing) return { job: toRecord(existing), created: false };
+      const [existing] = await this.#query('getByKey', { scope });
+      if (existing) return { job: rowToRecord(existing), created: false };
       if (tries >= 5) throw new Error('respond-async: could not create or find the job for this idempotency key');
-      await this.#query('freeExpiredKey', [scope]);
+      await this.#query('freeExpiredKey', { scope });
     }
   }
 
   async get(id: string): Promise<JobRecord | undefined> {
-    const [row] = await this.#query('get', [id]);
-    return row && toRecord(row);
+    const [row] = await this.#query('get', { id });
+    return row && rowToRecord(row);
   }
 
   async list(options: { owner: string | null; limit: number }): Promise<JobRecord[]> {
     const limit = Math.max(0, Math.floor(options.limit));
     const rows =
       options.owner === null
-        ? await this.#query('listNoOwner', [limit])
-        : await this.#query('listOwner', [options.owner, limit]);
-    return rows.map(toRecord);
+        ? await this.#query('listNoOwner', { limit })
+        : await this.#query('listOwner', { owner: options.owner, limit });
+    return rows.map(rowToRecord);
   }
 
   /**
@@ -417,26 +717,25 @@ export class PostgresStore implements JobStore {
   async claim(options: ClaimOptions): Promise<JobRecord[]> {
     const limit = Math.floor(options.limit);
     if (limit <= 0 || options.names.length === 0) return [];
-    const names = [...options.names];
-    const lease = ms(options.leaseMs);
+    const claim: ClaimParams = { names: [...options.names], worker: options.workerId, limit, leaseMs: options.leaseMs };
     const batch = this.#takeCompletes();
     if (batch.length === 0) {
-      const rows = await this.#query('claim', [names, options.workerId, limit, lease]);
-      return rows.map(toRecord).sort(byRunAt);
+      const rows = await this.#query('claim', claim);
+      return rows.map(rowToRecord).sort(byRunAt);
     }
     let rows: Row[];
     try {
-      rows = await this.#query('completeAndClaim', [...columnsOf(batch), names, options.workerId, limit, lease]);
+      rows = await this.#query('completeAndClaim', { completions: batch.map((pending) => pending.params), claim });
     } catch (error) {
       // The completions go on alone (each fails alone); the claim is retried by the worker loop.
-      for (const pending of batch) settle(pending, this.#completeOne(pending.values));
+      for (const pending of batch) settle(pending, this.#completeOne(pending.params));
       throw error;
     }
     const claimed: JobRecord[] = [];
     const done = new Map<string, Row>();
     for (const row of rows) {
-      if (row.done === true) done.set(row.id as string, row);
-      else claimed.push(toRecord(row));
+      if (row.done === true) done.set(row.id, row);
+      else claimed.push(rowToRecord(row));
     }
     resolveCompletes(batch, done);
     return claimed.sort(byRunAt);
@@ -444,14 +743,14 @@ export class PostgresStore implements JobStore {
 
   async renew(ids: readonly string[], workerId: string, leaseMs: number): Promise<LeaseState[]> {
     if (ids.length === 0) return [];
-    const rows = await this.#query('renew', [[...ids], workerId, ms(leaseMs)]);
-    const held = new Map(rows.map((row) => [row.id as string, row.cancel_requested === true]));
+    const rows = await this.#query('renew', { ids: [...ids], worker: workerId, leaseMs });
+    const held = new Map(rows.map((row) => [row.id, row.cancel_requested === true]));
     return ids.map((id) => ({ id, held: held.has(id), cancelRequested: held.get(id) ?? false }));
   }
 
   async progress(id: string, workerId: string, progress: number, message: string | null) {
-    const [row] = await this.#query('progress', [id, workerId, progress, message]);
-    return row && toRecord(row);
+    const [row] = await this.#query('progress', { id, worker: workerId, progress, message });
+    return row && rowToRecord(row);
   }
 
   /**
@@ -463,10 +762,16 @@ export class PostgresStore implements JobStore {
     workerId: string,
     outcome: { result: unknown; resultUrl: string | null; retentionMs: number },
   ): Promise<JobRecord | undefined> {
-    const values = [id, workerId, toJson(outcome.result), outcome.resultUrl, ms(outcome.retentionMs)];
     return new Promise((resolve, reject) => {
+      const params: CompleteParams = {
+        id,
+        worker: workerId,
+        result: toJsonText(outcome.result, 'result'),
+        resultUrl: outcome.resultUrl,
+        retentionMs: outcome.retentionMs,
+      };
       if (this.#completes.length === 0) setImmediate(() => this.#flushCompletes());
-      this.#completes.push({ values, resolve, reject });
+      this.#completes.push({ params, resolve, reject });
     });
   }
 
@@ -474,46 +779,50 @@ export class PostgresStore implements JobStore {
     const batch = this.#takeCompletes();
     if (batch.length === 0) return;
     if (batch.length === 1) {
-      settle(batch[0], this.#completeOne(batch[0].values));
+      settle(batch[0], this.#completeOne(batch[0].params));
       return;
     }
-    this.#query('completeMany', columnsOf(batch)).then(
-      (rows) => resolveCompletes(batch, new Map(rows.map((row) => [row.id as string, row]))),
+    this.#query(
+      'completeMany',
+      batch.map((pending) => pending.params),
+    ).then(
+      (rows) => resolveCompletes(batch, new Map(rows.map((row) => [row.id, row]))),
       () => {
-        for (const pending of batch) settle(pending, this.#completeOne(pending.values));
+        for (const pending of batch) settle(pending, this.#completeOne(pending.params));
       },
     );
   }
 
   /** The waiting completions with distinct ids; a job twice in one turn (not expected) goes alone. */
-  #takeCompletes(): Array<Pending<unknown[], JobRecord | undefined>> {
+  #takeCompletes(): Array<Pending<CompleteParams, JobRecord | undefined>> {
     const all = this.#completes;
     if (all.length === 0) return all;
     this.#completes = [];
-    const seen = new Set<unknown>();
+    const seen = new Set<string>();
     const batch: typeof all = [];
     for (const pending of all) {
-      if (!seen.has(pending.values[0])) {
-        seen.add(pending.values[0]);
+      if (!seen.has(pending.params.id)) {
+        seen.add(pending.params.id);
         batch.push(pending);
       } else {
-        settle(pending, this.#completeOne(pending.values));
+        settle(pending, this.#completeOne(pending.params));
       }
     }
     return batch;
   }
 
-  async #completeOne(values: unknown[]): Promise<JobRecord | undefined> {
+  async #completeOne(params: CompleteParams): Promise<JobRecord | undefined> {
     try {
-      const [row] = await this.#query('complete', values);
-      return row && toRecord(row);
+      const [row] = await this.#query('complete', params);
+      return row && rowToRecord(row);
     } catch (error) {
       if (!refusedValue(error)) throw error;
       // A result the database refuses would fail the same way on every attempt: the job fails at once, with a code
       // saying why, instead of being retried as if the store were down.
-      const [id, workerId, , , retentionMs] = values;
-      const [row] = await this.#query('failFinal', [id, workerId, toJson(RESULT_NOT_STORABLE), retentionMs]);
-      return row && toRecord(row);
+      const { id, worker, retentionMs } = params;
+      const notStorable = toJsonText(RESULT_NOT_STORABLE, 'error');
+      const [row] = await this.#query('failFinal', { id, worker, error: notStorable, retentionMs });
+      return row && rowToRecord(row);
     }
   }
 
@@ -522,19 +831,20 @@ export class PostgresStore implements JobStore {
     workerId: string,
     outcome: { error: JobErrorInfo; retryAt: number | null; retentionMs: number },
   ): Promise<JobRecord | undefined> {
-    const error = toJson(outcome.error);
+    const error = toJsonText(outcome.error, 'error');
+    const { retryAt, retentionMs } = outcome;
     const [row] =
-      outcome.retryAt !== null
-        ? await this.#query('failRetry', [id, workerId, error, ms(outcome.retryAt), ms(outcome.retentionMs)])
-        : await this.#query('failFinal', [id, workerId, error, ms(outcome.retentionMs)]);
-    return row && toRecord(row);
+      retryAt !== null
+        ? await this.#query('failRetry', { id, worker: workerId, error, retryAt, retentionMs })
+        : await this.#query('failFinal', { id, worker: workerId, error, retentionMs });
+    return row && rowToRecord(row);
   }
 
   async cancel(id: string, options: { retentionMs: number }): Promise<{ outcome: CancelOutcome; job?: JobRecord }> {
     for (let tries = 0; tries < 10; tries++) {
-      const [changed] = await this.#query('cancel', [id, ms(options.retentionMs)]);
+      const [changed] = await this.#query('cancel', { id, retentionMs: options.retentionMs });
       if (changed) {
-        const job = toRecord(changed);
+        const job = rowToRecord(changed);
         return { outcome: job.status === 'canceled' ? 'canceled' : 'requested', job };
       }
       const job = await this.get(id);
@@ -546,19 +856,18 @@ export class PostgresStore implements JobStore {
   }
 
   async markCanceled(id: string, workerId: string, options: { retentionMs: number }) {
-    const [row] = await this.#query('markCanceled', [id, workerId, ms(options.retentionMs)]);
-    return row && toRecord(row);
+    const [row] = await this.#query('markCanceled', { id, worker: workerId, retentionMs: options.retentionMs });
+    return row && rowToRecord(row);
   }
 
   async release(id: string, workerId: string): Promise<void> {
-    await this.#query('release', [id, workerId]);
+    await this.#query('release', { id, worker: workerId });
   }
 
   async purgeExpired(): Promise<number> {
     let removed = 0;
     for (;;) {
-      const pool = await this.#getPool();
-      const result = await pool.query({ name: this.#prefix + 'purge', text: this.#sql.purge, values: [PURGE_BATCH] });
+      const result = await this.#execute('purge', { limit: PURGE_BATCH });
       const count = result.rowCount ?? 0;
       removed += count;
       if (count < PURGE_BATCH) return removed;
@@ -568,13 +877,17 @@ export class PostgresStore implements JobStore {
   async claimDeliveries(options: { limit: number; leaseMs: number }): Promise<JobRecord[]> {
     const limit = Math.floor(options.limit);
     if (limit <= 0) return [];
-    const rows = await this.#query('claimDeliveries', [limit, ms(options.leaseMs)]);
-    return rows.map(toRecord).sort((a, b) => (a.deliveryNextAt ?? 0) - (b.deliveryNextAt ?? 0));
+    const rows = await this.#query('claimDeliveries', { limit, leaseMs: options.leaseMs });
+    return rows.map(rowToRecord).sort((a, b) => (a.deliveryNextAt ?? 0) - (b.deliveryNextAt ?? 0));
   }
 
   async recordDelivery(id: string, update: DeliveryUpdate): Promise<void> {
-    const nextAt = update.nextAt === null ? null : ms(update.nextAt);
-    await this.#query('recordDelivery', [id, update.status, update.attempts, nextAt]);
+    await this.#query('recordDelivery', {
+      id,
+      status: update.status,
+      attempts: update.attempts,
+      nextAt: update.nextAt,
+    });
   }
 
   /** Ends LISTEN connections and the pool the store created (never a pool you passed in). */
@@ -590,7 +903,7 @@ export class PostgresStore implements JobStore {
   }
 
   async #getPool(): Promise<Pool> {
-    if (this.#closed) throw new Error('respond-async: the PostgresStore is closed');
+    if (this.#closed) throw new StoreClosedError('PostgreSQL');
     if (this.#pool) return this.#pool;
     this.#poolPromise ??= loadPg().then((pg) => {
       const config: PoolConfig = {
@@ -608,15 +921,20 @@ export class PostgresStore implements JobStore {
     const pool = await this.#poolPromise;
     if (this.#closed) {
       await pool.end().catch(() => {});
-      throw new Error('respond-async: the PostgresStore is closed');
+      throw new StoreClosedError('PostgreSQL');
     }
     return pool;
   }
 
-  async #query(name: StatementName, values: unknown[]): Promise<Row[]> {
+  /** Runs the named statement (prepared once per connection) with its parameters bound by name. */
+  async #execute<N extends StatementName>(name: N, params: Params<N>): Promise<QueryResult<Row>> {
+    const values = (PARAMS[name] as (params: Params<N>) => unknown[])(params);
     const pool = await this.#getPool();
-    const result = await pool.query<Row>({ name: this.#prefix + name, text: this.#sql[name], values });
-    return result.rows;
+    return pool.query<Row>({ name: this.#prefix + name, text: this.#sql[name], values });
+  }
+
+  async #query<N extends StatementName>(name: N, params: Params<N>): Promise<Row[]> {
+    return (await this.#execute(name, params)).rows;
   }
 
   async #migrate(): Promise<void> {
@@ -637,6 +955,9 @@ export class PostgresStore implements JobStore {
       )`);
       const { rows } = await client.query<{ version: number }>('SELECT version FROM migrations');
       const applied = new Set(rows.map((row) => Number(row.version)));
+      // A newer respond-async migrated this schema: this version cannot know what its tables now mean.
+      const newest = Math.max(0, ...applied);
+      if (newest > POSTGRES_SCHEMA_VERSION) throw new SchemaTooNewError('PostgreSQL', newest, POSTGRES_SCHEMA_VERSION);
       for (const migration of POSTGRES_MIGRATIONS) {
         if (applied.has(migration.version)) continue;
         await client.query(migration.sql);
@@ -657,7 +978,7 @@ export class PostgresStore implements JobStore {
 
   /** A dedicated connection LISTENing on the channel; it reconnects with backoff whenever it drops. */
   async #subscribe(listener: (change: JobChange) => void): Promise<() => Promise<void>> {
-    if (this.#closed) throw new Error('respond-async: the PostgresStore is closed');
+    if (this.#closed) throw new StoreClosedError('PostgreSQL');
     const pg = await loadPg();
     const base: ClientConfig = this.#pool
       ? { ...((this.#pool as unknown as { options?: ClientConfig }).options ?? {}) }
@@ -730,22 +1051,20 @@ export class PostgresStore implements JobStore {
   }
 }
 
-interface Pending<Values, Result> {
-  values: Values;
+interface Pending<Params, Result> {
+  params: Params;
   resolve(result: Result): void;
   reject(error: unknown): void;
 }
 
-/** Parallel arrays (one per parameter) of a batch's values, for unnest(). */
-function columnsOf(batch: ReadonlyArray<Pending<unknown[], unknown>>): unknown[][] {
-  return batch[0].values.map((_, index) => batch.map((pending) => pending.values[index]));
-}
-
 /** Each completion gets its row, or undefined where its lease was no longer held. */
-function resolveCompletes(batch: ReadonlyArray<Pending<unknown[], JobRecord | undefined>>, done: Map<string, Row>) {
+function resolveCompletes(
+  batch: ReadonlyArray<Pending<CompleteParams, JobRecord | undefined>>,
+  done: Map<string, Row>,
+) {
   for (const pending of batch) {
-    const row = done.get(pending.values[0] as string);
-    pending.resolve(row && toRecord(row));
+    const row = done.get(pending.params.id);
+    pending.resolve(row && rowToRecord(row));
   }
 }
 
@@ -773,63 +1092,6 @@ function refusedValue(error: unknown): boolean {
 
 function scopeHash(scope: string): string {
   return createHash('sha256').update(scope).digest('hex');
-}
-
-/** JSON text for a JSON column (escapes U+0000 and lone surrogates); undefined becomes SQL NULL. */
-function toJson(value: unknown): string | null {
-  if (value === undefined) return null;
-  return JSON.stringify(value) ?? null;
-}
-
-function fromJson(text: unknown): unknown {
-  return text === null || text === undefined ? undefined : JSON.parse(text as string);
-}
-
-/** A whole number of ms for a bigint parameter. */
-function ms(value: number): number {
-  return Math.round(value);
-}
-
-function num(value: unknown): number {
-  return Number(value);
-}
-
-function numOrNull(value: unknown): number | null {
-  return value === null || value === undefined ? null : Number(value);
-}
-
-function toRecord(row: Row): JobRecord {
-  const error = fromJson(row.error);
-  return {
-    id: row.id as string,
-    name: row.name as string,
-    status: row.status as JobStatus,
-    input: fromJson(row.input),
-    owner: (row.owner as string | null) ?? null,
-    idempotencyKey: (row.idempotency_key as string | null) ?? null,
-    requestHash: (row.request_hash as string | null) ?? null,
-    progress: numOrNull(row.progress),
-    message: (row.message as string | null) ?? null,
-    result: fromJson(row.result),
-    resultUrl: (row.result_url as string | null) ?? null,
-    error: error === undefined || error === null ? null : (error as JobErrorInfo),
-    attempt: num(row.attempt),
-    maxAttempts: num(row.max_attempts),
-    runAt: num(row.run_at),
-    leaseOwner: (row.lease_owner as string | null) ?? null,
-    leaseUntil: numOrNull(row.lease_until),
-    cancelRequested: row.cancel_requested === true,
-    callbackUrl: (row.callback_url as string | null) ?? null,
-    deliveryStatus: (row.delivery_status as JobRecord['deliveryStatus']) ?? null,
-    deliveryAttempts: num(row.delivery_attempts),
-    deliveryNextAt: numOrNull(row.delivery_next_at),
-    createdAt: num(row.created_at),
-    updatedAt: num(row.updated_at),
-    startedAt: numOrNull(row.started_at),
-    finishedAt: numOrNull(row.finished_at),
-    expiresAt: numOrNull(row.expires_at),
-    seq: num(row.seq),
-  };
 }
 
 /** A notification's changes: a JSON array of `[id, status, seq]` (migration 2), or one `{id, status, seq}` object. */
