@@ -282,33 +282,6 @@ export class Jobs {
     }
   }
 
-  /**
-   * `submit()` done at once, for a store that creates synchronously (`JobStore.createNow`: the MemoryStore), so that
-   * the caller need not wait a turn of the microtask queue: the result, or `undefined` when the caller must
-   * `await submit()` instead (another store, the runtime not ready yet or closing).
-   * @throws as `submit()` does.
-   */
-  submitNow<Input>(
-    definition: JobDefinition<Input, unknown> | string,
-    input: Input,
-    options: SubmitOptions = {},
-  ): { job: JobRecord; created: boolean } | undefined {
-    const createNow = this.store.createNow;
-    // A store that can create jobs already claimed goes through submit(), which may hand the job to this worker.
-    if (createNow === undefined || this.store.createClaimed !== undefined || !this.#isReady || this.#closing) {
-      return undefined;
-    }
-    const name = typeof definition === 'string' ? definition : definition.name;
-    const job = newJob(name, this.#attempts(name), input, options);
-    let result: CreateResult;
-    try {
-      result = createNow.call(this.store, job);
-    } catch (error) {
-      throw storeError(this.store.kind, error);
-    }
-    return this.#submitted(result, false);
-  }
-
   /** The attempts of the job named `name`, which must be defined in this process. */
   #attempts(name: string): number {
     const known = this.#definitions.get(name);
@@ -458,11 +431,6 @@ export class Jobs {
   addBackground(task: { start(): void; stop(): Promise<void> }): void {
     this.#background.push(task);
     if (this.#pollTimer) task.start();
-  }
-
-  /** Publish a change to local watchers. @internal */
-  publish(job: Pick<JobRecord, 'id' | 'status' | 'seq'>): void {
-    this.#publish(job);
   }
 
   async #close(timeoutMs: number): Promise<void> {
