@@ -176,10 +176,14 @@ export class Jobs {
     return this.#definitions.get(name) as JobDefinition | undefined;
   }
 
-  /** Resolves once the store is ready (migrations run). Called for you before the first store use. */
+  /**
+   * Resolves once the store is ready (migrations run) and, where the store has a change feed (PostgreSQL
+   * LISTEN/NOTIFY), this process hears it. Called for you before the first store use.
+   */
   ready(): Promise<void> {
     this.#ready ??= this.store.init().then(
-      () => {
+      async () => {
+        await this.#listen();
         this.#isReady = true;
       },
       (error: unknown) => {
@@ -348,13 +352,22 @@ export class Jobs {
     if (!worker || worker.started || this.#closing) return;
     worker.start();
     for (const task of this.#background) task.start();
-    void this.ready()
-      .then(async () => {
-        if (this.store.subscribe && !this.#closing) {
-          this.#unsubscribe = await this.store.subscribe((change) => this.#onRemoteChange(change));
-        }
-      })
-      .catch((error: unknown) => this.logger.error('respond-async: store not ready; will retry', error));
+  }
+
+  /**
+   * Subscribe to the store's change feed, worker or not: changes made by other processes then reach watchers (SSE,
+   * `Prefer: wait`, waitFor), cancels reach running handlers, and queued jobs wake the worker, at once. A failure is
+   * logged; the watchers' and the worker's polls still see the changes, later.
+   */
+  async #listen(): Promise<void> {
+    if (!this.store.subscribe || this.#closing || this.#unsubscribe) return;
+    try {
+      const unsubscribe = await this.store.subscribe((change) => this.#onRemoteChange(change));
+      if (this.#closing) await unsubscribe();
+      else this.#unsubscribe = unsubscribe;
+    } catch (error) {
+      this.logger.error('respond-async: subscribing to the store\'s changes failed; polling instead', error);
+    }
   }
 
   #onRemoteChange(change: JobChange): void {
