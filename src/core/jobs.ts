@@ -127,6 +127,12 @@ export class Jobs {
     };
     this.workerId = `${hostname()}:${process.pid}:${newJobId().slice(0, 8)}`;
     this.#changes.setMaxListeners(0);
+    if (!this.options.worker && store.kind === 'memory') {
+      (this.logger.warn ?? this.logger.error).call(
+        this.logger,
+        'respond-async: `worker: false` with a MemoryStore: no process can run these jobs; they stay queued',
+      );
+    }
     this.#worker = this.options.worker
       ? new Worker({
           store,
@@ -169,6 +175,26 @@ export class Jobs {
     this.#definitions.set(name, definition as unknown as JobDefinition<never, unknown>);
     this.#startWorker();
     return definition as never;
+  }
+
+  /**
+   * Run this process as a worker until `close()`: resolves once the store is ready and the worker looks for jobs,
+   * and keeps the process alive (the runtime's other timers do not) so that jobs submitted later, by this process
+   * or another, and retries coming due, run here. Define the jobs first.
+   * @example
+   * const jobs = createJobs({ store: new SqliteStore({ path: 'jobs.db' }) });
+   * jobs.define('report', report);
+   * await jobs.start();
+   * process.on('SIGTERM', () => void jobs.close());
+   * @throws TypeError with `worker: false`; StoreUnavailableError when the store cannot be reached or is closing.
+   */
+  async start(): Promise<void> {
+    const worker = this.#worker;
+    if (!worker) throw new TypeError('respond-async: start() runs jobs, but this runtime has `worker: false`');
+    await this.ready();
+    if (this.#closing) throw new StoreUnavailableError(this.store.kind, new Error('the runtime is closing'));
+    this.#startWorker();
+    worker.keepAlive();
   }
 
   /** The definition registered under `name`, if any. */
@@ -366,7 +392,7 @@ export class Jobs {
       if (this.#closing) await unsubscribe();
       else this.#unsubscribe = unsubscribe;
     } catch (error) {
-      this.logger.error('respond-async: subscribing to the store\'s changes failed; polling instead', error);
+      this.logger.error("respond-async: subscribing to the store's changes failed; polling instead", error);
     }
   }
 

@@ -104,6 +104,11 @@ export class Worker {
     queueMicrotask(() => this.wake());
   }
 
+  /** Hold the process open until close(): the poll timer is ref'd (stopClaiming() clears it). */
+  keepAlive(): void {
+    this.#pollTimer?.ref();
+  }
+
   /** A job was queued (by this process or, per the change feed, another): look for work. */
   queued(): void {
     this.#queueMayHoldJobs = true;
