@@ -365,11 +365,14 @@ export class Worker {
       signal: controller.signal,
       progress: (percent, message) => {
         if (controller.signal.aborted) return Promise.resolve();
-        const value = Math.min(100, Math.max(0, Number.isFinite(percent) ? percent : 0));
+        const clamped = Math.min(100, Math.max(0, Number.isFinite(percent) ? percent : 0));
+        const value = Math.round(clamped * 100) / 100;
         const text = message === undefined ? null : String(message).slice(0, 1000);
         return writeProgress({ value, text });
       },
     };
+    // A retry starts from nothing: the progress the failed attempt left is reset, unless the handler reports first.
+    if (job.attempt > 1 && job.progress !== null && job.progress !== 0) void writeProgress({ value: 0, text: null });
     try {
       return { ok: true, value: await raceAbort(definition.handler(job.input as never, ctx), controller.signal) };
     } catch (error) {
