@@ -20,8 +20,10 @@ export interface StatusDocument<Result = unknown> {
   result?: Result;
   /** Where the result lives, when the handler answered with a result URL. */
   resultUrl?: string;
-  /** When `failed`. */
+  /** When `failed`, or `queued` for a retry: the (last) attempt's error. */
   error?: { message: string; code?: string };
+  /** When `queued` for a retry: when the next attempt may start. */
+  retryAt?: string;
   createdAt: string;
   updatedAt: string;
   startedAt?: string;

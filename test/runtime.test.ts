@@ -8,7 +8,6 @@ import {
   type Jobs,
   type JobsOptions,
   MemoryStore,
-  QueueFullError,
   ShutdownError,
   StoreUnavailableError,
   seeOther,
@@ -272,61 +271,6 @@ describe('retries and errors', () => {
       error: { code: 'ERR_RESPOND_ASYNC_RESULT_TOO_LARGE' },
     });
     expect(await settled(store, atLimit.job.id)).toMatchObject({ status: 'complete', result: 'x'.repeat(98) });
-  });
-});
-
-describe('submitNow', () => {
-  it('creates the job at once on a MemoryStore; the worker runs it as one submitted with submit()', async () => {
-    const { jobs, store } = setup();
-    const echo = jobs.define('echo', async (input: { n: number }) => ({ twice: input.n * 2 }));
-    await jobs.ready();
-    const now = jobs.submitNow(echo, { n: 21 }, { owner: 'ann', inputJson: '{ "n" : 21 }' });
-    expect(now?.created).toBe(true);
-    // Stored before submitNow returned: no await in between.
-    expect(store.size).toBe(1);
-    const done = await until('complete', async () => {
-      const job = await jobs.get(now?.job.id ?? '');
-      return job?.status === 'complete' ? job : undefined;
-    });
-    expect(done).toMatchObject({ owner: 'ann', input: { n: 21 }, result: { twice: 42 } });
-  });
-
-  it('binds an idempotency key as submit() does, and throws QueueFullError at once when the store is full', async () => {
-    const { jobs } = setup({ store: new MemoryStore({ maxJobs: 2 }), worker: false });
-    const job = jobs.define('job', async () => null);
-    await jobs.ready();
-    const first = jobs.submitNow(job, {}, { owner: 'ann', idempotencyKey: 'k' });
-    const again = jobs.submitNow(job, {}, { owner: 'ann', idempotencyKey: 'k' });
-    expect(again).toMatchObject({ created: false, job: { id: first?.job.id } });
-    expect(await jobs.submit(job, {}, { owner: 'ann', idempotencyKey: 'k' })).toMatchObject({ created: false });
-    jobs.submitNow(job, {});
-    expect(() => jobs.submitNow(job, {})).toThrow(QueueFullError);
-    expect(() => jobs.submitNow('undefined-job', {})).toThrow(TypeError);
-  });
-
-  it('is undefined (submit() is the way) before the store is ready, after close(), and on stores without createNow', async () => {
-    const { jobs } = setup({ worker: false });
-    const job = jobs.define('job', async () => null);
-    expect(jobs.submitNow(job, {})).toBeUndefined();
-    await jobs.ready();
-    expect(jobs.submitNow(job, {})).toBeDefined();
-    await jobs.close();
-    expect(jobs.submitNow(job, {})).toBeUndefined();
-
-    // The same store seen without its createNow, as a store of another kind would be.
-    const plain = new MemoryStore();
-    const asyncOnly = new Proxy(plain, {
-      get(target, key) {
-        if (key === 'createNow') return undefined;
-        const value = Reflect.get(target, key, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    }) as JobStore;
-    const { jobs: other } = setup({ store: asyncOnly as MemoryStore, worker: false });
-    const otherJob = other.define('job', async () => null);
-    await other.ready();
-    expect(other.submitNow(otherJob, {})).toBeUndefined();
-    expect((await other.submit(otherJob, {})).created).toBe(true);
   });
 });
 

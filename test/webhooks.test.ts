@@ -8,6 +8,7 @@ import { type AddressInfo, isIP } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { JobRecord } from '../src/core/types.js';
+import { respondAsync } from '../src/fetch.js';
 import {
   parseRetryAfter,
   signWebhook,
@@ -523,6 +524,37 @@ describe('webhook deliveries', () => {
     expect(
       new Webhook(secret).verify(r.requests[1].body, r.requests[1].headers as Record<string, string>),
     ).toMatchObject({ jobId: job.id, status: 'complete', result: { value: 'x' } });
+  });
+
+  it('two adapters with webhooks on the same jobs run one delivery loop, and the job is POSTed once', async () => {
+    const r = await listen();
+    const store = new MemoryStore();
+    let claims = 0;
+    const claimDeliveries = store.claimDeliveries.bind(store);
+    store.claimDeliveries = (options) => {
+      claims += 1;
+      return claimDeliveries(options);
+    };
+    const jobs = runtime(store);
+    const webhooks = { secret: newSecret(), allowOrigins: [r.origin] };
+    const api = respondAsync(jobs, { webhooks });
+    respondAsync(jobs, { webhooks, basePath: '/v2/jobs' });
+    // Each loop claims once as it starts, then every 500 ms while nothing is due.
+    await sleep(250);
+    expect(claims).toBe(1);
+    const echo = jobs.definition('echo') as Parameters<typeof api.route>[0];
+    const answer = await api.route(echo)(
+      new Request('http://127.0.0.1/reports', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ callbackUrl: `${r.origin}/hook` }),
+      }),
+    );
+    const { jobId } = (await answer.json()) as { jobId: string };
+    expect(await settled(jobs, jobId)).toMatchObject({ deliveryStatus: 'delivered', deliveryAttempts: 1 });
+    await sleep(150);
+    expect(r.requests).toHaveLength(1);
+    expect(JSON.parse(r.requests[0].body)).toMatchObject({ jobId, statusUrl: `/jobs/${jobId}` });
   });
 
   it('jobs without a callback URL are left alone', async () => {

@@ -68,12 +68,6 @@ export interface JobStore {
    */
   createClaimed?(job: NewJob, lease: { workerId: string; leaseMs: number }): Promise<CreateResult>;
 
-  /**
-   * Optional, for a store that holds its jobs in this process (`MemoryStore`): `create`, done synchronously. The
-   * runtime then answers a submit without waiting a turn of the microtask queue. Throws what `create` rejects with.
-   */
-  createNow?(job: NewJob): CreateResult;
-
   /** The job, or `undefined` when missing or past `expiresAt`. */
   get(id: string): Promise<JobRecord | undefined>;
 

@@ -12,8 +12,13 @@ export interface StatusDocument<Result = unknown> {
   result?: Result;
   /** Where the result lives, when the handler returned `seeOther(url)`. */
   resultUrl?: string;
-  /** When `failed`: the public message (generic unless the error was marked public). */
+  /**
+   * When `failed`, or `queued` for a retry: the (last) attempt's error as clients may see it (a generic message
+   * unless the error was marked public).
+   */
   error?: JobErrorInfo;
+  /** When `queued` for a retry: when the next attempt may start. */
+  retryAt?: string;
   createdAt: string;
   updatedAt: string;
   startedAt?: string;
@@ -33,15 +38,18 @@ export interface AcceptedDocument {
 /** Build the status document of `job`, served at `statusUrl`. */
 export function toStatusDocument<Result = unknown>(job: JobRecord, statusUrl: string): StatusDocument<Result> {
   const doc = { jobId: job.id, status: job.status, statusUrl } as StatusDocument<Result>;
-  if (job.progress !== null) doc.progress = job.progress;
-  if (job.message !== null) doc.message = job.message;
+  // A job queued again for a retry shows no progress: what the failed attempt reported no longer holds.
+  const retrying = job.status === 'queued' && job.attempt > 0 && job.error !== null;
+  if (job.progress !== null && !retrying) doc.progress = Math.round(job.progress * 100) / 100;
+  if (job.message !== null && !retrying) doc.message = job.message;
   if (job.status === 'complete') {
     if (job.result !== undefined) doc.result = job.result as Result;
     if (job.resultUrl !== null) doc.resultUrl = job.resultUrl;
   }
-  if (job.status === 'failed' && job.error) {
+  if ((job.status === 'failed' || retrying) && job.error) {
     doc.error = job.error.code === undefined ? { message: job.error.message } : { ...job.error };
   }
+  if (retrying) doc.retryAt = iso(job.runAt);
   doc.createdAt = iso(job.createdAt);
   doc.updatedAt = iso(job.updatedAt);
   if (job.startedAt !== null) doc.startedAt = iso(job.startedAt);

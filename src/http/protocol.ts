@@ -84,17 +84,6 @@ const NO_STORE = 'no-store';
 const UTF8 = new TextDecoder('utf-8', { fatal: false });
 const JSON_TYPE = 'application/json; charset=utf-8';
 
-/** ISO 8601 of an epoch-ms time; the last one is kept (jobs accepted in the same millisecond share it). */
-let lastIsoMs = Number.NaN;
-let lastIso = '';
-function isoTime(ms: number): string {
-  if (ms !== lastIsoMs) {
-    lastIso = new Date(ms).toISOString();
-    lastIsoMs = ms;
-  }
-  return lastIso;
-}
-
 /**
  * The protocol engine every adapter calls. One instance per mounted set of routes.
  * @internal Use the framework adapters (`respond-async/express`, `/fastify`, `/koa`, `/fetch`).
@@ -187,7 +176,7 @@ export class HttpProtocol<Req> {
     let result: { job: JobRecord; created: boolean };
     try {
       const options = { owner, idempotencyKey, requestHash, callbackUrl, inputJson };
-      result = this.jobs.submitNow(definition, input, options) ?? (await this.jobs.submit(definition, input, options));
+      result = await this.jobs.submit(definition, input, options);
     } catch (error) {
       if (permanentError(error)) return this.error(error);
       if (error instanceof QueueFullError || error instanceof StoreUnavailableError) {
@@ -202,27 +191,6 @@ export class HttpProtocol<Req> {
     }
     const { job, created } = result;
     const prefer = req.header('prefer');
-    if (created && prefer === undefined && route.estimatedSeconds === undefined) {
-      // The common case, built directly: the same headers, in the same order, as the general path below.
-      const statusUrl = this.statusUrl(job.id);
-      const createdAt = isoTime(job.createdAt);
-      // A new job is reported as accepted into the queue, even when a worker of this process took it at once.
-      // The JSON is written out: a job id of ours and the base path (checked in the constructor) need no escaping.
-      const body = isJobId(job.id)
-        ? `{"jobId":"${job.id}","status":"queued","statusUrl":"${statusUrl}","createdAt":"${createdAt}"}`
-        : JSON.stringify({ jobId: job.id, status: 'queued', statusUrl, createdAt } satisfies AcceptedDocument);
-      return {
-        status: 202,
-        headers: {
-          'content-type': JSON_TYPE,
-          'cache-control': NO_STORE,
-          location: statusUrl,
-          'retry-after': this.#retryAfter,
-          vary: 'Prefer',
-        },
-        body,
-      };
-    }
     const extra: Record<string, string> = { vary: 'Prefer' };
     if (!created) {
       if (job.requestHash !== requestHash) {
@@ -251,7 +219,7 @@ export class HttpProtocol<Req> {
       jobId: job.id,
       status,
       statusUrl,
-      createdAt: isoTime(job.createdAt),
+      createdAt: new Date(job.createdAt).toISOString(),
     };
     let retryAfter = this.#retryAfter;
     if (route.estimatedSeconds !== undefined) {

@@ -231,9 +231,25 @@ export function startWebhookDeliveries(jobs: Jobs, options: WebhookDeliveryOptio
   const config = validateWebhookOptions(options.webhooks);
   if (typeof options.statusUrl !== 'function') throw new TypeError('respond-async: `statusUrl` must be a function');
   const pollIntervalMs = positive('pollIntervalMs', options.pollIntervalMs ?? 500);
+  // Deliveries are claimed from the store, not from an adapter: one loop per runtime, whatever the number of adapters
+  // mounted on it with `webhooks`. A second loop would only contend for the same deliveries, signed with whichever
+  // secret claimed them first. The first adapter's options (secret, status URLs) are the ones used.
+  const existing = loops.get(jobs);
+  if (existing) {
+    if (existing.config.secret !== config.secret) {
+      jobs.logger.warn?.(
+        'respond-async: webhooks are already delivered for these jobs with another secret; the first one is used',
+      );
+    }
+    return;
+  }
   const loop = new DeliveryLoop(jobs, config, options.statusUrl, pollIntervalMs);
+  loops.set(jobs, loop);
   jobs.addBackground({ start: () => loop.start(), stop: () => loop.stop() });
 }
+
+/** The delivery loop of each runtime. */
+const loops = new WeakMap<Jobs, DeliveryLoop>();
 
 class DeliveryLoop {
   readonly #inFlight = new Set<Promise<void>>();

@@ -143,26 +143,6 @@ export function registerClaimRaces(test: TestCase): void {
   });
 }
 
-/** Register the cases for the optional `createNow()`. */
-export function registerCreateNow(test: TestCase): void {
-  test('createNow creates as create does, before it returns; a bound key gives the job back', async ({ store }) => {
-    assert.equal(typeof store.createNow, 'function', 'capabilities.createNow: the store has none');
-    const spec = newJob({ idempotencyKey: 'k', owner: 'ann' });
-    const { job, created } = store.createNow!(spec);
-    assert.equal(created, true);
-    assert.equal(job.id, spec.id);
-    assert.equal(job.status, 'queued');
-    assert.deepEqual(job.input, spec.input);
-    assert.deepEqual((await store.get(spec.id))?.input, spec.input);
-    const again = store.createNow!(newJob({ idempotencyKey: 'k', owner: 'ann' }));
-    assert.deepEqual([again.created, again.job.id], [false, job.id]);
-    const viaCreate = await store.create(newJob({ idempotencyKey: 'k', owner: 'ann' }));
-    assert.deepEqual([viaCreate.created, viaCreate.job.id], [false, job.id]);
-    const [claimed] = await store.claim(claimOptions('w1'));
-    assert.equal(claimed?.id, job.id);
-  });
-}
-
 /** Register the cases for the optional `createClaimed()`. */
 export function registerCreateClaimed(test: TestCase): void {
   test('createClaimed inserts the job leased to the worker; a bound key returns the job untouched', async ({

@@ -5,13 +5,7 @@ import assert from 'node:assert/strict';
 import type { JobStore } from '../core/store.js';
 import { registerBasics } from './basics.js';
 import { registerCancel } from './cancel.js';
-import {
-  registerClaim,
-  registerClaimRaces,
-  registerCreateClaimed,
-  registerCreateNow,
-  registerLeases,
-} from './claim-and-leases.js';
+import { registerClaim, registerClaimRaces, registerCreateClaimed, registerLeases } from './claim-and-leases.js';
 import { registerCompletion, registerFailure } from './completion.js';
 import { registerDeliveries } from './deliveries.js';
 import { registerDurability } from './durability.js';
@@ -32,8 +26,6 @@ export interface StoreConformanceOptions {
     reopen?: (previous: JobStore) => Promise<JobStore>;
     /** The store implements the optional `createClaimed()`: its cases run too. */
     createClaimed?: boolean;
-    /** The store implements the optional synchronous `createNow()`: its cases run too. */
-    createNow?: boolean;
   };
 }
 
@@ -118,7 +110,6 @@ export function describeStoreConformance(name: string, api: TestApi, options: St
     registerList(test);
     registerClaim(test);
     registerClaimRaces(test);
-    if (options.capabilities?.createNow) registerCreateNow(test);
     if (options.capabilities?.createClaimed) registerCreateClaimed(test);
     registerLeases(test);
     registerCompletion(test);

@@ -1,0 +1,458 @@
+// The runtime's front: createJobs(), define(), submit, get, list, cancel, watch, close; the worker runs the jobs.
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import { MemoryStore } from '../stores/memory.js';
+import type { Backoff } from './backoff.js';
+import { CanceledError, InputError, QueueFullError, RespondAsyncError, StoreUnavailableError } from './errors.js';
+import { newJobId } from './ids.js';
+import { OutageLog } from './outage-log.js';
+import type { SeeOther } from './outcome.js';
+import { assertJobStore, type CancelOutcome, type CreateResult, type JobStore } from './store.js';
+import type { JobChange, JobHandler, JobRecord, NewJob } from './types.js';
+import { isTerminal } from './types.js';
+import { Worker } from './worker.js';
+
+export interface Logger {
+  error(message: string, details?: unknown): void;
+  warn?(message: string, details?: unknown): void;
+}
+
+export interface JobsOptions {
+  /** Where jobs live. Default: a new `MemoryStore()` (one process, lost on exit). */
+  store?: JobStore;
+  /** Jobs this process runs at once. Default 10. */
+  concurrency?: number;
+  /** Run jobs in this process. `false` makes an API-only process that submits and serves status. Default true. */
+  worker?: boolean;
+  /** Lease length in ms; the runner renews it every third of this while the handler runs. Default 30 000. */
+  leaseMs?: number;
+  /** How often to look for due jobs when nothing woke the worker (delayed retries, other processes), in ms. Default 1000. */
+  pollIntervalMs?: number;
+  /** How long finished jobs stay readable (and idempotency keys stay bound), in ms. Default 24 h. */
+  retentionMs?: number;
+  /** Largest result a handler may return, in bytes of JSON; larger fails the job. Default 1 MiB. */
+  maxResultBytes?: number;
+  /** Where handler errors are reported (the full error, stack included, stays on the server). Default `console`. */
+  logger?: Logger;
+}
+
+export interface DefineOptions {
+  /** Attempts in all, the first included. Default 3. */
+  attempts?: number;
+  /** Delay between attempts. Default exponential from 1 s, capped at 5 min, with jitter. */
+  backoff?: Backoff;
+  /** Abort the handler's signal and fail the attempt after this many ms. Default: no limit. */
+  timeoutMs?: number;
+}
+
+/** A job registered with `jobs.define()`: pass it to a framework adapter's `route()`. */
+export interface JobDefinition<Input = unknown, Result = unknown> {
+  readonly name: string;
+  readonly handler: JobHandler<Input, Result>;
+  readonly options: Readonly<Required<Pick<DefineOptions, 'attempts'>> & DefineOptions>;
+  /** Phantom fields carrying the types to the routes and status documents. */
+  readonly __types?: { input: Input; result: Result };
+}
+
+export interface SubmitOptions {
+  owner?: string | null;
+  idempotencyKey?: string | null;
+  requestHash?: string | null;
+  callbackUrl?: string | null;
+  /**
+   * The JSON text of `input`, when the caller already holds it (the HTTP adapters build it from the request body
+   * as received): the store keeps this text instead of serialising `input` again. It must parse to `input`.
+   */
+  inputJson?: string;
+}
+
+export interface CloseOptions {
+  /** How long running handlers may take to finish before their signals abort and leases go back. Default 10 000 ms. */
+  timeoutMs?: number;
+}
+
+const DEFAULTS = {
+  concurrency: 10,
+  leaseMs: 30_000,
+  pollIntervalMs: 1000,
+  retentionMs: 24 * 60 * 60 * 1000,
+  maxResultBytes: 1024 * 1024,
+};
+
+/**
+ * The job runtime: registers handlers, submits jobs to the store, serves reads, cancels and watches, and (unless
+ * `worker: false`) runs jobs in this process through its `Worker`.
+ * @example
+ * const jobs = createJobs({ store: new MemoryStore(), concurrency: 4 });
+ * const report = jobs.define('report', async (req: RequestSnapshot<{ steps: number }>, ctx) => {
+ *   await ctx.progress(50);
+ *   return { ok: true };
+ * });
+ */
+export class Jobs {
+  readonly store: JobStore;
+  readonly workerId: string;
+  readonly options: Readonly<Required<Omit<JobsOptions, 'store' | 'logger'>>>;
+  readonly logger: Logger;
+  readonly #definitions = new Map<string, JobDefinition<never, unknown>>();
+  /** Runs jobs in this process; undefined with `worker: false`. */
+  readonly #worker: Worker | undefined;
+  readonly #changes = new EventEmitter();
+  /** Listeners registered by watch(): while none, publishing a change costs nothing (the accept path). */
+  #watchers = 0;
+  #ready: Promise<void> | undefined;
+  /** The store's init() has resolved: submit need not wait on `#ready` again. */
+  #isReady = false;
+  #closing = false;
+  #closed: Promise<void> | undefined;
+  #unsubscribe: (() => Promise<void>) | undefined;
+  readonly #closingController = new AbortController();
+  readonly #background: Array<{ start(): void; stop(): Promise<void> }> = [];
+  /** Background store failures, logged once per outage. */
+  readonly #outages: OutageLog;
+
+  constructor(options: JobsOptions = {}) {
+    const store = options.store ?? new MemoryStore();
+    assertJobStore(store);
+    this.store = store;
+    this.logger = options.logger ?? console;
+    this.#outages = new OutageLog(this.logger);
+    this.options = {
+      concurrency: positive('concurrency', options.concurrency ?? DEFAULTS.concurrency),
+      worker: options.worker ?? true,
+      leaseMs: positive('leaseMs', options.leaseMs ?? DEFAULTS.leaseMs),
+      pollIntervalMs: positive('pollIntervalMs', options.pollIntervalMs ?? DEFAULTS.pollIntervalMs),
+      retentionMs: positive('retentionMs', options.retentionMs ?? DEFAULTS.retentionMs),
+      maxResultBytes: positive('maxResultBytes', options.maxResultBytes ?? DEFAULTS.maxResultBytes),
+    };
+    this.workerId = `${hostname()}:${process.pid}:${newJobId().slice(0, 8)}`;
+    this.#changes.setMaxListeners(0);
+    if (!this.options.worker && store.kind === 'memory') {
+      (this.logger.warn ?? this.logger.error).call(
+        this.logger,
+        'respond-async: `worker: false` with a MemoryStore: no process can run these jobs; they stay queued',
+      );
+    }
+    this.#worker = this.options.worker
+      ? new Worker({
+          store,
+          workerId: this.workerId,
+          options: this.options,
+          logger: this.logger,
+          outages: this.#outages,
+          definitions: this.#definitions,
+          ready: () => this.ready(),
+          subscribed: () => this.#unsubscribe !== undefined,
+          publish: (job) => this.#publish(job),
+        })
+      : undefined;
+  }
+
+  /**
+   * Register a handler under a stable name. Any process that defines the same name can run the job.
+   * The handler's input type flows to the route and its result type to the status document.
+   */
+  define<Input = unknown, Result = unknown>(
+    name: string,
+    handler: JobHandler<Input, Result>,
+    options: DefineOptions = {},
+  ): JobDefinition<Input, Awaited<Result> extends SeeOther<infer R> ? R : Awaited<Result>> {
+    if (typeof name !== 'string' || name.length === 0 || name.length > 200) {
+      throw new TypeError('respond-async: a job name must be a non-empty string of at most 200 characters');
+    }
+    if (typeof handler !== 'function')
+      throw new TypeError(`respond-async: the handler of job "${name}" must be a function`);
+    if (this.#definitions.has(name)) throw new TypeError(`respond-async: job "${name}" is already defined`);
+    const definition = {
+      name,
+      handler,
+      options: {
+        ...options,
+        attempts: positive('attempts', options.attempts ?? 3),
+        ...(options.timeoutMs === undefined ? {} : { timeoutMs: positive('timeoutMs', options.timeoutMs) }),
+      },
+    } as JobDefinition<Input, never>;
+    this.#definitions.set(name, definition as unknown as JobDefinition<never, unknown>);
+    this.#startWorker();
+    return definition as never;
+  }
+
+  /**
+   * Run this process as a worker until `close()`: resolves once the store is ready and the worker looks for jobs,
+   * and keeps the process alive (the runtime's other timers do not) so that jobs submitted later, by this process
+   * or another, and retries coming due, run here. Define the jobs first.
+   * @example
+   * const jobs = createJobs({ store: new SqliteStore({ path: 'jobs.db' }) });
+   * jobs.define('report', report);
+   * await jobs.start();
+   * process.on('SIGTERM', () => void jobs.close());
+   * @throws TypeError with `worker: false`; StoreUnavailableError when the store cannot be reached or is closing.
+   */
+  async start(): Promise<void> {
+    const worker = this.#worker;
+    if (!worker) throw new TypeError('respond-async: start() runs jobs, but this runtime has `worker: false`');
+    await this.ready();
+    if (this.#closing) throw new StoreUnavailableError(this.store.kind, new Error('the runtime is closing'));
+    this.#startWorker();
+    worker.keepAlive();
+  }
+
+  /** The definition registered under `name`, if any. */
+  definition(name: string): JobDefinition | undefined {
+    return this.#definitions.get(name) as JobDefinition | undefined;
+  }
+
+  /**
+   * Resolves once the store is ready (migrations run) and, where the store has a change feed (PostgreSQL
+   * LISTEN/NOTIFY), this process hears it. Called for you before the first store use.
+   */
+  ready(): Promise<void> {
+    this.#ready ??= this.store.init().then(
+      async () => {
+        await this.#listen();
+        this.#isReady = true;
+      },
+      (error: unknown) => {
+        this.#ready = undefined;
+        throw storeError(this.store.kind, error);
+      },
+    );
+    return this.#ready;
+  }
+
+  /**
+   * Queue a job. Resolves once the store holds it durably. With an idempotency key that is already bound,
+   * resolves to the existing job with `created: false`.
+   * @throws QueueFullError when the store is full, StoreUnavailableError when it cannot be reached.
+   */
+  async submit<Input>(
+    definition: JobDefinition<Input, unknown> | string,
+    input: Input,
+    options: SubmitOptions = {},
+  ): Promise<{ job: JobRecord; created: boolean }> {
+    const name = typeof definition === 'string' ? definition : definition.name;
+    const known = this.#definitions.get(name);
+    if (!known) throw new TypeError(`respond-async: job "${name}" is not defined in this process`);
+    if (this.#closing) throw new StoreUnavailableError(this.store.kind, new Error('the runtime is closing'));
+    if (!this.#isReady) await this.ready();
+    const job = newJob(name, known.options.attempts, input, options);
+    let result: CreateResult;
+    try {
+      const claimed = this.#worker?.createClaimed(job);
+      if (claimed) {
+        const { result: created, started } = await claimed;
+        if (started) return created;
+        result = created;
+      } else {
+        result = await this.store.create(job);
+      }
+    } catch (error) {
+      throw storeError(this.store.kind, error);
+    }
+    if (result.created) {
+      // Not running here (it was just made): only watchers, if any, need to hear of it.
+      if (this.#watchers > 0) this.#publish(result.job);
+      this.#worker?.queued();
+    }
+    return result;
+  }
+
+  /** The job, or undefined when unknown or expired. */
+  async get(id: string): Promise<JobRecord | undefined> {
+    await this.ready();
+    return this.#storeCall(() => this.store.get(id));
+  }
+
+  /** The owner's jobs, newest first. */
+  async list(owner: string | null, limit = 20): Promise<JobRecord[]> {
+    await this.ready();
+    return this.#storeCall(() => this.store.list({ owner, limit }));
+  }
+
+  /** Cancel a job: a queued one ends at once, a running one has its signal aborted. */
+  async cancel(id: string): Promise<{ outcome: CancelOutcome; job?: JobRecord }> {
+    await this.ready();
+    const result = await this.#storeCall(() => this.store.cancel(id, { retentionMs: this.options.retentionMs }));
+    if (result.job && result.outcome !== 'finished') this.#publish(result.job);
+    if (result.outcome === 'requested') this.#worker?.abort(id, new CanceledError());
+    return result;
+  }
+
+  /**
+   * Call `listener` on every change of job `id` made by this process, or reported by the store's change
+   * feed, and with `null` at least every `pollIntervalMs` (every 5 s where the store has a feed) so that
+   * changes made by other processes are seen. Returns the function that stops listening.
+   */
+  watch(id: string, listener: (change: JobChange | null) => void): () => void {
+    const onChange = (change: JobChange) => listener(change);
+    this.#changes.on(id, onChange);
+    this.#watchers += 1;
+    let watching = true;
+    // With a change feed the poll is only a safety net (e.g. while the feed reconnects).
+    const every = this.store.subscribe ? Math.max(5000, this.options.pollIntervalMs) : this.options.pollIntervalMs;
+    const timer = setInterval(() => listener(null), every);
+    timer.unref();
+    return () => {
+      clearInterval(timer);
+      this.#changes.off(id, onChange);
+      if (watching) this.#watchers -= 1;
+      watching = false;
+    };
+  }
+
+  /** Listeners currently registered by `watch()` (for leak checks). */
+  watcherCount(): number {
+    return this.#changes.eventNames().reduce((n, name) => n + this.#changes.listenerCount(name), 0);
+  }
+
+  /** Resolve with the job once it is terminal, or with its latest state after `timeoutMs`. */
+  async waitFor(id: string, timeoutMs: number, signal?: AbortSignal): Promise<JobRecord | undefined> {
+    let job = await this.get(id);
+    if (!job || isTerminal(job.status) || timeoutMs <= 0) return job;
+    return new Promise<JobRecord | undefined>((resolve) => {
+      let settled = false;
+      const finish = (value: JobRecord | undefined) => {
+        if (settled) return;
+        settled = true;
+        stop();
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        resolve(value);
+      };
+      const check = () => {
+        this.get(id).then(
+          (latest) => {
+            job = latest ?? job;
+            if (!latest || isTerminal(latest.status)) finish(latest);
+          },
+          () => {},
+        );
+      };
+      const onAbort = () => finish(job);
+      const stop = this.watch(id, (change) => {
+        if (change === null || isTerminal(change.status)) check();
+      });
+      const timer = setTimeout(() => finish(job), timeoutMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      check();
+    });
+  }
+
+  /** Aborts when `close()` starts: long-lived work tied to the runtime (event streams) ends on it. */
+  get closing(): AbortSignal {
+    return this.#closingController.signal;
+  }
+
+  /** Jobs running in this process now. */
+  get runningCount(): number {
+    return this.#worker?.runningCount ?? 0;
+  }
+
+  /**
+   * Stop claiming, let running jobs finish up to `timeoutMs`, then abort their signals and hand their leases
+   * back so another process runs them. Closes the store.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    this.#closed ??= this.#close(options.timeoutMs ?? 10_000);
+    return this.#closed;
+  }
+
+  /** Register a background loop (webhook deliveries) that starts with the worker and stops on close. @internal */
+  addBackground(task: { start(): void; stop(): Promise<void> }): void {
+    this.#background.push(task);
+    if (this.#worker?.started) task.start();
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
+    this.#closing = true;
+    this.#closingController.abort();
+    this.#worker?.stopClaiming();
+    await Promise.allSettled(this.#background.map((task) => task.stop()));
+    await this.#worker?.drain(timeoutMs);
+    await this.#unsubscribe?.().catch(() => {});
+    await this.store.close();
+  }
+
+  #startWorker(): void {
+    const worker = this.#worker;
+    if (!worker || worker.started || this.#closing) return;
+    worker.start();
+    for (const task of this.#background) task.start();
+  }
+
+  /**
+   * Subscribe to the store's change feed, worker or not: changes made by other processes then reach watchers (SSE,
+   * `Prefer: wait`, waitFor), cancels reach running handlers, and queued jobs wake the worker, at once. A failure is
+   * logged; the watchers' and the worker's polls still see the changes, later.
+   */
+  async #listen(): Promise<void> {
+    if (!this.store.subscribe || this.#closing || this.#unsubscribe) return;
+    try {
+      const unsubscribe = await this.store.subscribe((change) => this.#onRemoteChange(change));
+      if (this.#closing) await unsubscribe();
+      else this.#unsubscribe = unsubscribe;
+    } catch (error) {
+      this.logger.error("respond-async: subscribing to the store's changes failed; polling instead", error);
+    }
+  }
+
+  #onRemoteChange(change: JobChange): void {
+    this.#changes.emit(change.id, change);
+    this.#worker?.onRemoteChange(change);
+  }
+
+  #publish(job: Pick<JobRecord, 'id' | 'status' | 'seq'>): void {
+    this.#worker?.noteSeq(job);
+    if (this.#watchers > 0 && this.#changes.listenerCount(job.id) > 0) {
+      this.#changes.emit(job.id, { id: job.id, status: job.status, seq: job.seq });
+    }
+  }
+
+  /** Map store failures other than a full queue to StoreUnavailableError. */
+  async #storeCall<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      throw storeError(this.store.kind, error);
+    }
+  }
+}
+
+/**
+ * A store failure as callers see it: a full queue and a permanent failure (a schema too new, JSON refused) as they
+ * are, anything else as StoreUnavailableError (503, try again later).
+ */
+function storeError(kind: string, error: unknown): Error {
+  if (error instanceof QueueFullError || error instanceof StoreUnavailableError || error instanceof InputError) {
+    return error;
+  }
+  if (error instanceof RespondAsyncError && error.permanent) return error;
+  return new StoreUnavailableError(kind, error);
+}
+
+/** Create the job runtime. See `Jobs`. */
+export function createJobs(options: JobsOptions = {}): Jobs {
+  return new Jobs(options);
+}
+
+/** The job a submit asks the store to create. */
+function newJob(name: string, maxAttempts: number, input: unknown, options: SubmitOptions): NewJob {
+  return {
+    id: newJobId(),
+    name,
+    input,
+    owner: options.owner || null,
+    idempotencyKey: options.idempotencyKey ?? null,
+    requestHash: options.requestHash ?? null,
+    maxAttempts,
+    callbackUrl: options.callbackUrl ?? null,
+    inputJson: options.inputJson,
+  };
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new TypeError(`respond-async: \`${name}\` must be a positive number, got ${String(value)}`);
+  }
+  return value;
+}

@@ -1,0 +1,539 @@
+// The worker of a Jobs runtime: the claim loop, running handlers, heartbeats, the writes that end an attempt, shutdown.
+import { backoffDelay } from './backoff.js';
+import { CanceledError, ShutdownError, TimeoutError } from './errors.js';
+import type { DefineOptions, JobDefinition, Logger } from './jobs.js';
+import type { OutageLog } from './outage-log.js';
+import { attemptOutcome, type HandlerResult, LeaseLostError, type Outcome } from './outcome.js';
+import type { CreateResult, JobStore } from './store.js';
+import type { JobChange, JobContext, JobRecord, NewJob } from './types.js';
+
+/** What the worker needs from its runtime. @internal */
+export interface WorkerHost {
+  readonly store: JobStore;
+  readonly workerId: string;
+  readonly options: {
+    readonly concurrency: number;
+    readonly leaseMs: number;
+    readonly pollIntervalMs: number;
+    readonly retentionMs: number;
+    readonly maxResultBytes: number;
+  };
+  readonly logger: Logger;
+  readonly outages: OutageLog;
+  readonly definitions: ReadonlyMap<string, JobDefinition<never, unknown>>;
+  /** Resolves once the store is ready. */
+  ready(): Promise<void>;
+  /** Whether the store's change feed is subscribed (it then announces every queued job). */
+  subscribed(): boolean;
+  /** Tell watchers of a change this worker wrote. */
+  publish(job: Pick<JobRecord, 'id' | 'status' | 'seq'>): void;
+}
+
+interface Running {
+  job: JobRecord;
+  controller: AbortController;
+  /** Its handler still runs (holds one of `concurrency` slots); false once only the final write is left. */
+  active: boolean;
+}
+
+/**
+ * Runs the jobs of one process: claims due jobs while slots are free, runs their handlers, renews their leases,
+ * writes how each attempt ended, and drains on close.
+ * @internal Created by `Jobs` when `worker` is not false.
+ */
+export class Worker {
+  readonly #host: WorkerHost;
+  readonly #running = new Map<string, Running>();
+  // The claim loop's state. A claim asks the store for as many jobs as there are free slots, so the loop tracks
+  // which slots are taken and whether a claim could find anything:
+  // - `#active` counts handlers running (what `concurrency` limits); `#running` also holds jobs whose handler has
+  //   returned but whose final write is still in flight.
+  // - `#reserved` counts slots promised to work not yet in `#running`: a claim in flight, or a submit creating its
+  //   job already claimed by this worker. Without it two claims, or a claim and a submit, could fill one slot twice.
+  // - `#queueMayHoldJobs` is false once a claim came back short and nothing has been queued since, as far as this
+  //   process knows. Then a new submit may take its job at once (createClaimed) without jumping the queue, and,
+  //   where the store's change feed announces every queued job, the loop need not ask the store at all.
+  // - `#pumping` keeps one claim loop at a time; a wake-up during it sets `#pumpAgain` so the loop looks once more
+  //   rather than missing the news.
+  #active = 0;
+  #reserved = 0;
+  #queueMayHoldJobs = true;
+  #pumping = false;
+  #pumpAgain = false;
+  #pumpDone: Promise<void> = Promise.resolve();
+  #wakeScheduled = false;
+  /** Submits whose job is being created claimed by this worker: drain() waits for them to start. */
+  readonly #landing = new Set<Promise<void>>();
+  readonly #idle = new Set<() => void>();
+  #started = false;
+  #stopping = false;
+  #pollTimer: NodeJS.Timeout | undefined;
+  #heartbeatTimer: NodeJS.Timeout | undefined;
+  #purgeTimer: NodeJS.Timeout | undefined;
+
+  constructor(host: WorkerHost) {
+    this.#host = host;
+  }
+
+  /** Whether start() has run. */
+  get started(): boolean {
+    return this.#started;
+  }
+
+  /** Jobs running in this process now. */
+  get runningCount(): number {
+    return this.#running.size;
+  }
+
+  /** Start the poll, heartbeat and purge timers and look for work. Idempotent. */
+  start(): void {
+    if (this.#started || this.#stopping) return;
+    this.#started = true;
+    const { pollIntervalMs, leaseMs, retentionMs } = this.#host.options;
+    this.#pollTimer = setInterval(() => {
+      // Jobs no notification announces (delayed retries coming due, lapsed leases) are found here.
+      this.#queueMayHoldJobs = true;
+      this.wake();
+    }, pollIntervalMs);
+    this.#pollTimer.unref();
+    // #heartbeat and #purge catch every failure themselves: a timer never leaves a rejected promise behind.
+    this.#heartbeatTimer = setInterval(() => void this.#heartbeat(), Math.max(10, leaseMs / 3));
+    this.#heartbeatTimer.unref();
+    this.#purgeTimer = setInterval(() => void this.#purge(), Math.min(60_000, retentionMs));
+    this.#purgeTimer.unref();
+    queueMicrotask(() => this.wake());
+  }
+
+  /** Hold the process open until close(): the poll timer is ref'd (stopClaiming() clears it). */
+  keepAlive(): void {
+    this.#pollTimer?.ref();
+  }
+
+  /** A job was queued (by this process or, per the change feed, another): look for work. */
+  queued(): void {
+    this.#queueMayHoldJobs = true;
+    this.wake();
+  }
+
+  /**
+   * Create `job` already claimed by this worker, and start it, when the store can, this worker has a slot free and
+   * knows of no due job waiting in the store (so the new job jumps no queue); undefined otherwise (the caller then
+   * creates it queued). `started` tells whether it runs here. Until the job is stored and started, drain() waits
+   * for it, so that it is drained like the other running jobs.
+   */
+  createClaimed(job: NewJob): Promise<{ result: CreateResult; started: boolean }> | undefined {
+    const { store, workerId, options } = this.#host;
+    const createClaimed = store.createClaimed;
+    if (!createClaimed || this.#stopping || this.#queueMayHoldJobs) return undefined;
+    const { concurrency } = options;
+    if (this.#active + this.#reserved >= concurrency || this.#running.size + this.#reserved >= 2 * concurrency) {
+      return undefined;
+    }
+    this.#reserved += 1;
+    const landing = (async () => {
+      let result: CreateResult;
+      try {
+        result = await createClaimed.call(store, job, { workerId, leaseMs: options.leaseMs });
+      } finally {
+        this.#reserved -= 1;
+      }
+      return { result, started: result.created && this.startIfOurs(result.job) };
+    })();
+    const landed: Promise<void> = landing.then(
+      () => {
+        this.#landing.delete(landed);
+      },
+      () => {
+        this.#landing.delete(landed);
+      },
+    );
+    this.#landing.add(landed);
+    return landing;
+  }
+
+  /** After a create: start the job when it was created claimed by this worker. Whether it was. */
+  startIfOurs(job: JobRecord): boolean {
+    if (job.status !== 'processing' || job.leaseOwner !== this.#host.workerId) return false;
+    this.#start(job);
+    return true;
+  }
+
+  /** Abort the handler of job `id` if it runs here. */
+  abort(id: string, reason: Error): void {
+    this.#running.get(id)?.controller.abort(reason);
+  }
+
+  /** A write of this process returned job `job`: keep the running copy's `seq`, so remote changes are told apart. */
+  noteSeq(job: Pick<JobRecord, 'id' | 'seq'>): void {
+    const running = this.#running.get(job.id);
+    if (running && job.seq > running.job.seq) running.job.seq = job.seq;
+  }
+
+  /** A change reported by the store's change feed. */
+  onRemoteChange(change: JobChange): void {
+    if (change.status === 'queued') this.queued();
+    const running = this.#running.get(change.id);
+    // A change this process did not make to a job it runs: maybe a cancel asked for on another instance.
+    if (running && change.status === 'processing' && change.seq > running.job.seq) {
+      const { store, outages } = this.#host;
+      // On failure the next heartbeat's renew reports the cancel request instead.
+      store.get(change.id).then(
+        (job) => {
+          outages.recovered('get');
+          if (job?.cancelRequested) running.controller.abort(new CanceledError());
+        },
+        (error: unknown) => outages.failed('get', 'respond-async: reading a changed job failed', error),
+      );
+    }
+  }
+
+  /** Stop claiming: the first step of close(). */
+  stopClaiming(): void {
+    this.#stopping = true;
+    clearInterval(this.#pollTimer);
+    clearInterval(this.#purgeTimer);
+  }
+
+  /**
+   * Let running jobs finish up to `timeoutMs`, then abort their signals (ShutdownError: their leases go back).
+   * A claim in flight, or a submit creating a job claimed by this worker, may still hand us jobs: they land first
+   * so they are drained like the others.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.stopClaiming();
+    await this.#pumpDone;
+    await Promise.all([...this.#landing]);
+    if (this.#running.size > 0) {
+      const drained = new Promise<void>((resolve) => this.#idle.add(resolve));
+      const deadline = new Promise<'deadline'>((resolve) => setTimeout(resolve, timeoutMs, 'deadline').unref());
+      if ((await Promise.race([drained, deadline])) === 'deadline') {
+        for (const running of this.#running.values()) running.controller.abort(new ShutdownError());
+        await drained;
+      }
+    }
+    clearInterval(this.#heartbeatTimer);
+  }
+
+  /** Claim and start jobs while there are free slots. Never runs twice at once. */
+  wake(): void {
+    if (this.#stopping || !this.#started || this.#host.definitions.size === 0) return;
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    this.#pumpDone = this.#pump().finally(() => {
+      this.#pumping = false;
+      if (this.#pumpAgain) {
+        this.#pumpAgain = false;
+        this.wake();
+      }
+    });
+  }
+
+  async #pump(): Promise<void> {
+    const { store, workerId, options, outages } = this.#host;
+    try {
+      await this.#host.ready();
+      const names = [...this.#host.definitions.keys()];
+      const { concurrency, leaseMs } = options;
+      // Where jobs can be created claimed, the store announces every queued job: a claim is needed only when one
+      // may be waiting. Elsewhere the worker looks each time a slot frees.
+      const gated = store.createClaimed !== undefined && this.#host.subscribed();
+      while (!this.#stopping) {
+        if (gated && !this.#queueMayHoldJobs) return;
+        // A slot frees when its handler returns; the final writes still in flight are bounded by `concurrency`
+        // too, so a slow store cannot make them pile up.
+        const free = Math.min(concurrency - this.#active, 2 * concurrency - this.#running.size) - this.#reserved;
+        if (free <= 0) return;
+        this.#queueMayHoldJobs = false;
+        this.#reserved += free;
+        let claimed: JobRecord[];
+        try {
+          claimed = await store.claim({ names, workerId, limit: free, leaseMs });
+        } finally {
+          this.#reserved -= free;
+        }
+        outages.recovered('claim');
+        for (const job of claimed) this.#start(job);
+        if (claimed.length === free) this.#queueMayHoldJobs = true;
+        else return;
+      }
+    } catch (error) {
+      this.#queueMayHoldJobs = true;
+      outages.failed('claim', 'respond-async: claiming jobs failed; will retry', error);
+    }
+  }
+
+  /** Drop expired jobs; a failure is retried on the next tick. */
+  async #purge(): Promise<void> {
+    try {
+      await this.#host.store.purgeExpired();
+      this.#host.outages.recovered('purge');
+    } catch (error) {
+      this.#host.outages.failed('purge', 'respond-async: purging expired jobs failed; will retry', error);
+    }
+  }
+
+  #start(job: JobRecord): void {
+    // The job may still be in #running here: its previous attempt ended (the retry was claimed before that run
+    // was cleaned up), or its lease lapsed unrenewed and this process claimed it back. Either way that run is
+    // over: abort it as a lost lease, and let only the new run own the entry.
+    this.#running.get(job.id)?.controller.abort(new LeaseLostError());
+    const controller = new AbortController();
+    const entry: Running = { job, controller, active: true };
+    this.#running.set(job.id, entry);
+    this.#active += 1;
+    this.#host.publish(job);
+    this.#run(entry)
+      .catch((error: unknown) => this.#host.logger.error(`respond-async: running job ${job.id} failed`, error))
+      .finally(() => {
+        this.#handlerDone(entry);
+        if (this.#running.get(job.id) === entry) this.#running.delete(job.id);
+        if (this.#running.size === 0) for (const resolve of this.#idle) resolve();
+        this.wake();
+      });
+  }
+
+  /**
+   * The handler of `entry` is over: its slot is free for the next job while its final write goes to the store.
+   * The worker looks for more work once this turn's handlers are done, so that a store can send their final
+   * writes and the next claim together.
+   */
+  #handlerDone(entry: Running): void {
+    if (!entry.active) return;
+    entry.active = false;
+    this.#active -= 1;
+    if (this.#wakeScheduled) return;
+    this.#wakeScheduled = true;
+    setImmediate(() => {
+      this.#wakeScheduled = false;
+      this.wake();
+    });
+  }
+
+  async #run(entry: Running): Promise<void> {
+    const { job, controller } = entry;
+    const { store, workerId, options } = this.#host;
+    const definition = this.#host.definitions.get(job.name);
+    if (!definition) return; // claim filters by name; unreachable
+    const { attempts } = definition.options;
+    const retentionMs = options.retentionMs;
+    if (job.attempt > attempts) {
+      // Leases lapsed (crashed processes) until the attempts ran out.
+      const error = { message: 'The job failed', code: 'ERR_RESPOND_ASYNC_ATTEMPTS_EXHAUSTED' };
+      this.#handlerDone(entry);
+      await this.#settle(() => store.fail(job.id, workerId, { error, retryAt: null, retentionMs }), controller.signal);
+      return;
+    }
+    if (job.cancelRequested) {
+      this.#handlerDone(entry);
+      await this.#settle(() => store.markCanceled(job.id, workerId, { retentionMs }), controller.signal);
+      return;
+    }
+    const result = await this.#invoke(entry, definition);
+    this.#handlerDone(entry);
+    const outcome = attemptOutcome({
+      result,
+      abortReason: controller.signal.aborted ? controller.signal.reason : undefined,
+      attempt: job.attempt,
+      attempts,
+      maxResultBytes: options.maxResultBytes,
+    });
+    await this.#record(entry, outcome, definition.options.backoff);
+  }
+
+  /** Run the handler of `entry` with its context, under its timeout; settles as soon as its signal aborts. */
+  async #invoke(entry: Running, definition: JobDefinition<never, unknown>): Promise<HandlerResult> {
+    const { job, controller } = entry;
+    const { store, workerId } = this.#host;
+    const { timeoutMs } = definition.options;
+    let timer: NodeJS.Timeout | undefined;
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(() => controller.abort(new TimeoutError(timeoutMs)), timeoutMs);
+    }
+    // One progress write in flight per job, the latest value next: a handler that reports without awaiting
+    // cannot flood the store (or exhaust a connection pool).
+    const writeProgress = latestWins<{ value: number; text: string | null }>(
+      ({ value, text }) => this.#write('progress', () => store.progress(job.id, workerId, value, text)),
+      () => !entry.active || controller.signal.aborted,
+    );
+    const ctx: JobContext = {
+      jobId: job.id,
+      attempt: job.attempt,
+      owner: job.owner,
+      signal: controller.signal,
+      progress: (percent, message) => {
+        if (controller.signal.aborted) return Promise.resolve();
+        const clamped = Math.min(100, Math.max(0, Number.isFinite(percent) ? percent : 0));
+        const value = Math.round(clamped * 100) / 100;
+        const text = message === undefined ? null : String(message).slice(0, 1000);
+        return writeProgress({ value, text });
+      },
+    };
+    // A retry starts from nothing: the progress the failed attempt left is reset, unless the handler reports first.
+    if (job.attempt > 1 && job.progress !== null && job.progress !== 0) void writeProgress({ value: 0, text: null });
+    try {
+      return { ok: true, value: await raceAbort(definition.handler(job.input as never, ctx), controller.signal) };
+    } catch (error) {
+      return { ok: false, error };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Write how the attempt of `entry` ended. */
+  async #record(entry: Running, outcome: Outcome, backoff: DefineOptions['backoff']): Promise<void> {
+    const { job, controller } = entry;
+    const { store, workerId, options, logger } = this.#host;
+    const { retentionMs } = options;
+    switch (outcome.kind) {
+      case 'release':
+        await store.release(job.id, workerId).catch(() => {});
+        return;
+      case 'lost':
+        return;
+      case 'cancel':
+        await this.#settle(() => store.markCanceled(job.id, workerId, { retentionMs }), controller.signal);
+        return;
+      case 'complete': {
+        const { result, resultUrl } = outcome;
+        await this.#settle(
+          () => store.complete(job.id, workerId, { result, resultUrl, retentionMs }),
+          controller.signal,
+        );
+        return;
+      }
+      default: {
+        if (outcome.unexpected) {
+          logger.error(`respond-async: job ${job.name} ${job.id} attempt ${job.attempt} failed`, outcome.cause);
+        }
+        const retryAt = outcome.kind === 'retry' ? Date.now() + backoffDelay(backoff, job.attempt) : null;
+        const { error } = outcome;
+        await this.#settle(() => store.fail(job.id, workerId, { error, retryAt, retentionMs }), controller.signal);
+      }
+    }
+  }
+
+  /**
+   * The write that ends an attempt (complete, fail, cancel). While the store cannot be reached (a database restart)
+   * it is retried, backing off up to 2 s, for as long as the lease can still be ours: the job stays in `#running`,
+   * so the heartbeat keeps renewing its lease once the store is back, and a job that finished during an outage is
+   * recorded instead of being run again. Stops at shutdown or when the heartbeat finds the lease lost; the lease
+   * then lapses and the job runs again elsewhere (at least once).
+   */
+  async #settle(write: () => Promise<JobRecord | undefined>, signal: AbortSignal): Promise<void> {
+    const deadline = Date.now() + this.#host.options.leaseMs;
+    for (let delay = 100; ; delay = Math.min(2 * delay, 2000)) {
+      try {
+        const job = await write();
+        this.#host.outages.recovered('settle');
+        if (job) this.#host.publish(job);
+        return;
+      } catch (error) {
+        const reason: unknown = signal.reason;
+        const givenUp = signal.aborted && (reason instanceof ShutdownError || reason instanceof LeaseLostError);
+        if (givenUp || Date.now() + delay >= deadline) {
+          this.#host.outages.failed(
+            'settle',
+            'respond-async: store write failed; the job will be retried when its lease lapses',
+            error,
+          );
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
+  /** A store write by the worker: publishes the change; a failure is logged once per outage of `kind`. */
+  async #write(kind: string, write: () => Promise<JobRecord | undefined>): Promise<void> {
+    try {
+      const job = await write();
+      this.#host.outages.recovered(kind);
+      if (!job) return;
+      this.#host.publish(job);
+      // A cancel asked for elsewhere shows on the record the write returns.
+      if (job.cancelRequested && job.status === 'processing') {
+        this.#running.get(job.id)?.controller.abort(new CanceledError());
+      }
+    } catch (error) {
+      this.#host.outages.failed(kind, `respond-async: store write (${kind}) failed; the next one tries again`, error);
+    }
+  }
+
+  async #heartbeat(): Promise<void> {
+    if (this.#running.size === 0) return;
+    const ids = [...this.#running.keys()];
+    try {
+      const states = await this.#host.store.renew(ids, this.#host.workerId, this.#host.options.leaseMs);
+      this.#host.outages.recovered('renew');
+      for (const state of states) {
+        const running = this.#running.get(state.id);
+        if (!running) continue;
+        if (!state.held) running.controller.abort(new LeaseLostError());
+        else if (state.cancelRequested) running.controller.abort(new CanceledError());
+      }
+    } catch (error) {
+      this.#host.outages.failed('renew', 'respond-async: renewing leases failed', error);
+    }
+  }
+}
+
+/** Settle with the handler, or reject as soon as the signal aborts (a handler that ignores its signal is abandoned). */
+function raceAbort<T>(work: Promise<T> | T, signal: AbortSignal): Promise<T> {
+  if (!(work instanceof Promise)) return Promise.resolve(work);
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/**
+ * `write` with at most one call in flight: a value given meanwhile waits for it, and only the latest waiting value
+ * is written (once `over()` is true it is dropped). Each returned promise settles when its value, or a later one,
+ * has been handled; none rejects.
+ */
+function latestWins<T>(write: (value: T) => Promise<void>, over: () => boolean): (value: T) => Promise<void> {
+  let inFlight = false;
+  let next: { value: T; done: () => void; promise: Promise<void> } | undefined;
+  const start = (value: T): Promise<void> => {
+    inFlight = true;
+    return write(value)
+      .catch(() => {})
+      .then(() => {
+        const queued = next;
+        next = undefined;
+        if (queued && !over()) {
+          void start(queued.value).then(queued.done);
+        } else {
+          inFlight = false;
+          queued?.done();
+        }
+      });
+  };
+  return (value) => {
+    if (!inFlight) return start(value);
+    if (next) {
+      next.value = value;
+      return next.promise;
+    }
+    let done!: () => void;
+    const promise = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    next = { value, done, promise };
+    return promise;
+  };
+}
