@@ -13,6 +13,20 @@ const facts = (over: Partial<AttemptFacts>): AttemptFacts => ({
 });
 
 describe('attemptOutcome', () => {
+  it('fails at once with ERR_RESPOND_ASYNC_RESULT_NOT_JSON a result that is not JSON data (BigInt, Map, Set, cycle)', () => {
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    for (const value of [{ n: 1n }, { rows: new Map([['a', 1]]) }, [new Set([1])], cycle]) {
+      expect(attemptOutcome(facts({ result: { ok: true, value } }))).toMatchObject({
+        kind: 'fail',
+        error: { code: 'ERR_RESPOND_ASYNC_RESULT_NOT_JSON' },
+      });
+    }
+    expect(attemptOutcome(facts({ result: { ok: true, value: { at: new Date(0) } } }))).toMatchObject({
+      kind: 'complete',
+    });
+  });
+
   it('completes with the returned value, or the seeOther() result and its URL, percent-encoded', () => {
     expect(attemptOutcome(facts({ result: { ok: true, value: { n: 1 } } }))).toEqual({
       kind: 'complete',

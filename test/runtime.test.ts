@@ -294,22 +294,23 @@ describe('snapshots', () => {
     expect((await store.get(job.id))?.input).toEqual({ body: { items: ['a'] } });
   });
 
-  it('a result that cannot be serialised as JSON fails the job at once with the generic message', async () => {
-    const { jobs, store, logger } = setup();
+  it('a result that is not JSON data fails the job at once with ERR_RESPOND_ASYNC_RESULT_NOT_JSON', async () => {
+    const { jobs, store } = setup();
     const circular: Record<string, unknown> = {};
     circular.self = circular;
     const cyclic = jobs.define('cyclic', async () => circular, { attempts: 3 });
     const bigint = jobs.define('bigint', async () => ({ n: 10n }), { attempts: 3 });
     const a = await jobs.submit(cyclic, {});
+    const map = jobs.define('map', async () => ({ rows: new Map([['a', 1]]) }), { attempts: 3 });
     const b = await jobs.submit(bigint, {});
-    for (const id of [a.job.id, b.job.id]) {
+    const c = await jobs.submit(map, {});
+    for (const id of [a.job.id, b.job.id, c.job.id]) {
       expect(await settled(store, id)).toMatchObject({
         status: 'failed',
         attempt: 1,
-        error: { message: 'The job failed' },
+        error: { code: 'ERR_RESPOND_ASYNC_RESULT_NOT_JSON' },
       });
     }
-    expect(logger.error).toHaveBeenCalledWith(expect.stringContaining(a.job.id), expect.any(Error));
   });
 });
 

@@ -1,12 +1,5 @@
 // How an attempt ends (complete, retry, fail, cancel, release, lost), decided from what the handler did: a pure function.
-import {
-  CanceledError,
-  JobError,
-  RespondAsyncError,
-  ShutdownError,
-  TimeoutError,
-  UnrecoverableError,
-} from './errors.js';
+import { CanceledError, JobError, RespondAsyncError, ShutdownError, TimeoutError } from './errors.js';
 import type { JobErrorInfo } from './types.js';
 
 /** What `handler` may return to make the status URL answer `303 See Other` to `url` when complete. */
@@ -92,7 +85,13 @@ export function attemptOutcome(facts: AttemptFacts): Outcome {
     return failure(error, facts);
   }
   const size = jsonSize(value);
-  if (Number.isNaN(size)) return failure(new UnrecoverableError('The result is not JSON-serialisable'), facts);
+  if (Number.isNaN(size)) {
+    const error = new JobError('The result is not JSON data (a BigInt, a Map, a Set or a cycle)', {
+      code: 'ERR_RESPOND_ASYNC_RESULT_NOT_JSON',
+      retry: false,
+    });
+    return failure(error, facts);
+  }
   if (size > facts.maxResultBytes) {
     const error = new JobError(`The result is larger than ${facts.maxResultBytes} bytes`, {
       code: 'ERR_RESPOND_ASYNC_RESULT_TOO_LARGE',
@@ -150,12 +149,20 @@ function hasControlCharacter(text: string): boolean {
   return false;
 }
 
-/** Bytes of JSON, or NaN when `value` cannot be serialised (a cycle, a BigInt). */
+/**
+ * Bytes of JSON, or NaN when `value` is not JSON data: a cycle or a BigInt (which JSON.stringify refuses), or a Map
+ * or Set (which it would silently store as `{}`, losing the handler's result).
+ */
 function jsonSize(value: unknown): number {
   if (value === undefined) return 0;
   try {
-    return Buffer.byteLength(JSON.stringify(value) ?? '');
+    return Buffer.byteLength(JSON.stringify(value, refuseCollections) ?? '');
   } catch {
     return Number.NaN;
   }
+}
+
+function refuseCollections(_key: string, value: unknown): unknown {
+  if (value instanceof Map || value instanceof Set) throw new TypeError('a Map or Set is not JSON data');
+  return value;
 }
