@@ -142,4 +142,16 @@ ALTER TABLE jobs
   ALTER COLUMN error TYPE text USING error::text;
 `,
   },
+  {
+    version: 4,
+    name: 'list by owner, paged',
+    // list() pages by (created_at, id), newest first, with a keyset condition; ids compare bytewise (COLLATE "C")
+    // so that every store lists in one order. This index serves that order, the condition and countByOwner() (the
+    // per-owner quota); it replaces jobs_owner_idx on (owner, created_at, ord). Processes of the previous version
+    // keep working during a rolling upgrade: their list() finds the owner's rows on this index and sorts them.
+    sql: `
+CREATE INDEX IF NOT EXISTS jobs_owner_page_idx ON jobs (owner, created_at DESC, id COLLATE "C" DESC);
+DROP INDEX IF EXISTS jobs_owner_idx;
+`,
+  },
 ];

@@ -8,7 +8,15 @@
 import { createHash } from 'node:crypto';
 import type { Client, ClientConfig, Pool, PoolConfig } from 'pg';
 import { InputError } from '../core/errors.js';
-import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
+import type {
+  CancelOutcome,
+  ClaimOptions,
+  CreateResult,
+  DeliveryUpdate,
+  JobStore,
+  LeaseState,
+  ListOptions,
+} from '../core/store.js';
 import type { JobChange, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
 import { isTerminal } from '../core/types.js';
 import { keyScope } from './common.js';
@@ -162,10 +170,16 @@ function statements(schema: string) {
       RETURNING ${cols}`,
     getByKey: `SELECT ${cols} FROM ${jobs} j WHERE j.idem_scope = $1 AND ${live}`,
     get: `SELECT ${cols} FROM ${jobs} j WHERE j.id = $1 AND ${live}`,
-    listOwner: `SELECT ${cols} FROM ${jobs} j WHERE j.owner = $1 AND ${live}
-      ORDER BY j.created_at DESC, j.ord DESC LIMIT $2`,
-    listNoOwner: `SELECT ${cols} FROM ${jobs} j WHERE j.owner IS NULL AND ${live}
-      ORDER BY j.created_at DESC, j.ord DESC LIMIT $1`,
+    // A page of an owner's jobs after the position ($2, $3), on the index of migration 4. The first page passes a
+    // position after every job. Ids compare bytewise (COLLATE "C"), as in the other stores.
+    listOwner: `SELECT ${cols} FROM ${jobs} j
+      WHERE j.owner = $1 AND (j.created_at, j.id COLLATE "C") < ($2::bigint, $3::text COLLATE "C") AND ${live}
+      ORDER BY j.created_at DESC, j.id COLLATE "C" DESC LIMIT $4`,
+    listNoOwner: `SELECT ${cols} FROM ${jobs} j
+      WHERE j.owner IS NULL AND (j.created_at, j.id COLLATE "C") < ($1::bigint, $2::text COLLATE "C") AND ${live}
+      ORDER BY j.created_at DESC, j.id COLLATE "C" DESC LIMIT $3`,
+    // The per-owner quota: the same index, counting no further than $2.
+    countOwner: `SELECT count(*)::integer AS n FROM (SELECT 1 FROM ${jobs} j WHERE j.owner = $1 AND ${live} LIMIT $2) s`,
     claim: `WITH picked AS MATERIALIZED (${pick('$1', '$3', '')})
       UPDATE ${jobs} j SET ${claimSet('$2', '$4')}
       FROM picked WHERE j.id = picked.id
@@ -401,13 +415,25 @@ export class PostgresStore implements JobStore {
     return row && toRecord(row);
   }
 
-  async list(options: { owner: string | null; limit: number }): Promise<JobRecord[]> {
+  async list(options: ListOptions): Promise<JobRecord[]> {
     const limit = Math.max(0, Math.floor(options.limit));
+    // Without a position, one after every job: the largest bigint, and '' (no id sorts before it).
+    const after = [options.before?.createdAt ?? '9223372036854775807', options.before?.id ?? ''];
     const rows =
       options.owner === null
-        ? await this.#query('listNoOwner', [limit])
-        : await this.#query('listOwner', [options.owner, limit]);
+        ? await this.#query('listNoOwner', [...after, limit])
+        : await this.#query('listOwner', [options.owner, ...after, limit]);
     return rows.map(toRecord);
+  }
+
+  async countByOwner(owner: string, upTo: number): Promise<number> {
+    const [row] = await this.#query('countOwner', [owner, Math.max(0, Math.floor(upTo))]);
+    return Number(row?.n ?? 0);
+  }
+
+  async getByKey(owner: string, idempotencyKey: string): Promise<JobRecord | undefined> {
+    const [row] = await this.#query('getByKey', [scopeHash(keyScope(owner, idempotencyKey))]);
+    return row && toRecord(row);
   }
 
   /**
