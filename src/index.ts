@@ -32,6 +32,8 @@ export type {
   DeliveryUpdate,
   JobStore,
   LeaseState,
+  ListOptions,
+  ListPosition,
 } from './core/store.js';
 export {
   type DeliveryStatus,

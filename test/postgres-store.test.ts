@@ -148,6 +148,33 @@ describe('PostgresStore', () => {
     expect(seen.size).toBe(200);
   });
 
+  it('pages an owner’s jobs and counts them on the owner index, without a sort', async () => {
+    const s = store();
+    await s.init();
+    const schema = s.schema;
+    // Enough rows, over many owners, that the planner prefers the index to a scan.
+    await adminQuery(
+      `INSERT INTO "${schema}".jobs (id, name, status, owner, max_attempts, run_at, created_at, updated_at)
+       SELECT 'id' || g, 'task', 'queued', 'owner' || (g % 500), 3, g, g, g FROM generate_series(1, 20000) g`,
+    );
+    await adminQuery(`ANALYZE "${schema}".jobs`);
+    const live = `(j.expires_at IS NULL OR j.expires_at > 1)`;
+    const queries = [
+      `SELECT * FROM "${schema}".jobs j WHERE j.owner = 'owner7' AND (j.created_at, j.id COLLATE "C") < (15000::bigint, 'x'::text COLLATE "C") AND ${live} ORDER BY j.created_at DESC, j.id COLLATE "C" DESC LIMIT 21`,
+      `SELECT count(*)::integer AS n FROM (SELECT 1 FROM "${schema}".jobs j WHERE j.owner = 'owner7' AND ${live} LIMIT 10000) s`,
+    ];
+    for (const sql of queries) {
+      const plan = (await adminQuery<{ 'QUERY PLAN': string }>(`EXPLAIN ${sql}`))
+        .map((r) => r['QUERY PLAN'])
+        .join('\n');
+      expect(plan, sql).toContain('jobs_owner_page_idx');
+      expect(plan, sql).not.toMatch(/Sort|Seq Scan/);
+    }
+    const page = await s.list({ owner: 'owner7', limit: 3, before: { createdAt: 15000, id: 'x' } });
+    expect(page.map((job) => job.createdAt)).toEqual([14507, 14007, 13507]);
+    expect(await s.countByOwner('owner7', 10_000)).toBe(40);
+  });
+
   it('reclaims a job whose lease lapsed, and refuses the former holder', async () => {
     const s = store();
     await s.init();

@@ -188,7 +188,10 @@ describe('SqliteStore (SQLite specific)', () => {
     await store.init();
     const T = 'respond_async_jobs';
     const queries = [
-      `SELECT * FROM ${T} WHERE owner IS 'a' AND (expires_at IS NULL OR expires_at > 1) ORDER BY created_at DESC, rowid DESC LIMIT 5`,
+      `SELECT * FROM ${T} WHERE owner IS 'a' AND (expires_at IS NULL OR expires_at > 1) ORDER BY created_at DESC, id DESC LIMIT 5`,
+      `SELECT * FROM ${T} WHERE owner IS 'a' AND (created_at, id) < (5, 'x') AND (expires_at IS NULL OR expires_at > 1) ORDER BY created_at DESC, id DESC LIMIT 5`,
+      `SELECT * FROM ${T} WHERE owner IS NULL AND (created_at, id) < (5, 'x') AND (expires_at IS NULL OR expires_at > 1) ORDER BY created_at DESC, id DESC LIMIT 5`,
+      `SELECT count(*) FROM (SELECT 1 FROM ${T} WHERE owner = 'a' AND (expires_at IS NULL OR expires_at > 1) LIMIT 5)`,
       `SELECT id FROM ${T} WHERE status = 'queued' AND run_at <= 1 ORDER BY run_at LIMIT 5`,
       `SELECT id FROM ${T} WHERE status = 'processing' AND lease_until < 1`,
       `SELECT id FROM ${T} WHERE delivery_status = 'pending' AND delivery_next_at <= 1 ORDER BY delivery_next_at LIMIT 5`,

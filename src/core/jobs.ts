@@ -7,7 +7,7 @@ import { CanceledError, InputError, QueueFullError, RespondAsyncError, StoreUnav
 import { newJobId } from './ids.js';
 import { OutageLog } from './outage-log.js';
 import type { SeeOther } from './outcome.js';
-import { assertJobStore, type CancelOutcome, type CreateResult, type JobStore } from './store.js';
+import { assertJobStore, type CancelOutcome, type CreateResult, type JobStore, type ListPosition } from './store.js';
 import type { JobChange, JobHandler, JobRecord, NewJob } from './types.js';
 import { isTerminal } from './types.js';
 import { Worker } from './worker.js';
@@ -263,10 +263,32 @@ export class Jobs {
     return this.#storeCall(() => this.store.get(id));
   }
 
-  /** The owner's jobs, newest first. */
-  async list(owner: string | null, limit = 20): Promise<JobRecord[]> {
+  /** The owner's jobs, newest first (the order of `JobStore.list`): at most `limit`, after `before` when given. */
+  async list(owner: string | null, limit = 20, before?: ListPosition): Promise<JobRecord[]> {
     await this.ready();
-    return this.#storeCall(() => this.store.list({ owner, limit }));
+    return this.#storeCall(() => this.store.list(before === undefined ? { owner, limit } : { owner, limit, before }));
+  }
+
+  /**
+   * How many unexpired jobs `owner` holds, counted no further than `upTo` (for a quota): the store's
+   * `countByOwner`, or the length of a listing when it has none.
+   */
+  async countByOwner(owner: string, upTo: number): Promise<number> {
+    await this.ready();
+    const { store } = this;
+    if (store.countByOwner) return this.#storeCall(() => store.countByOwner!(owner, upTo));
+    return (await this.list(owner, upTo)).length;
+  }
+
+  /**
+   * The unexpired job bound to `owner` and `idempotencyKey`: the store's `getByKey`, or else looked for among the
+   * owner's `within` newest jobs.
+   */
+  async getByKey(owner: string, idempotencyKey: string, within: number): Promise<JobRecord | undefined> {
+    await this.ready();
+    const { store } = this;
+    if (store.getByKey) return this.#storeCall(() => store.getByKey!(owner, idempotencyKey));
+    return (await this.list(owner, within)).find((job) => job.idempotencyKey === idempotencyKey);
   }
 
   /** Cancel a job: a queued one ends at once, a running one has its signal aborted. */

@@ -45,6 +45,20 @@ export interface DeliveryUpdate {
   nextAt: number | null;
 }
 
+/** A place in an owner's list (see `JobStore.list`): the `createdAt` and `id` of a listed job. */
+export interface ListPosition {
+  createdAt: number;
+  id: string;
+}
+
+export interface ListOptions {
+  owner: string | null;
+  /** At most this many jobs. */
+  limit: number;
+  /** Only the jobs listed after this one (the last job of the previous page). */
+  before?: ListPosition;
+}
+
 export interface JobStore {
   /** Short name used in error messages (`memory`, `sqlite`, `postgres`). */
   readonly kind: string;
@@ -71,8 +85,31 @@ export interface JobStore {
   /** The job, or `undefined` when missing or past `expiresAt`. */
   get(id: string): Promise<JobRecord | undefined>;
 
-  /** The owner's unexpired jobs, newest first. */
-  list(options: { owner: string | null; limit: number }): Promise<JobRecord[]>;
+  /**
+   * One page of the owner's unexpired jobs (`owner: null`: the jobs submitted without one), newest first: by
+   * `createdAt` descending, then by `id` descending (ids compared as byte strings, `COLLATE "C"` in SQL), so that
+   * the order is total. With `before`, only the jobs that come strictly after that position in this order: the
+   * caller passes the last job of the previous page, and pages stay stable while jobs are added (a new job comes
+   * first, before any page already read) or removed. At most `limit` jobs. Each store walks an index by owner, so a
+   * page costs the same however many jobs the owner or the store holds.
+   */
+  list(options: ListOptions): Promise<JobRecord[]>;
+
+  /**
+   * Optional. How many unexpired jobs `owner` holds (queued, processing and finished alike), counting no further
+   * than `upTo`: a result of `upTo` means "at least `upTo`", which is all a quota check needs, and lets the store
+   * stop early. A count under `upTo` may include jobs past `expiresAt` that are not purged yet (a store that keeps a
+   * running count need not check each); a count of `upTo` counts unexpired jobs only. Without this method, the
+   * per-owner quota counts by `list({ owner, limit: upTo })`, which reads whole rows.
+   */
+  countByOwner?(owner: string, upTo: number): Promise<number>;
+
+  /**
+   * Optional. The unexpired job bound to this owner and idempotency key, or `undefined` (what `create` would
+   * return with `created: false`). Lets a resubmit with a known key be answered at quota. Without it, a resubmit at
+   * quota is looked for among `list({ owner, limit: perOwner })`.
+   */
+  getByKey?(owner: string, idempotencyKey: string): Promise<JobRecord | undefined>;
 
   /**
    * Atomically take up to `limit` jobs, oldest `runAt` first: `queued` ones with `runAt <= now`, and

@@ -3,8 +3,9 @@ import { createHash } from 'node:crypto';
 import { InputError, permanentError, QueueFullError, StoreUnavailableError } from '../core/errors.js';
 import { isJobId } from '../core/ids.js';
 import type { JobDefinition, Jobs } from '../core/runtime.js';
+import type { ListPosition } from '../core/store.js';
 import { isTerminal, type JobRecord, type RequestSnapshot } from '../core/types.js';
-import { type AcceptedDocument, toStatusDocument } from './document.js';
+import { type AcceptedDocument, type StatusDocument, toStatusDocument } from './document.js';
 import { parseIdempotencyKey, parseLastEventId, parsePreferWait } from './headers.js';
 import { ProblemError, problem } from './problem.js';
 import type { HttpResponse } from './response.js';
@@ -30,6 +31,8 @@ export interface RespondAsyncOptions<Req> {
   retryAfterSeconds?: number;
   /** Interval of SSE comment heartbeats, in ms. Default 15 000. */
   heartbeatMs?: number;
+  /** Limits per caller, so that one caller cannot starve the others. */
+  limits?: LimitOptions;
   /**
    * Signed webhooks on terminal states. Without this, a body's `callbackUrl` is ordinary input.
    * With it, the callback URL is checked (SSRF guard), removed from the job input and called when the job ends.
@@ -38,6 +41,21 @@ export interface RespondAsyncOptions<Req> {
     /** Where the callback URL comes from. Default: the JSON body's `callbackUrl` field. */
     callbackUrl?: (req: Req, body: unknown) => string | undefined | null;
   };
+}
+
+/** Limits per caller (see `RespondAsyncOptions.limits`). */
+export interface LimitOptions {
+  /**
+   * Most jobs one owner (the `owner` option's value) may hold in the store: queued, processing and finished ones
+   * still within their retention alike, since finished jobs take room too. A submit past it answers
+   * `429 Too Many Requests` with `Retry-After` (problem+json, code `ERR_RESPOND_ASYNC_QUOTA_EXCEEDED`), and nothing
+   * is stored; a resubmit with the Idempotency-Key of a job the owner holds still answers with that job. Jobs
+   * submitted without an owner are not counted. Concurrent submits of one owner may pass it by at most their number.
+   * Default 10 000; `Infinity` turns it off.
+   */
+  perOwner?: number;
+  /** `Retry-After` of that 429, in seconds: room comes back as jobs pass their retention. Default 60. */
+  retryAfterSeconds?: number;
 }
 
 /** Per-route options of a wrapped route. */
@@ -77,6 +95,10 @@ const DEFAULTS = {
   maxWaitSeconds: 10,
   retryAfterSeconds: 1,
   heartbeatMs: 15_000,
+  perOwner: 10_000,
+  quotaRetryAfterSeconds: 60,
+  listLimit: 20,
+  maxListLimit: 100,
 };
 
 const NO_STORE = 'no-store';
@@ -97,6 +119,8 @@ export class HttpProtocol<Req> {
   readonly #retryAfter: string;
   readonly #heartbeatMs: number;
   readonly #statusPattern: RegExp;
+  readonly #perOwner: number;
+  readonly #quotaRetryAfter: string;
 
   constructor(jobs: Jobs, options: RespondAsyncOptions<Req> = {}) {
     this.jobs = jobs;
@@ -110,6 +134,15 @@ export class HttpProtocol<Req> {
     this.#maxWait = options.maxWaitSeconds ?? DEFAULTS.maxWaitSeconds;
     this.#retryAfter = String(Math.max(1, Math.ceil(options.retryAfterSeconds ?? DEFAULTS.retryAfterSeconds)));
     this.#heartbeatMs = options.heartbeatMs ?? DEFAULTS.heartbeatMs;
+    this.#perOwner = options.limits?.perOwner ?? DEFAULTS.perOwner;
+    if (
+      !(this.#perOwner === Number.POSITIVE_INFINITY || (Number.isSafeInteger(this.#perOwner) && this.#perOwner >= 1))
+    ) {
+      throw new TypeError(`respond-async: limits.perOwner must be a whole number of at least 1 or Infinity`);
+    }
+    const quotaRetryAfter = options.limits?.retryAfterSeconds ?? DEFAULTS.quotaRetryAfterSeconds;
+    if (!(quotaRetryAfter >= 0)) throw new TypeError('respond-async: limits.retryAfterSeconds must be at least 0');
+    this.#quotaRetryAfter = String(Math.max(1, Math.ceil(quotaRetryAfter)));
     this.#statusPattern = new RegExp(`^${escapeRegExp(basePath)}(?:/([^/]*)(/events)?)?/?$`);
     if (options.webhooks) {
       validateWebhookOptions(options.webhooks);
@@ -175,6 +208,14 @@ export class HttpProtocol<Req> {
     const requestHash = idempotencyKey === null ? null : hashRequest(req.method, req.path, req.body, owner);
     let result: { job: JobRecord; created: boolean };
     try {
+      if (owner !== null && (await this.#overQuota(owner, idempotencyKey))) {
+        return problem(
+          429,
+          'ERR_RESPOND_ASYNC_QUOTA_EXCEEDED',
+          `At most ${this.#perOwner} jobs per caller are kept; try again when older ones have expired`,
+          { 'retry-after': this.#quotaRetryAfter },
+        );
+      }
       const options = { owner, idempotencyKey, requestHash, callbackUrl, inputJson };
       result = await this.jobs.submit(definition, input, options);
     } catch (error) {
@@ -350,8 +391,42 @@ export class HttpProtocol<Req> {
     const owner = this.#options.owner ? await this.#owner(req.raw) : null;
     // Without an owner there is nobody to list for: listing anonymous jobs would show everyone's.
     if (owner === null) return notFound();
-    const jobs = await this.jobs.list(owner, 20);
-    return jsonResponse(200, { jobs: jobs.map((job) => toStatusDocument(job, this.statusUrl(job.id))) });
+    const query = req.query ?? {};
+    const limit = query.limit === undefined ? DEFAULTS.listLimit : parseListLimit(query.limit);
+    if (limit === undefined) {
+      return problem(
+        400,
+        'ERR_RESPOND_ASYNC_BAD_LIMIT',
+        `limit must be a whole number from 1 to ${DEFAULTS.maxListLimit}`,
+      );
+    }
+    const before = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    if (before === null) {
+      return problem(400, 'ERR_RESPOND_ASYNC_BAD_CURSOR', 'cursor must be a nextCursor this endpoint returned');
+    }
+    // One more than a page: whether it exists says whether there is a next page.
+    const found = await this.jobs.list(owner, limit + 1, before);
+    const page = found.slice(0, limit);
+    const body: { jobs: StatusDocument[]; nextCursor?: string } = {
+      // Summaries: a listing of 100 jobs should not carry 100 results; each result is at the job's statusUrl.
+      jobs: page.map((job) => {
+        const { result: _result, ...summary } = toStatusDocument(job, this.statusUrl(job.id));
+        return summary;
+      }),
+    };
+    if (found.length <= limit) return jsonResponse(200, body);
+    const last = page[page.length - 1];
+    body.nextCursor = encodeCursor(last);
+    return jsonResponse(200, body, {
+      link: `<${this.basePath}?cursor=${body.nextCursor}&limit=${limit}>; rel="next"`,
+    });
+  }
+
+  /** Whether `owner` is at its quota, for a submit with `idempotencyKey` (a known key is no new job). */
+  async #overQuota(owner: string, idempotencyKey: string | null): Promise<boolean> {
+    const max = this.#perOwner;
+    if (max === Number.POSITIVE_INFINITY || (await this.jobs.countByOwner(owner, max)) < max) return false;
+    return idempotencyKey === null || (await this.jobs.getByKey(owner, idempotencyKey, max)) === undefined;
   }
 
   async #cancel(job: JobRecord): Promise<HttpResponse> {
@@ -473,6 +548,34 @@ function statusOf(error: unknown): number | undefined {
   const candidate = error as { status?: unknown; statusCode?: unknown } | null;
   const status = candidate?.statusCode ?? candidate?.status;
   return typeof status === 'number' && Number.isInteger(status) ? status : undefined;
+}
+
+/** A `limit` query parameter: a whole number from 1 to the maximum, or undefined when it is anything else. */
+function parseListLimit(value: unknown): number | undefined {
+  if (typeof value !== 'string' || !/^[1-9][0-9]{0,2}$/.test(value)) return undefined;
+  const limit = Number(value);
+  return limit <= DEFAULTS.maxListLimit ? limit : undefined;
+}
+
+/**
+ * The cursor of the page after `job`: its place in the list (`JobStore.list` order), `<createdAt>.<id>` in
+ * base64url, so that it is opaque to clients and safe in a URL as it is.
+ */
+function encodeCursor(job: ListPosition): string {
+  return Buffer.from(`${job.createdAt}.${job.id}`).toString('base64url');
+}
+
+/** The position a cursor holds, or null when it is not one `encodeCursor` made. */
+function decodeCursor(value: unknown): ListPosition | null {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9_-]{1,100}$/.test(value)) return null;
+  const match = /^(0|[1-9][0-9]{0,15})\.(.+)$/.exec(Buffer.from(value, 'base64url').toString('latin1'));
+  if (!match) return null;
+  const position = { createdAt: Number(match[1]), id: match[2] };
+  // Only the canonical text of a cursor of ours: one string per position.
+  if (!Number.isSafeInteger(position.createdAt) || !isJobId(position.id) || encodeCursor(position) !== value) {
+    return null;
+  }
+  return position;
 }
 
 function escapeRegExp(text: string): string {

@@ -1,6 +1,15 @@
 // MemoryStore: the default JobStore, for one process: jobs in Maps, bounded by count and by bytes.
 import { QueueFullError } from '../core/errors.js';
-import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
+import type {
+  CancelOutcome,
+  ClaimOptions,
+  CreateResult,
+  DeliveryUpdate,
+  JobStore,
+  LeaseState,
+  ListOptions,
+  ListPosition,
+} from '../core/store.js';
 import type { JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
 import { keyScope, newRecord } from './common.js';
 
@@ -37,7 +46,10 @@ interface Held {
   error: string | undefined;
   /** What it counts against `maxBytes`. */
   bytes: number;
-  /** The owner's jobs are a list, newest first, linked through these (unlinking a job is then O(1)). */
+  /**
+   * The owner's jobs are a list in `JobStore.list` order (newest first, then by id), linked through these: unlinking
+   * a job is O(1), and a page after a listed job starts from that job.
+   */
   older: Held | undefined;
   newer: Held | undefined;
 }
@@ -58,6 +70,8 @@ export class MemoryStore implements JobStore {
   readonly #keys = new Map<string, Held>();
   /** Owner → the owner's newest job, head of its list (`Held.older`). */
   readonly #newest = new Map<string | null, Held>();
+  /** Owner → how many jobs of the owner are held (expired ones too, until purged). */
+  readonly #owned = new Map<string | null, number>();
   /** Job name → its queued jobs in claim order; a job canceled while queued stays until it reaches the front. */
   readonly #queues = new Map<string, Held[]>();
   /** Processing jobs: a claim looks among them for lapsed leases. */
@@ -96,9 +110,7 @@ export class MemoryStore implements JobStore {
     this.#makeRoom(held.bytes, now);
     this.#jobs.set(job.id, held);
     this.#bytes += held.bytes;
-    held.older = this.#newest.get(job.owner); // after #makeRoom, which may have evicted the newest
-    if (held.older !== undefined) held.older.newer = held;
-    this.#newest.set(job.owner, held);
+    this.#link(held); // after #makeRoom, which may have evicted the newest
     if (scope !== null) this.#keys.set(scope, held);
     this.#enqueue(held);
     return { job: copy(held), created: true };
@@ -109,13 +121,30 @@ export class MemoryStore implements JobStore {
     return held && !expired(held, Date.now()) ? copy(held) : undefined;
   }
 
-  async list(options: { owner: string | null; limit: number }): Promise<JobRecord[]> {
+  async list(options: ListOptions): Promise<JobRecord[]> {
     const now = Date.now();
     const out: JobRecord[] = [];
-    for (let held = this.#newest.get(options.owner); held && out.length < options.limit; held = held.older) {
+    for (let held = this.#first(options); held && out.length < options.limit; held = held.older) {
       if (!expired(held, now)) out.push(copy(held));
     }
     return out;
+  }
+
+  async countByOwner(owner: string, upTo: number): Promise<number> {
+    const held = this.#owned.get(owner) ?? 0;
+    if (held < upTo) return held;
+    // As many held as the quota, or more: some may be expired and not yet purged. Count the live ones, up to `upTo`.
+    const now = Date.now();
+    let live = 0;
+    for (let held = this.#newest.get(owner); held && live < upTo; held = held.older) {
+      if (!expired(held, now)) live += 1;
+    }
+    return live;
+  }
+
+  async getByKey(owner: string, idempotencyKey: string): Promise<JobRecord | undefined> {
+    const held = this.#keys.get(keyScope(owner, idempotencyKey));
+    return held && !expired(held, Date.now()) ? copy(held) : undefined;
   }
 
   async claim(options: ClaimOptions): Promise<JobRecord[]> {
@@ -267,6 +296,37 @@ export class MemoryStore implements JobStore {
     return this.#jobs.size;
   }
 
+  /** Into its owner's list, in list order: a new job is nearly always first (ties in `createdAt` go by id). */
+  #link(held: Held): void {
+    const owner = held.record.owner;
+    this.#owned.set(owner, (this.#owned.get(owner) ?? 0) + 1);
+    const head = this.#newest.get(owner);
+    if (head === undefined || !listedAfter(held.record, head.record)) {
+      held.older = head;
+      if (head !== undefined) head.newer = held;
+      this.#newest.set(owner, held);
+      return;
+    }
+    let newer = head;
+    while (newer.older !== undefined && listedAfter(held.record, newer.older.record)) newer = newer.older;
+    held.older = newer.older;
+    held.newer = newer;
+    if (newer.older !== undefined) newer.older.newer = held;
+    newer.older = held;
+  }
+
+  /** The first job of a page: the owner's newest, or the one listed after `before`. */
+  #first(options: ListOptions): Held | undefined {
+    const { owner, before } = options;
+    if (before === undefined) return this.#newest.get(owner);
+    const at = this.#jobs.get(before.id);
+    if (at !== undefined && at.record.owner === owner && at.record.createdAt === before.createdAt) return at.older;
+    // That job is gone (purged, evicted) or never was: walk from the newest to the first job listed after it.
+    let held = this.#newest.get(owner);
+    while (held !== undefined && !listedAfter(held.record, before)) held = held.older;
+    return held;
+  }
+
   #held(id: string, workerId: string): Held | undefined {
     const held = this.#jobs.get(id);
     return held?.record.status === 'processing' && held.record.leaseOwner === workerId ? held : undefined;
@@ -352,6 +412,9 @@ export class MemoryStore implements JobStore {
     if (held.newer !== undefined) held.newer.older = held.older;
     else if (held.older !== undefined) this.#newest.set(r.owner, held.older);
     else this.#newest.delete(r.owner);
+    const owned = (this.#owned.get(r.owner) ?? 1) - 1;
+    if (owned > 0) this.#owned.set(r.owner, owned);
+    else this.#owned.delete(r.owner);
   }
 }
 
@@ -363,6 +426,11 @@ function copy(held: Held): JobRecord {
     result: parse(held.result),
     error: (parse(held.error) as JobErrorInfo | undefined) ?? null,
   };
+}
+
+/** Whether `a` comes after (is older than) `b` in `JobStore.list` order: `createdAt` descending, then id descending. */
+function listedAfter(a: ListPosition, b: ListPosition): boolean {
+  return a.createdAt < b.createdAt || (a.createdAt === b.createdAt && a.id < b.id);
 }
 
 function expired(held: Held, now: number): boolean {

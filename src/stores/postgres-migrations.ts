@@ -142,6 +142,19 @@ ALTER TABLE jobs
   ALTER COLUMN error TYPE text USING error::text;
 `,
   },
+  {
+    version: 4,
+    name: 'list by owner, paged',
+    // list() pages by (created_at, id), newest first, with a keyset condition; ids compare bytewise (COLLATE "C")
+    // so that every store lists in one order. This index serves that order, the condition and countByOwner() (the
+    // per-owner quota, from the index alone where the visibility map allows, hence expires_at); it replaces jobs_owner_idx on (owner, created_at, ord). Processes of the previous version
+    // keep working during a rolling upgrade: their list() finds the owner's rows on this index and sorts them.
+    sql: `
+CREATE INDEX IF NOT EXISTS jobs_owner_page_idx ON jobs (owner, created_at DESC, id COLLATE "C" DESC)
+  INCLUDE (expires_at);
+DROP INDEX IF EXISTS jobs_owner_idx;
+`,
+  },
 ];
 
 /** The newest migration this version knows: a schema migrated further was written by a newer respond-async. */

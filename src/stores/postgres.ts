@@ -8,7 +8,15 @@
 import { createHash } from 'node:crypto';
 import type { Client, ClientConfig, Pool, PoolConfig, QueryResult } from 'pg';
 import { DriverMissingError, InputError, SchemaTooNewError, StoreClosedError } from '../core/errors.js';
-import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
+import type {
+  CancelOutcome,
+  ClaimOptions,
+  CreateResult,
+  DeliveryUpdate,
+  JobStore,
+  LeaseState,
+  ListOptions,
+} from '../core/store.js';
 import type { JobChange, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
 import { isTerminal } from '../core/types.js';
 import { type JobRow, keyScope, rowToRecord, toJsonText } from './common.js';
@@ -146,29 +154,40 @@ const SQL = {
     WHERE j.id = $1
       AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)`,
 
-  // $1 owner, $2 limit
+  // $1 owner, $2 $3 the position to list after (created_at, id), $4 limit. A page of an owner's jobs on the index of
+  // migration 4; the first page passes a position after every job. Ids compare bytewise (COLLATE "C"), as in the
+  // other stores.
   listOwner: (schema: string) => `
     SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
       j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
     FROM ${schema}.jobs j
-    WHERE j.owner = $1
+    WHERE j.owner = $1 AND (j.created_at, j.id COLLATE "C") < ($2::bigint, $3::text COLLATE "C")
       AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
-    ORDER BY j.created_at DESC, j.ord DESC
-    LIMIT $2`,
+    ORDER BY j.created_at DESC, j.id COLLATE "C" DESC
+    LIMIT $4`,
 
-  // $1 limit
+  // $1 $2 the position to list after (created_at, id), $3 limit
   listNoOwner: (schema: string) => `
     SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
       j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
     FROM ${schema}.jobs j
-    WHERE j.owner IS NULL
+    WHERE j.owner IS NULL AND (j.created_at, j.id COLLATE "C") < ($1::bigint, $2::text COLLATE "C")
       AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
-    ORDER BY j.created_at DESC, j.ord DESC
-    LIMIT $1`,
+    ORDER BY j.created_at DESC, j.id COLLATE "C" DESC
+    LIMIT $3`,
+
+  // $1 owner, $2 up to. The per-owner quota: the owner's unexpired jobs on the same index, counted no further
+  // than $2.
+  countOwner: (schema: string) => `
+    SELECT count(*)::integer AS n FROM (
+      SELECT 1 FROM ${schema}.jobs j
+      WHERE j.owner = $1
+      AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
+      LIMIT $2) s`,
 
   // $1 names, $2 worker, $3 limit, $4 lease ms. Due jobs of those names, oldest first: queued ones, and
   // processing ones whose lease lapsed.
@@ -476,14 +495,18 @@ function completeValues(p: CompleteParams): unknown[] {
  * Each statement's parameters by name, returned in the order of its `$n`. Every millisecond count or time goes
  * to a bigint parameter, so it is rounded to a whole number.
  */
+/** A list position: created_at (epoch ms, or a bigint as text) and id. */
+type ListAfter = [number | string, string];
+
 const PARAMS = {
   freeExpiredKey: (p: { scope: string | null }) => [p.scope],
   insert: createValues,
   insertMany: (rows: readonly CreateParams[]) => columnsOf(rows.map(createValues)),
   getByKey: (p: { scope: string | null }) => [p.scope],
   get: (p: { id: string }) => [p.id],
-  listOwner: (p: { owner: string; limit: number }) => [p.owner, p.limit],
-  listNoOwner: (p: { limit: number }) => [p.limit],
+  listOwner: (p: { owner: string; after: ListAfter; limit: number }) => [p.owner, ...p.after, p.limit],
+  listNoOwner: (p: { after: ListAfter; limit: number }) => [...p.after, p.limit],
+  countOwner: (p: { owner: string; upTo: number }) => [p.owner, p.upTo],
   claim: (p: ClaimParams) => [p.names, p.worker, p.limit, ms(p.leaseMs)],
   completeAndClaim: (p: { completions: readonly CompleteParams[]; claim: ClaimParams }) => [
     ...columnsOf(p.completions.map(completeValues)),
@@ -701,13 +724,25 @@ export class PostgresStore implements JobStore {
     return row && rowToRecord(row);
   }
 
-  async list(options: { owner: string | null; limit: number }): Promise<JobRecord[]> {
+  async list(options: ListOptions): Promise<JobRecord[]> {
     const limit = Math.max(0, Math.floor(options.limit));
+    // Without a position, one after every job: the largest bigint, and '' (no id sorts before it).
+    const after: ListAfter = [options.before?.createdAt ?? '9223372036854775807', options.before?.id ?? ''];
     const rows =
       options.owner === null
-        ? await this.#query('listNoOwner', { limit })
-        : await this.#query('listOwner', { owner: options.owner, limit });
+        ? await this.#query('listNoOwner', { after, limit })
+        : await this.#query('listOwner', { owner: options.owner, after, limit });
     return rows.map(rowToRecord);
+  }
+
+  async countByOwner(owner: string, upTo: number): Promise<number> {
+    const [row] = await this.#query('countOwner', { owner, upTo: Math.max(0, Math.floor(upTo)) });
+    return Number((row as { n?: unknown } | undefined)?.n ?? 0);
+  }
+
+  async getByKey(owner: string, idempotencyKey: string): Promise<JobRecord | undefined> {
+    const [row] = await this.#query('getByKey', { scope: scopeHash(keyScope(owner, idempotencyKey)) });
+    return row && rowToRecord(row);
   }
 
   /**

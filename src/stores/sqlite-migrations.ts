@@ -59,4 +59,16 @@ CREATE INDEX respond_async_jobs_deliveries ON respond_async_jobs (delivery_statu
   WHERE delivery_status IS NOT NULL;
 `,
   },
+  {
+    version: 2,
+    name: 'list by owner, paged',
+    // list() pages by (created_at, id), newest first, from a position: this index serves both the order and the
+    // keyset condition, and with expires_at in it countByOwner() (the per-owner quota) reads the index alone. It
+    // replaces the index on (owner, created_at).
+    // Processes of the previous version already running keep working (SQLite prepares their statements again).
+    sql: `
+CREATE INDEX IF NOT EXISTS respond_async_jobs_owner_page ON respond_async_jobs (owner, created_at DESC, id DESC, expires_at);
+DROP INDEX IF EXISTS respond_async_jobs_owner_created;
+`,
+  },
 ];

@@ -4,7 +4,15 @@
 import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
 import { DriverMissingError, RespondAsyncError, SchemaTooNewError, StoreClosedError } from '../core/errors.js';
-import type { CancelOutcome, ClaimOptions, CreateResult, DeliveryUpdate, JobStore, LeaseState } from '../core/store.js';
+import type {
+  CancelOutcome,
+  ClaimOptions,
+  CreateResult,
+  DeliveryUpdate,
+  JobStore,
+  LeaseState,
+  ListOptions,
+} from '../core/store.js';
 import type { JobErrorInfo, JobRecord, NewJob } from '../core/types.js';
 import { type JobRow, keyScope, newRecord, parseJson, rowToRecord, toJsonText } from './common.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
@@ -65,10 +73,20 @@ const SQL = {
     ON CONFLICT (idem_scope) DO NOTHING`,
   byScope: `SELECT * FROM respond_async_jobs WHERE idem_scope = @scope`,
   get: `SELECT * FROM respond_async_jobs WHERE id = @id AND (expires_at IS NULL OR expires_at > @now)`,
+  // list(): both walk the index on (owner, created_at DESC, id DESC) (migration 2); listBefore from the position given.
   list: `
     SELECT * FROM respond_async_jobs
     WHERE owner IS @owner AND (expires_at IS NULL OR expires_at > @now)
-    ORDER BY created_at DESC, rowid DESC LIMIT @limit`,
+    ORDER BY created_at DESC, id DESC LIMIT @limit`,
+  listBefore: `
+    SELECT * FROM respond_async_jobs
+    WHERE owner IS @owner AND (created_at, id) < (@createdAt, @id) AND (expires_at IS NULL OR expires_at > @now)
+    ORDER BY created_at DESC, id DESC LIMIT @limit`,
+  // The same index; the inner LIMIT stops the count at @upTo.
+  countByOwner: `
+    SELECT count(*) AS n FROM (
+      SELECT 1 FROM respond_async_jobs
+      WHERE owner = @owner AND (expires_at IS NULL OR expires_at > @now) LIMIT @upTo)`,
   // Each arm walks its own index in order and stops at @limit; the union is small and sorted once.
   claim: `
     UPDATE respond_async_jobs SET status = 'processing', attempt = attempt + 1, lease_owner = @worker,
@@ -169,6 +187,8 @@ function prepareStatements(db: BetterSqlite3.Database) {
     byScope: prepare(SQL.byScope),
     get: prepare(SQL.get),
     list: prepare(SQL.list),
+    listBefore: prepare(SQL.listBefore),
+    countByOwner: prepare<{ n: number }>(SQL.countByOwner),
     claim: prepare(SQL.claim),
     renew: prepare<{ cancel_requested: number }>(SQL.renew),
     progress: prepare(SQL.progress),
@@ -342,10 +362,28 @@ export class SqliteStore implements JobStore {
     return row && rowToRecord(row);
   }
 
-  async list(options: { owner: string | null; limit: number }): Promise<JobRecord[]> {
+  async list(options: ListOptions): Promise<JobRecord[]> {
     const s = await this.#use();
+    const { owner, before } = options;
     const limit = Math.max(0, Math.floor(options.limit));
-    return s.list.all({ owner: options.owner, limit, now: Date.now() }).map(rowToRecord);
+    const rows =
+      before === undefined
+        ? s.list.all({ owner, limit, now: Date.now() })
+        : s.listBefore.all({ owner, limit, now: Date.now(), createdAt: before.createdAt, id: before.id });
+    return rows.map(rowToRecord);
+  }
+
+  async countByOwner(owner: string, upTo: number): Promise<number> {
+    const s = await this.#use();
+    return s.countByOwner.get({ owner, upTo: Math.max(0, Math.floor(upTo)), now: Date.now() })?.n ?? 0;
+  }
+
+  async getByKey(owner: string, idempotencyKey: string): Promise<JobRecord | undefined> {
+    const s = await this.#use();
+    // An expired job keeps its key until the next insert with it releases it: hide it, as get() does.
+    const row = s.byScope.get({ scope: keyScope(owner, idempotencyKey) });
+    const job = row && rowToRecord(row);
+    return job && (job.expiresAt === null || job.expiresAt > Date.now()) ? job : undefined;
   }
 
   async claim(options: ClaimOptions): Promise<JobRecord[]> {
