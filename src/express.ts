@@ -49,7 +49,7 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
               routeOptions,
             );
           }
-          const body = await readNodeBody(req, protocol as HttpProtocol<unknown>);
+          const body = await readNodeBody(req, req.headers, protocol as HttpProtocol<unknown>);
           return await protocol.submit(job, toRequest(req, body.value, body.json), routeOptions);
         } catch (error) {
           return protocol.error(error);

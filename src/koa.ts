@@ -67,7 +67,7 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
           const body = protocol.checkParsedBody(parsed, ctx.req.headers);
           response = await protocol.submit(job, toRequest(ctx, body), routeOptions);
         } else {
-          const body = await readNodeBody(ctx.req, protocol as HttpProtocol<unknown>);
+          const body = await readNodeBody(ctx.req, ctx.req.headers, protocol as HttpProtocol<unknown>);
           response = await protocol.submit(job, toRequest(ctx, body.value, body.json), routeOptions);
         }
       } catch (error) {
