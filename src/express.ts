@@ -1,7 +1,7 @@
 // respond-async/express: wrap an Express route so it answers 202, and serve the status endpoints. Translation only.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { JobDefinition, Jobs } from './core/runtime.js';
-import { nodeHeader, pathOf, readNodeBody, sendNode } from './http/node.js';
+import { nodeHeader, parsedByApp, pathOf, readNodeBody, sendNode } from './http/node.js';
 import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
 import type { HttpResponse } from './http/response.js';
 
@@ -42,7 +42,7 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
     route(job, routeOptions) {
       const accept = async (req: Request): Promise<HttpResponse> => {
         try {
-          if (req.body !== undefined) {
+          if (parsedByApp(req, req.body)) {
             return await protocol.submit(
               job,
               toRequest(req, protocol.checkParsedBody(req.body, req.headers)),

@@ -158,6 +158,15 @@ function writeNode(res: ServerResponse, response: HttpResponse): (() => void) | 
   };
 }
 
+/**
+ * Whether a body parser of the app read this request, so that its parsed `body` stands (checked by the protocol's
+ * rules). Otherwise the adapter reads the bytes itself: a parser that skipped the request (another media type, no
+ * body) may still have left a `{}` placeholder, which is not the body. @internal
+ */
+export function parsedByApp(req: IncomingMessage, body: unknown): boolean {
+  return body !== undefined && req.readableEnded;
+}
+
 /** The path of a Node request URL, without its query. @internal */
 export function pathOf(url: string | undefined): string {
   const raw = url ?? '/';
