@@ -26,7 +26,7 @@ export type FastifyRouteOptions<Input> = RouteOptions<FastifyRequest, Input>;
 export interface FastifyRespondAsync {
   /** Register with `await app.register(ra.plugin)`: serves the status endpoints under `basePath`. */
   plugin: FastifyPluginAsync;
-  /** Route options (handler, body limit, problem+json errors) for `app.post('/reports', ra.route(report))`. */
+  /** Route options (handler, body reading, problem+json errors) for `app.post('/reports', ra.route(report))`. */
   route<Input>(
     job: JobDefinition<Input, unknown>,
     options?: FastifyRouteOptions<Input>,
