@@ -129,7 +129,11 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
           try {
             const read = bodies.get(request);
             if (read?.error !== undefined) throw read.error;
-            response = await protocol.submit(job, toRequest(request, read?.body), routeOptions);
+            // No read: the app replaced the route's preParsing hook, so Fastify parsed the body; checked by the rules.
+            const body = read
+              ? read.body
+              : { value: protocol.checkParsedBody(request.body, request.headers), json: undefined };
+            response = await protocol.submit(job, toRequest(request, body), routeOptions);
           } catch (error) {
             response = protocol.error(error);
           }
