@@ -583,7 +583,7 @@ describe('anonymous apps (no owner option)', () => {
 });
 
 describe('HTTP contract: the same bytes from every framework', () => {
-  it('answers a 404, a 405 and a 400 identically', async () => {
+  it('answers a 404, a 405, a 400 and a 415 identically', async () => {
     const seen: Record<string, string[]> = {};
     for (const framework of FRAMEWORK_VERSIONS) {
       const { jobs, routes } = buildJobs();
@@ -598,6 +598,13 @@ describe('HTTP contract: the same bytes from every framework', () => {
             body: '{',
           }),
           await fetch(`${app.url}/echo`, { method: 'POST', headers: { 'idempotency-key': '""' } }),
+          await fetch(`${app.url}/jobs/AAAAAAAAAAAAAAAAAAAAAA`, { method: 'OPTIONS' }),
+          await fetch(`${app.url}/echo`, { method: 'POST', body: new TextEncoder().encode('{}') }), // no Content-Type
+          await fetch(`${app.url}/echo`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json; charset=utf-16' },
+            body: new TextEncoder().encode('{}'),
+          }),
         ];
         seen[framework] = await Promise.all(
           answers.map(
