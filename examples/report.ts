@@ -51,10 +51,16 @@ export function webhooksFromEnv() {
   return { secret, allowOrigins };
 }
 
+/** Longest X-User accepted. A longer one is refused, not cut: two names sharing a prefix must not share jobs. */
+const MAX_USER_LENGTH = 200;
+
 /** The authenticated user: the X-User header (a real app takes it from its auth middleware). */
 export function userOf(header: string | string[] | undefined): string | null {
   const value = Array.isArray(header) ? header[0] : header;
-  return value ? value.slice(0, 200) : null;
+  if (value && value.length > MAX_USER_LENGTH) {
+    throw new InputError(`X-User must be at most ${MAX_USER_LENGTH} characters`); // 400 problem+json
+  }
+  return value || null;
 }
 
 function integer(value: unknown, fallback: number, min: number, max: number, name: string): number {

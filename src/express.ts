@@ -1,7 +1,7 @@
 // respond-async/express: wrap an Express route so it answers 202, and serve the status endpoints. Translation only.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { JobDefinition, Jobs } from './core/runtime.js';
-import { nodeHeader, pathOf, readNodeBody, sendNode } from './http/node.js';
+import { nodeHeader, parsedByApp, pathOf, readNodeBody, sendNode } from './http/node.js';
 import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
 import type { HttpResponse } from './http/response.js';
 
@@ -42,14 +42,14 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
     route(job, routeOptions) {
       const accept = async (req: Request): Promise<HttpResponse> => {
         try {
-          if (req.body !== undefined) {
+          if (parsedByApp(req, req.body)) {
             return await protocol.submit(
               job,
               toRequest(req, protocol.checkParsedBody(req.body, req.headers)),
               routeOptions,
             );
           }
-          const body = await readNodeBody(req, protocol as HttpProtocol<unknown>);
+          const body = await readNodeBody(req, req.headers, protocol as HttpProtocol<unknown>);
           return await protocol.submit(job, toRequest(req, body.value, body.json), routeOptions);
         } catch (error) {
           return protocol.error(error);

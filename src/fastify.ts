@@ -1,16 +1,23 @@
 // respond-async/fastify: a Fastify 5 plugin serving the status endpoints, and route options for wrapped routes.
 import type {
-  FastifyError,
   FastifyInstance,
   FastifyPluginAsync,
   FastifyReply,
   FastifyRequest,
+  preParsingAsyncHookHandler,
+  RequestPayload,
   RouteShorthandOptionsWithHandler,
 } from 'fastify';
 import fp from 'fastify-plugin';
 import type { JobDefinition, Jobs } from './core/runtime.js';
-import { nodeHeader, pathOf, sendNode, tooLarge } from './http/node.js';
-import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
+import { nodeHeader, pathOf, readNodeBody, sendNode } from './http/node.js';
+import {
+  HttpProtocol,
+  type ProtocolRequest,
+  type RequestBody,
+  type RespondAsyncOptions,
+  type RouteOptions,
+} from './http/protocol.js';
 import { type HttpResponse, writableResponse } from './http/response.js';
 
 export type FastifyRespondAsyncOptions = RespondAsyncOptions<FastifyRequest>;
@@ -19,7 +26,7 @@ export type FastifyRouteOptions<Input> = RouteOptions<FastifyRequest, Input>;
 export interface FastifyRespondAsync {
   /** Register with `await app.register(ra.plugin)`: serves the status endpoints under `basePath`. */
   plugin: FastifyPluginAsync;
-  /** Route options (handler, body limit, problem+json errors) for `app.post('/reports', ra.route(report))`. */
+  /** Route options (handler, body reading, problem+json errors) for `app.post('/reports', ra.route(report))`. */
   route<Input>(
     job: JobDefinition<Input, unknown>,
     options?: FastifyRouteOptions<Input>,
@@ -37,12 +44,13 @@ export interface FastifyRespondAsync {
 export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {}): FastifyRespondAsync {
   const protocol = new HttpProtocol<FastifyRequest>(jobs, options);
 
-  const toRequest = (request: FastifyRequest, body?: unknown): ProtocolRequest<FastifyRequest> => ({
+  const toRequest = (request: FastifyRequest, body?: RequestBody): ProtocolRequest<FastifyRequest> => ({
     raw: request,
     method: request.method,
     path: pathOf(request.url),
     header: nodeHeader(request.raw),
-    body,
+    body: body?.value,
+    bodyJson: body?.json,
     params: { ...(request.params as Record<string, string>) },
     query: { ...(request.query as Record<string, unknown>) },
   });
@@ -63,22 +71,30 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
     return reply.code(response.status).headers(response.headers).send(response.body);
   };
 
-  const errorHandler = (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    // Fastify stops reading an oversized body (a declared length over the limit, or too many bytes sent). A client
-    // still sending it would get EPIPE instead of the answer if the socket closed under it: the rest is read and
-    // dropped (bounded) before the 413, as with the other adapters. Done here, not in a preParsing hook, which
-    // would cost every request.
-    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return tooLarge(request.raw, protocol as HttpProtocol<unknown>, 0).catch((problem: unknown) => {
-        send(reply, protocol.error(problem));
+  const errorHandler = (error: unknown, _request: FastifyRequest, reply: FastifyReply) =>
+    send(reply, protocol.error(error));
+
+  // Bodies of wrapped routes, read by the protocol's rules (as the other adapters do) instead of Fastify's parsers,
+  // which refuse `application/*+json`, a `__proto__` key and an empty JSON body. Kept until the handler runs, so that
+  // the app's own hooks (authentication) still answer before a bad body does.
+  const bodies = new WeakMap<FastifyRequest, { body?: RequestBody; error?: unknown }>();
+  const readBody: preParsingAsyncHookHandler = async (request, _reply, payload) => {
+    try {
+      bodies.set(request, {
+        body: await readNodeBody(payload, request.raw.headers, protocol as HttpProtocol<unknown>),
       });
+    } catch (error) {
+      bodies.set(request, { error });
     }
-    return send(reply, protocol.error(error));
+    return skipParsing(request, payload);
   };
 
   const statusHandler = async (request: FastifyRequest, reply: FastifyReply) => {
     const response = await protocol.handle(toRequest(request)).catch((error: unknown) => protocol.error(error));
-    return send(reply, response ?? protocol.error({ status: 404 }));
+    // Not one of ours after all (`{basePath}/` matches `:jobId` empty): the app's 404, as on the other adapters.
+    if (response) return send(reply, response);
+    reply.callNotFound();
+    return reply;
   };
 
   const plugin: FastifyPluginAsync = async (app: FastifyInstance) => {
@@ -86,36 +102,37 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
     app.addHook('preClose', async () => {
       for (const end of streams) end();
     });
+    // Only the paths the protocol owns (DESIGN.md, "Paths under the base path"): the app's own routes under the
+    // base path still register, and anything else there reaches the app's 404. Every method on a job's paths, so
+    // that those it does not take answer 405 with Allow; their bodies are never parsed (nor read).
     const common = {
-      method: ['GET', 'HEAD', 'DELETE', 'POST', 'PUT', 'PATCH'],
       exposeHeadRoutes: false,
-      bodyLimit: protocol.maxBodyBytes,
       errorHandler,
       handler: statusHandler,
+      preParsing: (request: FastifyRequest, _reply: FastifyReply, payload: RequestPayload) =>
+        Promise.resolve(skipParsing(request, payload)),
     };
-    const params = {
-      type: 'object',
-      properties: { jobId: { type: 'string' } },
-      required: ['jobId'],
-    };
-    app.route({ ...common, url: base });
-    app.route({ ...common, url: `${base}/:jobId`, schema: { params } });
-    app.route({ ...common, url: `${base}/:jobId/events`, schema: { params } });
-    // Anything else under the base path, ids longer than Fastify's maxParamLength included: the protocol answers
-    // (a 404 problem+json) instead of Fastify's own 414.
-    app.route({ ...common, url: `${base}/*` });
+    const methods = ['GET', 'HEAD', 'DELETE', 'POST', 'PUT', 'PATCH', 'OPTIONS', 'TRACE'];
+    app.route({ ...common, method: methods, url: `${base}/:jobId` });
+    app.route({ ...common, method: methods, url: `${base}/:jobId/events` });
+    if (protocol.listsJobs) app.route({ ...common, method: ['GET', 'HEAD'], url: base });
   };
 
   return {
     plugin: fp(plugin, { fastify: '5.x', name: 'respond-async' }),
     route(job, routeOptions) {
       return {
-        bodyLimit: protocol.maxBodyBytes,
         errorHandler,
+        preParsing: readBody,
         handler: async (request, reply) => {
           let response: HttpResponse;
           try {
-            const body = protocol.checkParsedBody(request.body, request.headers);
+            const read = bodies.get(request);
+            if (read?.error !== undefined) throw read.error;
+            // No read: the app replaced the route's preParsing hook, so Fastify parsed the body; checked by the rules.
+            const body = read
+              ? read.body
+              : { value: protocol.checkParsedBody(request.body, request.headers), json: undefined };
             response = await protocol.submit(job, toRequest(request, body), routeOptions);
           } catch (error) {
             response = protocol.error(error);
@@ -126,6 +143,15 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
     },
     statusUrl: (id) => protocol.statusUrl(id),
   };
+}
+
+/**
+ * Tell Fastify the request has no body left to parse (its body was read here, or is not wanted): its parsers never
+ * run on these routes. The request's own headers (`request.raw.headers`) are left as they came.
+ */
+function skipParsing(request: FastifyRequest, payload: RequestPayload): RequestPayload {
+  request.headers = { 'content-type': undefined, 'content-length': '0', 'transfer-encoding': undefined };
+  return payload;
 }
 
 export type { RespondAsyncOptions, RouteOptions } from './http/protocol.js';

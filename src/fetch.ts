@@ -31,7 +31,7 @@ const NO_BODY: RequestBody = { value: undefined, json: undefined };
  * @example
  * const ra = respondAsync(jobs);
  * app.post('/reports', (c) => ra.route(report)(c.req.raw));          // Hono
- * app.all('/jobs/*', async (c) => (await ra.handle(c.req.raw)) ?? c.notFound());
+ * app.use('/jobs/*', async (c, next) => (await ra.handle(c.req.raw)) ?? next()); // the rest goes on to your routes
  */
 export function respondAsync(jobs: Jobs, options: FetchRespondAsyncOptions = {}): FetchRespondAsync {
   const protocol = new HttpProtocol<Request>(jobs, options);

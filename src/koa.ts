@@ -1,7 +1,7 @@
 // respond-async/koa: Koa middleware for wrapped routes and status endpoints, with or without @koa/router.
 import type { Context, Middleware } from 'koa';
 import type { JobDefinition, Jobs } from './core/runtime.js';
-import { nodeHeader, readNodeBody, sendNode } from './http/node.js';
+import { nodeHeader, parsedByApp, readNodeBody, sendNode } from './http/node.js';
 import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
 import { type HttpResponse, writableResponse } from './http/response.js';
 
@@ -63,11 +63,11 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
       let response: HttpResponse;
       try {
         const parsed = (ctx.request as { body?: unknown }).body;
-        if (parsed !== undefined) {
+        if (parsedByApp(ctx.req, parsed)) {
           const body = protocol.checkParsedBody(parsed, ctx.req.headers);
           response = await protocol.submit(job, toRequest(ctx, body), routeOptions);
         } else {
-          const body = await readNodeBody(ctx.req, protocol as HttpProtocol<unknown>);
+          const body = await readNodeBody(ctx.req, ctx.req.headers, protocol as HttpProtocol<unknown>);
           response = await protocol.submit(job, toRequest(ctx, body.value, body.json), routeOptions);
         }
       } catch (error) {

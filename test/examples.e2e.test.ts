@@ -265,6 +265,10 @@ function scenarios(kind: StoreKind, framework: ExampleFramework): void {
     await expectProblem(await fetch(`${app.url}${statusUrl}`, { method: 'DELETE', headers: mallory }), 404);
     await expectProblem(await fetch(`${app.url}${statusUrl}/events`, { headers: mallory }), 404);
     await expectProblem(await fetch(`${app.url}${statusUrl}`), 404);
+    // An X-User over 200 characters is refused, not cut to one that another user shares.
+    const long = `${user}${'x'.repeat(200)}`;
+    await expectProblem(await submit({ steps: 1 }, long), 400);
+    await expectProblem(await fetch(`${app.url}${statusUrl}`, { headers: { 'x-user': long } }), 400);
     // The owner's job was not touched by the foreign DELETE.
     const { doc } = await untilDone(statusUrl, user);
     expect(doc.status).toBe('complete');

@@ -84,8 +84,10 @@ function assertSafe(answer: Answer, what: string): void {
   expect(answer.body, context).not.toMatch(/\n\s+at /);
   expect(answer.body, context).not.toMatch(/\.(ts|js|mjs|cjs):\d/);
   expect(answer.body, context).not.toMatch(/node_modules|\/work\/|\bsrc\//);
-  // 431 (headers over Node's 16 KiB maxHeaderSize) is answered by the HTTP server before any app code runs.
-  if (answer.status >= 400 && answer.status !== 431) {
+  // 431 (headers over Node's 16 KiB maxHeaderSize) is answered by the HTTP server before any app code runs, and
+  // Fastify's router answers 414 FST_ERR_MAX_PARAM_LENGTH for a path segment over its maxParamLength before any
+  // route does (the plugin registers no catch-all under the base path); nothing else here answers 414.
+  if (answer.status >= 400 && answer.status !== 431 && answer.status !== 414) {
     expect(answer.contentType, context).toMatch(/^application\/problem\+json/);
   }
 }

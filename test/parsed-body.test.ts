@@ -5,6 +5,7 @@ import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import express from 'express';
+import express4 from 'express4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJobs } from '../src/core/runtime.js';
 import { respondAsync } from '../src/express.js';
@@ -87,5 +88,48 @@ describe('a body parsed by the framework', () => {
     // 1 200 bytes on the wire, 30 once parsed and serialised again.
     const padded = Buffer.from(`{"value": "small"${' '.repeat(1200)}}`);
     expect((await post(padded)).status).toBe(413);
+  });
+});
+
+describe('a body a parser of the app skipped', () => {
+  // Express 4's express.json() (body-parser 1) leaves `req.body = {}` on a request it does not parse (another media
+  // type, no body) without reading it: that placeholder is not the body.
+  let base: string;
+  let jobs: ReturnType<typeof createJobs>;
+  let closeApp: () => Promise<void>;
+
+  beforeAll(async () => {
+    jobs = createJobs({ store: new MemoryStore(), worker: false });
+    const job = jobs.define('echo', async () => null);
+    const ra = respondAsync(jobs);
+    const app = express4();
+    app.use(express4.json());
+    app.post('/echo', ra.route(job) as unknown as express4.RequestHandler);
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    closeApp = () => new Promise((resolve) => server.close(() => resolve()));
+  });
+  afterAll(() => closeApp());
+
+  const bodyOf = async (res: Response) => (await jobs.get((await res.json()).jobId))?.input;
+
+  it('is read by respond-async itself: an application/*+json body reaches the job', async () => {
+    const res = await fetch(`${base}/echo`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/merge-patch+json' },
+      body: '{"value":"kept"}',
+    });
+    expect(res.status).toBe(202);
+    expect(await bodyOf(res)).toMatchObject({ body: { value: 'kept' } });
+  });
+
+  it('no body at all is the empty object, and a non-JSON body is still 415', async () => {
+    const empty = await fetch(`${base}/echo`, { method: 'POST' });
+    expect(empty.status).toBe(202);
+    expect(await bodyOf(empty)).toMatchObject({ body: {} });
+    const text = await fetch(`${base}/echo`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' });
+    expect(text.status).toBe(415);
+    expect(text.headers.get('content-type')).toMatch(/^application\/problem\+json/);
   });
 });

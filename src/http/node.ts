@@ -1,16 +1,24 @@
 // Node http glue shared by the Express, Koa and Fastify adapters: read a body within the limit, write an answer.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { ProblemError } from './problem.js';
 import type { HttpProtocol, RequestBody } from './protocol.js';
 import { type HttpResponse, unwritableResponse } from './response.js';
 
-/** Read and parse a JSON request body from a Node stream, stopping at the protocol's size limit. @internal */
-export function readNodeBody(req: IncomingMessage, protocol: HttpProtocol<unknown>): Promise<RequestBody> {
+/**
+ * Read and parse a JSON request body from a Node stream (the request, or what a Fastify preParsing hook hands on),
+ * stopping at the protocol's size limit. @internal
+ */
+export function readNodeBody(
+  req: Readable,
+  headers: IncomingHttpHeaders,
+  protocol: HttpProtocol<unknown>,
+): Promise<RequestBody> {
   const limit = protocol.maxBodyBytes;
-  const declared = Number(req.headers['content-length']);
+  const declared = Number(headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return tooLarge(req, protocol, 0);
   // A stream already read or torn down: the async iterator below knows how each of those ends.
-  if (req.readableEnded || req.destroyed || req.readableFlowing !== null) return readByIterator(req, protocol);
+  if (req.readableEnded || req.destroyed || req.readableFlowing !== null) return readByIterator(req, headers, protocol);
   // Plain listeners: an async iterator per request cost more than the rest of reading a small body.
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -37,7 +45,7 @@ export function readNodeBody(req: IncomingMessage, protocol: HttpProtocol<unknow
       ended = true;
       try {
         const raw = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-        resolve(protocol.readBody(raw, req.headers['content-type']));
+        resolve(protocol.readBody(raw, headers['content-type']));
       } catch (error) {
         reject(error);
       }
@@ -64,9 +72,9 @@ const DRAIN_BYTES = 8 * 1024 * 1024;
 
 /**
  * Answer 413 for an oversized body. A client still sending it would get EPIPE instead of the answer if the socket
- * closed under it, so up to DRAIN_BYTES more are read and dropped first; beyond that the connection is cut. @internal
+ * closed under it, so up to DRAIN_BYTES more are read and dropped first; beyond that the connection is cut.
  */
-export function tooLarge(req: IncomingMessage, protocol: HttpProtocol<unknown>, alreadyRead: number): Promise<never> {
+function tooLarge(req: Readable, protocol: HttpProtocol<unknown>, alreadyRead: number): Promise<never> {
   const error = new ProblemError(protocol.error({ status: 413 }));
   if (req.readableEnded || req.destroyed) return Promise.reject(error);
   return new Promise((_resolve, reject) => {
@@ -93,7 +101,11 @@ export function tooLarge(req: IncomingMessage, protocol: HttpProtocol<unknown>, 
   });
 }
 
-async function readByIterator(req: IncomingMessage, protocol: HttpProtocol<unknown>): Promise<RequestBody> {
+async function readByIterator(
+  req: Readable,
+  headers: IncomingHttpHeaders,
+  protocol: HttpProtocol<unknown>,
+): Promise<RequestBody> {
   const limit = protocol.maxBodyBytes;
   const chunks: Buffer[] = [];
   let size = 0;
@@ -102,7 +114,7 @@ async function readByIterator(req: IncomingMessage, protocol: HttpProtocol<unkno
     if (size > limit) throw new ProblemError(protocol.error({ status: 413 }));
     chunks.push(chunk);
   }
-  return protocol.readBody(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), req.headers['content-type']);
+  return protocol.readBody(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), headers['content-type']);
 }
 
 /**
@@ -144,6 +156,15 @@ function writeNode(res: ServerResponse, response: HttpResponse): (() => void) | 
     stop();
     res.end();
   };
+}
+
+/**
+ * Whether a body parser of the app read this request, so that its parsed `body` stands (checked by the protocol's
+ * rules). Otherwise the adapter reads the bytes itself: a parser that skipped the request (another media type, no
+ * body) may still have left a `{}` placeholder, which is not the body. @internal
+ */
+export function parsedByApp(req: IncomingMessage, body: unknown): boolean {
+  return body !== undefined && req.readableEnded;
 }
 
 /** The path of a Node request URL, without its query. @internal */

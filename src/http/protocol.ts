@@ -143,7 +143,8 @@ export class HttpProtocol<Req> {
     const quotaRetryAfter = options.limits?.retryAfterSeconds ?? DEFAULTS.quotaRetryAfterSeconds;
     if (!(quotaRetryAfter >= 0)) throw new TypeError('respond-async: limits.retryAfterSeconds must be at least 0');
     this.#quotaRetryAfter = String(Math.max(1, Math.ceil(quotaRetryAfter)));
-    this.#statusPattern = new RegExp(`^${escapeRegExp(basePath)}(?:/([^/]*)(/events)?)?/?$`);
+    // `B`, `B/{id}` and `B/{id}/events`, `{id}` one non-empty segment: every other path under `B` is the app's.
+    this.#statusPattern = new RegExp(`^${escapeRegExp(basePath)}(?:/([^/]+)(/events)?)?$`);
     if (options.webhooks) {
       validateWebhookOptions(options.webhooks);
       startWebhookDeliveries(jobs, { webhooks: options.webhooks, statusUrl: (id: string) => this.statusUrl(id) });
@@ -155,7 +156,12 @@ export class HttpProtocol<Req> {
     return `${this.basePath}/${id}`;
   }
 
-  /** Whether `path` is under `basePath` (the adapter should hand it to `handle`). */
+  /** Whether `GET {basePath}` lists the caller's jobs (with an `owner` option); otherwise that path is the app's. */
+  get listsJobs(): boolean {
+    return this.#options.owner !== undefined;
+  }
+
+  /** Whether `path` may be a status path (the adapter should hand it to `handle`, which may still pass it on). */
   matches(path: string): boolean {
     // Most requests are for other routes: a prefix test spares them the regex.
     return path.startsWith(this.basePath) && this.#statusPattern.test(path);
@@ -176,7 +182,9 @@ export class HttpProtocol<Req> {
         'Idempotency-Key must be a quoted string (or a token) of 1 to 255 printable ASCII characters',
       );
     }
-    let body = req.body;
+    // No body (nothing sent) is the empty object, whatever the adapter: a handler reading `body.field` never throws.
+    const received = req.body === undefined ? {} : req.body;
+    let body = received;
     let bodyJson = req.bodyJson;
     let callbackUrl: string | null = null;
     const webhooks = this.#options.webhooks;
@@ -205,7 +213,8 @@ export class HttpProtocol<Req> {
         ? undefined
         : `{"body":${bodyJson},"params":${JSON.stringify(snapshot.params)},"query":${JSON.stringify(snapshot.query)}}`;
     const owner = this.#options.owner ? await this.#owner(req.raw) : null;
-    const requestHash = idempotencyKey === null ? null : hashRequest(req.method, req.path, req.body, owner);
+    const requestHash =
+      idempotencyKey === null ? null : hashRequest(req.method, req.path, received, owner, snapshot.query);
     let result: { job: JobRecord; created: boolean };
     try {
       if (owner !== null && (await this.#overQuota(owner, idempotencyKey))) {
@@ -270,13 +279,19 @@ export class HttpProtocol<Req> {
     return jsonResponse(202, accepted, { location: statusUrl, 'retry-after': retryAfter, ...extra });
   }
 
-  /** Answer a request under `basePath` (status, cancel, events, list), or `undefined` when the path is not ours. */
+  /**
+   * Answer a request under `basePath` (status, cancel, events, list), or `undefined` when it is not ours and goes to
+   * the app's next handler: a deeper path, and on `basePath` itself anything but `GET`/`HEAD` with an `owner` option
+   * (DESIGN.md, "Paths under the base path").
+   */
   async handle(req: ProtocolRequest<Req>): Promise<HttpResponse | undefined> {
     const match = this.#statusPattern.exec(req.path);
     if (!match) return undefined;
     const [, id, events] = match;
-    if (id === undefined || id === '') return this.#list(req);
     const method = req.method.toUpperCase();
+    if (id === undefined) {
+      return this.#options.owner && (method === 'GET' || method === 'HEAD') ? this.#list(req) : undefined;
+    }
     const allowed = events ? 'GET, HEAD' : 'GET, HEAD, DELETE';
     if (!allowed.split(', ').includes(method)) {
       return problem(405, 'ERR_RESPOND_ASYNC_METHOD_NOT_ALLOWED', undefined, { allow: allowed });
@@ -292,7 +307,8 @@ export class HttpProtocol<Req> {
         status: 200,
         headers: {
           'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': NO_STORE,
+          // no-transform: compression() and proxies pass each event on at once instead of buffering the stream.
+          'cache-control': 'no-store, no-transform',
           'x-accel-buffering': 'no',
         },
         stream: jobEventStream({
@@ -331,14 +347,21 @@ export class HttpProtocol<Req> {
         connection: 'close',
       });
     if (status === 415)
-      return problem(415, 'ERR_RESPOND_ASYNC_UNSUPPORTED_MEDIA_TYPE', 'The body must be JSON (application/json)');
+      return problem(
+        415,
+        'ERR_RESPOND_ASYNC_UNSUPPORTED_MEDIA_TYPE',
+        'The body must be JSON in UTF-8 (application/json or application/*+json)',
+      );
     if (status === 400) return problem(400, 'ERR_RESPOND_ASYNC_BAD_BODY', 'The body is not valid JSON');
     if (status !== undefined && status >= 400 && status < 500) return problem(status, 'ERR_RESPOND_ASYNC_BAD_REQUEST');
     this.jobs.logger.error('respond-async: request failed', error);
     return problem(500, 'ERR_RESPOND_ASYNC_INTERNAL', 'The request could not be handled');
   }
 
-  /** Parse a raw body as JSON within the size limit, or throw a ProblemError (400, 413, 415). */
+  /**
+   * Parse a raw body as JSON within the size limit, or throw a ProblemError (400, 413, 415). An empty body is no body
+   * (`undefined`); any other needs a JSON Content-Type in UTF-8 (see `isJsonType`). A `__proto__` key is plain data.
+   */
   parseBody(raw: string | Uint8Array, contentType: string | undefined): unknown {
     return this.readBody(raw, contentType).value;
   }
@@ -348,9 +371,7 @@ export class HttpProtocol<Req> {
     const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.byteLength;
     if (size > this.maxBodyBytes) throw new ProblemError(this.error({ status: 413 }));
     if (size === 0) return { value: undefined, json: undefined };
-    if (contentType !== undefined && !isJsonType(contentType)) {
-      throw new ProblemError(this.error({ status: 415 }));
-    }
+    if (!isJsonType(contentType)) throw new ProblemError(this.error({ status: 415 }));
     const text = typeof raw === 'string' ? raw : UTF8.decode(raw);
     let parsed: unknown;
     try {
@@ -364,18 +385,18 @@ export class HttpProtocol<Req> {
 
   /**
    * Check a body a framework already parsed: JSON only (415 otherwise) and within the size limit (413), given the
-   * request's headers. Throws a ProblemError; returns the body.
+   * request's headers, by the rules of `readBody`. Throws a ProblemError; returns the body (`undefined` when the
+   * request carried none: a parser's `{}` placeholder for a body-less request is no body).
    *
    * The size is the body's `Content-Length` when it declares one and no `Content-Encoding` (the framework's parser
    * read exactly that many bytes), as for a body this library reads itself; otherwise (chunked, compressed) the
    * size of the body serialised again.
    */
   checkParsedBody(body: unknown, headers: Readonly<Record<string, string | string[] | undefined>>): unknown {
-    if (body === undefined) return body;
+    if (body === undefined || !hasBody(headers)) return undefined;
     const contentType = headers['content-type'];
-    if (typeof contentType === 'string' && contentType !== '' && !isJsonType(contentType)) {
+    if (typeof contentType !== 'string' || !isJsonType(contentType))
       throw new ProblemError(this.error({ status: 415 }));
-    }
     if (nestedDeeperThan(body, MAX_BODY_DEPTH)) throw new ProblemError(tooDeep());
     const declared =
       headers['content-encoding'] === undefined ? Number(headers['content-length'] ?? Number.NaN) : Number.NaN;
@@ -467,12 +488,27 @@ export class HttpProtocol<Req> {
   }
 }
 
-const JSON_TYPE_PATTERN = /^application\/([\w.+-]+\+)?json\s*(;|$)/i;
+const JSON_TYPE_PATTERN = /^application\/(?:[\w.+-]+\+)?json[ \t]*(?:;(.*))?$/i;
+const CHARSET_PARAMETER = /(?:^|;)[ \t]*charset[ \t]*=[ \t]*("?)([^";]*)\1[ \t]*(?:;|$)/i;
 
-/** Whether a Content-Type is JSON (`application/json`, `application/*+json`, any case, any parameters). */
-function isJsonType(contentType: string): boolean {
+/**
+ * Whether a body with this Content-Type is read: JSON (`application/json` or `application/*+json`, any case) in
+ * UTF-8 (no charset, `utf-8`, or its subset `us-ascii`). A body without a Content-Type, or in another charset
+ * (`utf-16`, `latin1`, which would decode to other text), is refused (415) rather than guessed.
+ */
+function isJsonType(contentType: string | undefined): boolean {
   // The two usual spellings without the regex (it runs on every accept).
-  return contentType === 'application/json' || contentType === JSON_TYPE || JSON_TYPE_PATTERN.test(contentType);
+  if (contentType === 'application/json' || contentType === JSON_TYPE) return true;
+  const match = contentType === undefined ? null : JSON_TYPE_PATTERN.exec(contentType);
+  if (!match) return false;
+  const charset = match[1] === undefined ? undefined : CHARSET_PARAMETER.exec(match[1])?.[2]?.toLowerCase();
+  return charset === undefined || charset === 'utf-8' || charset === 'utf8' || charset === 'us-ascii';
+}
+
+/** Whether a request carries a body, by its headers (a framework's parser may leave `{}` when it carries none). */
+function hasBody(headers: Readonly<Record<string, string | string[] | undefined>>): boolean {
+  const length = headers['content-length'];
+  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 function notFound(): HttpResponse {
@@ -527,11 +563,20 @@ function deeperThan(value: object, level: number, max: number): boolean {
   return false;
 }
 
-/** Fingerprint of a request for idempotency: method, path, body (keys sorted) and owner. @internal */
-export function hashRequest(method: string, path: string, body: unknown, owner: string | null): string {
-  return createHash('sha256')
-    .update(JSON.stringify([method.toUpperCase(), path, canonical(body), owner]))
-    .digest('base64url');
+/**
+ * Fingerprint of a request for idempotency: method, path, query, body (keys sorted) and owner. Without a query the
+ * fingerprint is the one earlier versions stored, so a retry across an upgrade still replays. @internal
+ */
+export function hashRequest(
+  method: string,
+  path: string,
+  body: unknown,
+  owner: string | null,
+  query: Record<string, unknown> = {},
+): string {
+  const parts = [method.toUpperCase(), path, canonical(body), owner];
+  if (Object.keys(query).length > 0) parts.push(canonical(query));
+  return createHash('sha256').update(JSON.stringify(parts)).digest('base64url');
 }
 
 function canonical(value: unknown): unknown {

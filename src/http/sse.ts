@@ -76,8 +76,7 @@ export function jobEventStream(options: EventStreamOptions): EventStream {
         refresh().catch(() => stop(true));
       };
       const unwatch = jobs.watch(id, refreshSafely);
-      const onClosing = () => stop(true);
-      jobs.closing.addEventListener('abort', onClosing);
+      const offClosing = onAbort(jobs.closing, () => stop(true));
       const heartbeat = setInterval(() => sink.write(': keep-alive\n\n'), heartbeatMs);
       heartbeat.unref();
 
@@ -85,7 +84,7 @@ export function jobEventStream(options: EventStreamOptions): EventStream {
         if (closed) return;
         closed = true;
         unwatch();
-        jobs.closing.removeEventListener('abort', onClosing);
+        offClosing();
         clearInterval(heartbeat);
         if (end) sink.end();
       }
@@ -99,4 +98,26 @@ export function jobEventStream(options: EventStreamOptions): EventStream {
       return () => stop(false);
     },
   };
+}
+
+/** Callbacks of the streams open on each runtime's `closing` signal: one listener on the signal serves them all. */
+const abortCallbacks = new WeakMap<AbortSignal, Set<() => void>>();
+
+/**
+ * Call `callback` when `signal` aborts; returns the function that forgets it. Every stream watches the same signal,
+ * and one listener each would pass its EventTarget's limit of 10 (a MaxListenersExceededWarning at the 11th stream).
+ */
+function onAbort(signal: AbortSignal, callback: () => void): () => void {
+  let callbacks = abortCallbacks.get(signal);
+  if (!callbacks) {
+    const all = new Set<() => void>();
+    signal.addEventListener('abort', () => {
+      for (const call of [...all]) call();
+    });
+    abortCallbacks.set(signal, all);
+    callbacks = all;
+  }
+  callbacks.add(callback);
+  const registered = callbacks;
+  return () => registered.delete(callback);
 }

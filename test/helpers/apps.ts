@@ -26,6 +26,25 @@ export interface AppSpec {
   /** Adapter options; `owner` reads the X-User header unless `anonymous`. */
   options?: Omit<RespondAsyncOptions<any>, 'owner'>;
   anonymous?: boolean;
+  /** The app's own routes (answering `{ app: path }`), registered before the status routes. */
+  appRoutesBefore?: AppRoute[];
+  /** The app's own routes, registered after the status routes and the wrapped routes. */
+  appRoutesAfter?: AppRoute[];
+}
+
+/** A route of the app itself: `path` in Express syntax (`/jobs/:id/notes`). */
+export interface AppRoute {
+  method: 'GET' | 'POST';
+  path: string;
+}
+
+/** Koa has no router here: a middleware answering `route` when method and path match. */
+function koaRoute(route: AppRoute) {
+  const pattern = new RegExp(`^${route.path.replace(/:[^/]+/g, '[^/]+')}$`);
+  return async (ctx: import('koa').Context, next: () => Promise<unknown>) => {
+    if (ctx.method !== route.method || !pattern.test(ctx.path)) return next();
+    ctx.body = { app: route.path };
+  };
 }
 
 export interface RunningApp {
@@ -49,8 +68,12 @@ export async function startApp(framework: Framework, spec: AppSpec): Promise<Run
         ...base,
         owner: spec.anonymous ? undefined : (req) => header(req.headers['x-user']),
       });
+      const own = (r: AppRoute) =>
+        app[r.method === 'GET' ? 'get' : 'post'](r.path, (_req, res) => void res.json({ app: r.path }));
+      for (const r of spec.appRoutesBefore ?? []) own(r);
       for (const r of spec.routes) app.post(r.path, ra.route(r.job, r.options));
       app.use(ra.routes());
+      for (const r of spec.appRoutesAfter ?? []) own(r);
       return listenNode(app.listen(0, '127.0.0.1'));
     }
     case 'fastify': {
@@ -59,8 +82,11 @@ export async function startApp(framework: Framework, spec: AppSpec): Promise<Run
         ...base,
         owner: spec.anonymous ? undefined : (req) => header(req.headers['x-user']),
       });
+      const own = (r: AppRoute) => app.route({ method: r.method, url: r.path, handler: async () => ({ app: r.path }) });
+      for (const r of spec.appRoutesBefore ?? []) own(r);
       await app.register(ra.plugin);
       for (const r of spec.routes) app.post(r.path, ra.route(r.job, r.options));
+      for (const r of spec.appRoutesAfter ?? []) own(r);
       await app.listen({ port: 0, host: '127.0.0.1' });
       const { port } = app.server.address() as AddressInfo;
       return { url: `http://127.0.0.1:${port}`, close: () => app.close() };
@@ -72,12 +98,16 @@ export async function startApp(framework: Framework, spec: AppSpec): Promise<Run
         ...base,
         owner: spec.anonymous ? undefined : (ctx) => header(ctx.headers['x-user']),
       });
+      for (const r of spec.appRoutesBefore ?? []) app.use(koaRoute(r));
       app.use(ra.routes());
       for (const r of spec.routes) app.use(ra.post(r.path, r.job, r.options));
+      for (const r of spec.appRoutesAfter ?? []) app.use(koaRoute(r));
       return listenNode(app.listen(0, '127.0.0.1'));
     }
     case 'fetch': {
       const app = new Hono();
+      const own = (r: AppRoute) => app.on(r.method, r.path, (c) => c.json({ app: r.path }));
+      for (const r of spec.appRoutesBefore ?? []) own(r);
       const ra = fetchAdapter(spec.jobs, {
         ...base,
         owner: spec.anonymous ? undefined : (req) => header(req.headers.get('x-user')),
@@ -86,7 +116,9 @@ export async function startApp(framework: Framework, spec: AppSpec): Promise<Run
         const handler = ra.route(r.job, r.options);
         app.post(r.path, (c) => handler(c.req.raw, c.req.param()));
       }
-      app.all('*', async (c) => (await ra.handle(c.req.raw)) ?? c.notFound());
+      // Not a status path (undefined): on to the app's later routes, then Hono's 404.
+      app.use('*', async (c, next) => (await ra.handle(c.req.raw)) ?? next());
+      for (const r of spec.appRoutesAfter ?? []) own(r);
       const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
         const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s));
       });

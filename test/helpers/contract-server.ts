@@ -312,7 +312,7 @@ export async function startContractServer(options: ContractServerOptions = {}): 
     let closed = false;
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-store',
+      'cache-control': 'no-store, no-transform',
       'x-accel-buffering': 'no',
     });
     res.flushHeaders();
