@@ -5,17 +5,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { JobStore } from '../src/core/store.js';
-import type { NewJob } from '../src/core/types.js';
 import { MemoryStore } from '../src/index.js';
 import { PostgresStore } from '../src/postgres.js';
 import { SqliteStore } from '../src/sqlite.js';
+import { newJob } from './helpers/jobs.js';
 import { closeAdmin, pgUrl, schemas } from './helpers/postgres.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cancel-rule-'));
 const fresh = schemas('cancelrule');
 const stores: JobStore[] = [];
 let files = 0;
-let counter = 0;
 
 afterAll(async () => {
   for (const store of stores) await store.close();
@@ -23,20 +22,6 @@ afterAll(async () => {
   await closeAdmin();
   rmSync(dir, { recursive: true, force: true });
 });
-
-function newJob(): NewJob {
-  counter += 1;
-  return {
-    id: `job-${Date.now().toString(36)}-${counter}`,
-    name: 'task',
-    input: { n: counter },
-    owner: null,
-    idempotencyKey: null,
-    requestHash: null,
-    maxAttempts: 3,
-    callbackUrl: null,
-  };
-}
 
 const WORKER = 'worker-1';
 const RETENTION = { retentionMs: 60_000 };

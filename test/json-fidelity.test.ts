@@ -12,13 +12,13 @@ import { PostgresStore } from '../src/postgres.js';
 import { SqliteStore } from '../src/sqlite.js';
 import { POSTGRES_MIGRATIONS } from '../src/stores/postgres-migrations.js';
 import { startApp } from './helpers/apps.js';
+import { newJob as baseJob } from './helpers/jobs.js';
 import { adminPool, closeAdmin, eventually, pgUrl, schemas } from './helpers/postgres.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'json-fidelity-'));
 const fresh = schemas('jsonfid');
 const opened: JobStore[] = [];
 let files = 0;
-let counter = 0;
 
 afterAll(async () => {
   for (const store of opened) await store.close();
@@ -32,18 +32,7 @@ const INPUT = { body: { text: 'a\u0000b', 'k\u0000ey': 1, lone: '\ud800', nested
 const RESULT = { out: 'x\u0000y', lone: '\ud800z', 'r\u0000': null };
 
 function newJob(overrides: Partial<NewJob> = {}): NewJob {
-  counter += 1;
-  return {
-    id: `job-${Date.now().toString(36)}-${counter}`,
-    name: 'task',
-    input: INPUT,
-    owner: null,
-    idempotencyKey: null,
-    requestHash: null,
-    maxAttempts: 3,
-    callbackUrl: null,
-    ...overrides,
-  };
+  return baseJob({ input: INPUT, ...overrides });
 }
 
 const WORKER = 'worker-1';

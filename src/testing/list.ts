@@ -96,6 +96,11 @@ export function registerList(test: TestCase): void {
     assert.ok((await store.list({ owner: 'bob', limit: 10, before: newest })).length === 0);
   });
 
+  registerOwnerLookups(test);
+}
+
+/** The per-owner quota's count and the idempotency lookup by key. */
+function registerOwnerLookups(test: TestCase): void {
   test('countByOwner counts the owner’s unexpired jobs, finished ones too, up to the bound', async ({ store }) => {
     if (!store.countByOwner) return; // optional
     for (let i = 0; i < 5; i += 1) await store.create(newJob({ owner: 'alice' }));
