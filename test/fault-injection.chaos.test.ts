@@ -88,14 +88,19 @@ const total = newTally();
 /** Server processes that exited during a run (the child process; this one cannot count itself, it would not be here). */
 let processesDied = 0;
 
-/** The job every in-process runtime runs: three steps with progress, then the input's `n` back. */
+/**
+ * The job every in-process runtime runs: three steps with progress, then the input's `n` back. One in five takes
+ * 1.5 s (its lease is renewed, its stream sees progress); one in seven throws on its first attempt (a retry).
+ */
 function defineWork(jobs: Jobs, flood = 0) {
   return jobs.define(
     'work',
     async (req: { body?: { n?: number } }, ctx) => {
+      const n = req.body?.n ?? 0;
+      const stepMs = n % 5 === 0 ? 500 : 15;
       for (let step = 1; step <= 3; step++) {
         await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(resolve, 15);
+          const timer = setTimeout(resolve, stepMs);
           ctx.signal.addEventListener('abort', () => {
             clearTimeout(timer);
             reject(ctx.signal.reason);
@@ -106,6 +111,7 @@ function defineWork(jobs: Jobs, flood = 0) {
         for (let i = 0; i < flood; i++) writes.push(ctx.progress(step * 30 + (i % 10)));
         await Promise.all(writes);
       }
+      if (n % 7 === 0 && ctx.attempt === 1) throw new Error('first attempts of every seventh job fail');
       return { n: req.body?.n ?? null };
     },
     { attempts: 5, backoff: { delayMs: 100, maxDelayMs: 500 } },
@@ -384,15 +390,25 @@ const STORES: Array<{ label: string; make(): JobStore }> = [
 
 describe('fault injection under load', () => {
   it.each(STORES)(
-    '$label store: a fifth of every kind of store call fails, on all four adapters',
+    '$label store: a quarter of every kind of store call fails (all of them for 1 s), on all four adapters',
     async ({ label, make }) => {
-      const store = new FaultyStore(make(), { rate: 0.2, maxHangMs: 400 });
+      const store = new FaultyStore(make(), { rate: 0.25, maxHangMs: 1200 });
       const served = await serveAll(store);
       const tally = newTally();
       let accepted: Accepted[] = [];
       try {
         store.on();
-        accepted = await drive(tally, served.targets, { submits: 240, lanes: 8 });
+        accepted = await drive(tally, served.targets, {
+          submits: 240,
+          lanes: 8,
+          during: async () => {
+            // A full outage for a second in the middle of the run: every call fails.
+            await sleep(1500);
+            store.setRate(1);
+            await sleep(1000);
+            store.setRate(0.25);
+          },
+        });
         store.off();
         tally.injected = store.injected.total;
         await settle(tally, accepted, (job) => store.inner.get(job.id));
@@ -405,8 +421,8 @@ describe('fault injection under load', () => {
         tally,
         `; faults by method ${JSON.stringify(store.injected.byMethod)}; log lines ${served.logged.error}+${served.logged.warn}`,
       );
-      // Every kind of call the runtime and the protocol make got faults.
-      for (const method of ['create', 'get', 'list', 'claim', 'progress', 'complete', 'cancel']) {
+      // Every kind of call the runtime and the protocol make got faults (renew too, mostly: it is called less often).
+      for (const method of ['create', 'get', 'list', 'claim', 'progress', 'complete', 'fail', 'cancel']) {
         expect(store.injected.byMethod[method] ?? 0, method).toBeGreaterThan(0);
       }
     },
@@ -498,13 +514,13 @@ describe('fault injection under load', () => {
         submits: 200,
         lanes: 8,
         during: async (lanesDone) => {
-          // Every ~1 s, take both connections for 500 ms: everything else waits, then times out (503).
+          // Take both connections for 700 ms every second: everything else waits, then times out (503).
           while (!lanesDone()) {
-            await sleep(500);
+            await sleep(300);
             const clients = await Promise.allSettled([pool.connect(), pool.connect()]);
             const held = clients.flatMap((c) => (c.status === 'fulfilled' ? [c.value] : []));
             if (held.length === 2) holds += 1;
-            await sleep(500);
+            await sleep(700);
             for (const client of held) client.release();
           }
         },

@@ -39,7 +39,7 @@ export class FaultyStore implements JobStore {
   readonly createClaimed?: JobStore['createClaimed'];
   readonly subscribe?: JobStore['subscribe'];
   #on = false;
-  readonly #rate: number;
+  #rate: number;
   readonly #maxHangMs: number;
   readonly #random: () => number;
 
@@ -70,6 +70,11 @@ export class FaultyStore implements JobStore {
   /** Stop injecting faults (calls already hanging finish as they were going to). */
   off(): void {
     this.#on = false;
+  }
+
+  /** Change the fraction of calls that get a fault (1: a full outage). */
+  setRate(rate: number): void {
+    this.#rate = rate;
   }
 
   get faulty(): boolean {
