@@ -419,7 +419,8 @@ describe('fault injection under load', () => {
       report(
         `faults on ${label}, express+fastify+koa+fetch`,
         tally,
-        `; faults by method ${JSON.stringify(store.injected.byMethod)}; log lines ${served.logged.error}+${served.logged.warn}`,
+        `; store calls ${Object.values(store.calls).reduce((a, b) => a + b, 0)}` +
+          `; faults by method ${JSON.stringify(store.injected.byMethod)} by kind ${JSON.stringify(store.injected.byKind)}; log lines ${served.logged.error}+${served.logged.warn}`,
       );
       // Every kind of call the runtime and the protocol make got faults (renew too, mostly: it is called less often).
       for (const method of ['create', 'get', 'list', 'claim', 'progress', 'complete', 'fail', 'cancel']) {

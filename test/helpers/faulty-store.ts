@@ -77,10 +77,6 @@ export class FaultyStore implements JobStore {
     this.#rate = rate;
   }
 
-  get faulty(): boolean {
-    return this.#on;
-  }
-
   async #call<T>(method: string, call: () => Promise<T>): Promise<T> {
     this.calls[method] = (this.calls[method] ?? 0) + 1;
     if (!this.#on || SPARED.has(method) || this.#random() >= this.#rate) return call();
