@@ -10,7 +10,13 @@ import type {
 import fp from 'fastify-plugin';
 import type { JobDefinition, Jobs } from './core/runtime.js';
 import { nodeHeader, pathOf, sendNode, tooLarge } from './http/node.js';
-import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
+import {
+  HttpProtocol,
+  type ProtocolRequest,
+  type RespondAsyncOptions,
+  type RouteOptions,
+  type RouteOptionsArg,
+} from './http/protocol.js';
 import { type HttpResponse, writableResponse } from './http/response.js';
 
 export type FastifyRespondAsyncOptions = RespondAsyncOptions<FastifyRequest>;
@@ -22,7 +28,7 @@ export interface FastifyRespondAsync {
   /** Route options (handler, body limit, problem+json errors) for `app.post('/reports', ra.route(report))`. */
   route<Input>(
     job: JobDefinition<Input, unknown>,
-    options?: FastifyRouteOptions<Input>,
+    ...options: RouteOptionsArg<FastifyRequest, Input>
   ): RouteShorthandOptionsWithHandler;
   statusUrl(jobId: string): string;
 }
@@ -108,7 +114,7 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
 
   return {
     plugin: fp(plugin, { fastify: '5.x', name: 'respond-async' }),
-    route(job, routeOptions) {
+    route<Input>(job: JobDefinition<Input, unknown>, routeOptions?: FastifyRouteOptions<Input>) {
       return {
         bodyLimit: protocol.maxBodyBytes,
         errorHandler,
