@@ -179,7 +179,12 @@ describe('the packed package', () => {
   });
 
   it('runs jobs through the built ESM code: Express + client, Koa with Prefer: wait, SQLite, PostgreSQL', () => {
-    expect(esm.smoke.express).toEqual({ status: 202, location: true, result: { echo: 'esm-express', attempt: 1 } });
+    expect(esm.smoke.express).toEqual({
+      status: 202,
+      location: true,
+      statusUrl: true,
+      result: { echo: 'esm-express', attempt: 1 },
+    });
     expect(esm.smoke.koa.status).toBe(200);
     expect(esm.smoke.koa.doc).toMatchObject({ status: 'complete', progress: 100, result: { echo: 'esm-koa' } });
     expect(esm.smoke.sqlite).toEqual({ status: 'complete', result: 5 });
