@@ -36,6 +36,29 @@ export interface ResultLocation {
   location: string;
 }
 
+/**
+ * What `submit` resolves with: the accepted job, with its status URL made absolute (resolved against the answer's
+ * URL), ready for `waitFor`, `cancel` and `statusOf`.
+ */
+export interface AcceptedJob<Result = unknown> {
+  /** The job id: the answer's `jobId`, else the last segment of the status URL. */
+  jobId: string;
+  /** The job status the answer reported: `queued` on a 202, the terminal one when `Prefer: wait` was met. */
+  status: JobStatus;
+  /** The absolute status URL: `GET` it, `DELETE` it, or follow `{statusUrl}/events`. */
+  statusUrl: string;
+  /** The `Location` header as the server sent it (often relative), when it sent one. */
+  location: string | undefined;
+  /** The HTTP status of the answer: 202, or 200 when `Prefer: wait` was met. */
+  httpStatus: number;
+  /** The answer's headers (`Retry-After`, `Location`, ...). */
+  headers: Headers;
+  /** The status document of the answer, when it sent one. */
+  document: StatusDocument<Result> | undefined;
+  /** The answer itself; its body is still unread. */
+  response: Response;
+}
+
 /** Options of `submit`: a `RequestInit` whose `body` may also be a plain object or array (sent as JSON). */
 export interface SubmitInit extends Omit<RequestInit, 'body'> {
   body?: BodyInit | null | Record<string, unknown> | unknown[] | number | boolean;
@@ -147,10 +170,11 @@ export class WaitTimeoutError extends RespondAsyncClientError {
 
 /**
  * POST to a 202 Accepted route. A plain object or array `body` is sent as JSON (with `content-type: application/json`
- * unless set). Resolves with the Response (202, or 200 when `Prefer: wait` applied); a 4xx/5xx answer rejects with a
- * `RespondAsyncClientError` carrying the problem details.
+ * unless set). Resolves with the accepted job (`jobId`, absolute `statusUrl`, the `response`: 202, or 200 when
+ * `Prefer: wait` applied); a 4xx/5xx answer rejects with a `RespondAsyncClientError` carrying the problem details, a
+ * URL that cannot be resolved (relative, in Node) with one coded `ERR_RESPOND_ASYNC_BAD_URL`.
  */
-export async function submit(url: string | URL, init: SubmitInit = {}): Promise<Response> {
+export async function submit<Result = unknown>(url: string | URL, init: SubmitInit = {}): Promise<AcceptedJob<Result>> {
   const { fetch: customFetch, body, ...rest } = init;
   const headers = new Headers(rest.headers);
   let payload = body as BodyInit | null | undefined;
@@ -159,9 +183,42 @@ export async function submit(url: string | URL, init: SubmitInit = {}): Promise<
     if (!headers.has('content-type')) headers.set('content-type', 'application/json');
   }
   if (!headers.has('accept')) headers.set('accept', 'application/json');
-  const res = await fetcher(customFetch)(url, { ...rest, method: rest.method ?? 'POST', headers, body: payload });
+  const target = requestUrl(url, customFetch);
+  const res = await fetcher(customFetch)(target, { ...rest, method: rest.method ?? 'POST', headers, body: payload });
   if (res.status >= 400) throw await httpError(res);
-  return res;
+  return accepted<Result>(res, res.url || (target instanceof URL ? target.href : pageHref()));
+}
+
+/** Read the accepted job from a submit's answer, leaving `response`'s body unread. */
+async function accepted<Result>(res: Response, base: string | undefined): Promise<AcceptedJob<Result>> {
+  let document: StatusDocument<Result> | undefined;
+  try {
+    const body = await readBody(res.clone());
+    if (body.kind === 'json' && isDocument(body.value, false)) document = body.value as StatusDocument<Result>;
+  } catch {
+    // no readable document: the headers tell the rest
+  }
+  const location = res.headers.get('location') ?? undefined;
+  const where = location ?? res.headers.get('content-location') ?? str(document?.statusUrl);
+  if (where === undefined && res.status === 202) {
+    throw new RespondAsyncClientError('The 202 answer has no Location header and no statusUrl', {
+      code: 'ERR_RESPOND_ASYNC_BAD_RESPONSE',
+      status: res.status,
+      url: res.url || undefined,
+    });
+  }
+  const statusUrl = where === undefined ? (base ?? '') : toUrl(where, base).href;
+  const status = document ? normalizeStatus(document.status) : res.status === 202 ? 'queued' : 'complete';
+  return {
+    jobId: str(document?.jobId) ?? lastSegment(statusUrl),
+    status: status === 'running' ? (document?.status ?? 'processing') : status,
+    statusUrl,
+    location,
+    httpStatus: res.status,
+    headers: res.headers,
+    document,
+    response: res,
+  };
 }
 
 /**
@@ -170,13 +227,14 @@ export async function submit(url: string | URL, init: SubmitInit = {}): Promise<
  * (409 when the job had already finished, 404 when unknown).
  */
 export async function cancel<Result = unknown>(
-  statusUrl: string | URL,
+  job: AcceptedJob | string | URL,
   init: CancelInit = {},
 ): Promise<StatusDocument<Result>> {
   const { fetch: customFetch, ...rest } = init;
   const headers = new Headers(rest.headers);
   if (!headers.has('accept')) headers.set('accept', 'application/json');
-  const res = await fetcher(customFetch)(statusUrl, { ...rest, method: 'DELETE', headers });
+  const target = requestUrl(isAccepted(job) ? job.statusUrl : job, customFetch);
+  const res = await fetcher(customFetch)(target, { ...rest, method: 'DELETE', headers });
   if (res.status >= 400) throw await httpError(res);
   const body = await readBody(res);
   if (body.kind !== 'json') {
@@ -192,7 +250,7 @@ export async function cancel<Result = unknown>(
 /**
  * Wait for the outcome of an asynchronous operation.
  *
- * `target` is the Response of the submit (its `Location` is followed; a 200 terminal document, e.g. after
+ * `target` is what `submit` resolved with, the Response of a submit (its `Location` is followed; a 200 terminal document, e.g. after
  * `Prefer: wait`, settles at once) or the status URL. Server-Sent Events (`{statusUrl}/events`) are preferred; when
  * not offered, or when the stream breaks and one resume with `Last-Event-ID` does not help, the status URL is polled,
  * honouring `Retry-After` (else a capped exponential backoff with jitter).
@@ -203,7 +261,7 @@ export async function cancel<Result = unknown>(
  * `RespondAsyncClientError` for HTTP and protocol errors.
  */
 export function waitFor<Result = unknown>(
-  responseOrStatusUrl: Response | string | URL,
+  responseOrStatusUrl: AcceptedJob | Response | string | URL,
   options: WaitOptions = {},
 ): Promise<Result> {
   return new Waiter(options).run(responseOrStatusUrl) as Promise<Result>;
@@ -248,7 +306,7 @@ class Waiter {
     return this.#controller.signal;
   }
 
-  async run(target: Response | string | URL): Promise<unknown> {
+  async run(target: AcceptedJob | Response | string | URL): Promise<unknown> {
     const { signal, timeoutMs } = this.#options;
     if (signal?.aborted) throw abortReason(signal);
     const onAbort = (): void => this.#controller.abort(abortReason(signal!));
@@ -278,10 +336,20 @@ class Waiter {
     }
   }
 
-  async #follow(target: Response | string | URL): Promise<unknown> {
+  async #follow(target: AcceptedJob | Response | string | URL): Promise<unknown> {
     let statusUrl: URL;
     let firstDelayMs = 0;
-    if (isResponse(target)) {
+    if (isAccepted(target) && target.statusUrl !== '' && (target.document || target.httpStatus === 202)) {
+      // A terminal document (`Prefer: wait` met) settles at once; otherwise follow the absolute status URL.
+      if (target.document && normalizeStatus(target.document.status) !== 'running') {
+        const step = await this.#document(target.document, target.statusUrl);
+        if (step.done) return step.value;
+      }
+      statusUrl = toUrl(target.statusUrl);
+      firstDelayMs = this.#retryAfter(target.response) ?? 0;
+    } else if (isAccepted(target)) {
+      return this.#follow(target.response);
+    } else if (isResponse(target)) {
       const res = target;
       const base = res.url || pageHref();
       if (res.status === 202) {
@@ -832,6 +900,40 @@ function toUrl(value: string, base?: string): URL {
 function pageHref(): string | undefined {
   const location = (globalThis as { location?: { href?: unknown } }).location;
   return typeof location?.href === 'string' ? location.href : undefined;
+}
+
+/** The URL to fetch: resolved against the page, else a `RespondAsyncClientError` instead of fetch's bare TypeError. */
+function requestUrl(url: string | URL, customFetch: typeof fetch | undefined): string | URL {
+  if (url instanceof URL) return url;
+  try {
+    return new URL(String(url), pageHref());
+  } catch (error) {
+    // A custom fetch may know how to reach a relative URL (a test app, a framework's own request helper).
+    if (customFetch) return url;
+    throw new RespondAsyncClientError(
+      `Cannot resolve the URL ${JSON.stringify(url)}: pass an absolute URL (or the job submit resolved with)`,
+      { code: 'ERR_RESPOND_ASYNC_BAD_URL', cause: error },
+    );
+  }
+}
+
+function lastSegment(url: string): string {
+  const path = url.split(/[?#]/)[0] ?? '';
+  const segment = path.replace(/\/+$/, '').split('/').pop() ?? '';
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+function isAccepted(value: unknown): value is AcceptedJob {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as AcceptedJob).statusUrl === 'string' &&
+    isResponse((value as AcceptedJob).response)
+  );
 }
 
 function isResponse(value: unknown): value is Response {

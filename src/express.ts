@@ -2,7 +2,13 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { JobDefinition, Jobs } from './core/runtime.js';
 import { nodeHeader, parsedByApp, pathOf, readNodeBody, sendNode } from './http/node.js';
-import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
+import {
+  HttpProtocol,
+  type ProtocolRequest,
+  type RespondAsyncOptions,
+  type RouteOptions,
+  type RouteOptionsArg,
+} from './http/protocol.js';
 import type { HttpResponse } from './http/response.js';
 
 export type ExpressRespondAsyncOptions = RespondAsyncOptions<Request>;
@@ -10,7 +16,7 @@ export type ExpressRouteOptions<Input> = RouteOptions<Request, Input>;
 
 export interface ExpressRespondAsync {
   /** A handler for a route that answers 202 and runs `job` in the background. */
-  route<Input>(job: JobDefinition<Input, unknown>, options?: ExpressRouteOptions<Input>): RequestHandler;
+  route<Input>(job: JobDefinition<Input, unknown>, ...options: RouteOptionsArg<Request, Input>): RequestHandler;
   /** Middleware serving `GET|DELETE {basePath}/:jobId`, `GET {basePath}/:jobId/events` and `GET {basePath}`. Mount it on the app, not under a path. */
   routes(): RequestHandler;
   /** The status URL of a job. */
@@ -39,7 +45,7 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
   });
 
   return {
-    route(job, routeOptions) {
+    route<Input>(job: JobDefinition<Input, unknown>, routeOptions?: ExpressRouteOptions<Input>) {
       const accept = async (req: Request): Promise<HttpResponse> => {
         try {
           if (parsedByApp(req, req.body)) {

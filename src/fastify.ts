@@ -17,6 +17,7 @@ import {
   type RequestBody,
   type RespondAsyncOptions,
   type RouteOptions,
+  type RouteOptionsArg,
 } from './http/protocol.js';
 import { type HttpResponse, writableResponse } from './http/response.js';
 
@@ -29,7 +30,7 @@ export interface FastifyRespondAsync {
   /** Route options (handler, body reading, problem+json errors) for `app.post('/reports', ra.route(report))`. */
   route<Input>(
     job: JobDefinition<Input, unknown>,
-    options?: FastifyRouteOptions<Input>,
+    ...options: RouteOptionsArg<FastifyRequest, Input>
   ): RouteShorthandOptionsWithHandler;
   statusUrl(jobId: string): string;
 }
@@ -120,7 +121,7 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
 
   return {
     plugin: fp(plugin, { fastify: '5.x', name: 'respond-async' }),
-    route(job, routeOptions) {
+    route<Input>(job: JobDefinition<Input, unknown>, routeOptions?: FastifyRouteOptions<Input>) {
       return {
         errorHandler,
         preParsing: readBody,

@@ -7,6 +7,7 @@ import {
   type RequestBody,
   type RespondAsyncOptions,
   type RouteOptions,
+  type RouteOptionsArg,
 } from './http/protocol.js';
 import { type HttpResponse, unwritableResponse, writableResponse } from './http/response.js';
 
@@ -17,7 +18,7 @@ export interface FetchRespondAsync {
   /** A `(request, params?) => Response` handler that answers 202 and runs `job`. */
   route<Input>(
     job: JobDefinition<Input, unknown>,
-    options?: FetchRouteOptions<Input>,
+    ...options: RouteOptionsArg<Request, Input>
   ): (request: Request, params?: Record<string, string>) => Promise<Response>;
   /** Answer a status-endpoint request under `basePath`, or `undefined` when the path is not one. */
   handle(request: Request): Promise<Response | undefined>;
@@ -77,7 +78,7 @@ export function respondAsync(jobs: Jobs, options: FetchRespondAsyncOptions = {})
   };
 
   return {
-    route(job, routeOptions) {
+    route<Input>(job: JobDefinition<Input, unknown>, routeOptions?: FetchRouteOptions<Input>) {
       return (request, params) =>
         readBody(request)
           .then((body) => protocol.submit(job, toRequest(request, body, params), routeOptions))

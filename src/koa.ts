@@ -2,7 +2,13 @@
 import type { Context, Middleware } from 'koa';
 import type { JobDefinition, Jobs } from './core/runtime.js';
 import { nodeHeader, parsedByApp, readNodeBody, sendNode } from './http/node.js';
-import { HttpProtocol, type ProtocolRequest, type RespondAsyncOptions, type RouteOptions } from './http/protocol.js';
+import {
+  HttpProtocol,
+  type ProtocolRequest,
+  type RespondAsyncOptions,
+  type RouteOptions,
+  type RouteOptionsArg,
+} from './http/protocol.js';
 import { type HttpResponse, writableResponse } from './http/response.js';
 
 export type KoaRespondAsyncOptions = RespondAsyncOptions<Context>;
@@ -10,9 +16,13 @@ export type KoaRouteOptions<Input> = RouteOptions<Context, Input>;
 
 export interface KoaRespondAsync {
   /** Middleware for a route (e.g. `router.post('/reports', ra.route(report))`): answers 202 and runs `job`. */
-  route<Input>(job: JobDefinition<Input, unknown>, options?: KoaRouteOptions<Input>): Middleware;
+  route<Input>(job: JobDefinition<Input, unknown>, ...options: RouteOptionsArg<Context, Input>): Middleware;
   /** Like `route`, matching `method` and `path` itself, for apps without a router: `app.use(ra.post('/reports', report))`. */
-  post<Input>(path: string, job: JobDefinition<Input, unknown>, options?: KoaRouteOptions<Input>): Middleware;
+  post<Input>(
+    path: string,
+    job: JobDefinition<Input, unknown>,
+    ...options: RouteOptionsArg<Context, Input>
+  ): Middleware;
   /** Middleware serving the status endpoints under `basePath`. */
   routes(): Middleware;
   statusUrl(jobId: string): string;
@@ -78,7 +88,7 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
 
   return {
     route,
-    post(path, job, routeOptions) {
+    post<Input>(path: string, job: JobDefinition<Input, unknown>, routeOptions?: KoaRouteOptions<Input>) {
       const handler = route(job, routeOptions);
       return (ctx, next) => (ctx.method === 'POST' && ctx.path === path ? handler(ctx, next) : next());
     },

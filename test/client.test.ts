@@ -30,8 +30,9 @@ async function start(options: ContractServerOptions = {}): Promise<ContractServe
   return server;
 }
 
-function post(server: ContractServer, body: Record<string, unknown>, init: RequestInit = {}): Promise<Response> {
-  return submit(`${server.url}/reports`, { ...init, body });
+/** Submit, and hand on the raw Response: `waitFor` still follows one (the handle has its own tests below). */
+async function post(server: ContractServer, body: Record<string, unknown>, init: RequestInit = {}): Promise<Response> {
+  return (await submit(`${server.url}/reports`, { ...init, body })).response;
 }
 
 function jobPath(res: Response): string {
@@ -399,6 +400,57 @@ describe('submit', () => {
     await expect(waitFor<Report>(res, { fetch: countingFetch })).resolves.toEqual({ value: 'f', steps: 1 });
     expect(calls[0]).toBe('POST /reports');
     expect(calls.length).toBeGreaterThanOrEqual(2);
+  });
+
+  test('resolves to the accepted job: id, queued, absolute statusUrl, the Location as sent', async () => {
+    const server = await start();
+    const job = await submit(`${server.url}/reports`, { body: { steps: 1, stepMs: 10, value: 'h' } });
+    expect(job.location).toMatch(/^\/jobs\/[^/]+$/); // the contract server answers a relative Location
+    expect(job).toMatchObject({
+      jobId: job.location!.slice('/jobs/'.length),
+      status: 'queued',
+      statusUrl: `${server.url}${job.location}`,
+      httpStatus: 202,
+    });
+    expect(job.document).toMatchObject({ jobId: job.jobId, status: 'queued' });
+    expect(job.response.status).toBe(202);
+    expect(job.headers.get('location')).toBe(job.location);
+    await expect(waitFor<Report>(job)).resolves.toEqual({ value: 'h', steps: 1 });
+  });
+
+  test('cancel() and waitFor() take the accepted job (a relative Location never reaches fetch)', async () => {
+    const server = await start();
+    const job = await submit(`${server.url}/reports`, { body: { steps: 50, stepMs: 50 } });
+    const waiting = waitFor(job, { sse: false }).catch((e: unknown) => e);
+    const doc = await cancel(job);
+    expect(['canceled', 'processing']).toContain(doc.status);
+    expect(server.requestsTo(new URL(job.statusUrl).pathname, 'DELETE')).toHaveLength(1);
+    expect(await waiting).toBeInstanceOf(JobCanceledError);
+  });
+
+  test('Prefer: wait met: the accepted job is terminal and waitFor settles without another request', async () => {
+    const server = await start();
+    const job = await submit(`${server.url}/reports`, {
+      body: { steps: 1, stepMs: 10, value: 'w' },
+      headers: { prefer: 'wait=5' },
+    });
+    expect(job).toMatchObject({ status: 'complete', httpStatus: 200 });
+    expect(job.statusUrl.startsWith(`${server.url}/jobs/`)).toBe(true);
+    const before = server.requests.length;
+    await expect(waitFor<Report>(job)).resolves.toEqual({ value: 'w', steps: 1 });
+    expect(server.requests.length).toBe(before);
+  });
+
+  test('a relative URL in Node rejects with ERR_RESPOND_ASYNC_BAD_URL, not a bare TypeError', async () => {
+    for (const attempt of [
+      () => submit('/reports', { body: {} }),
+      () => cancel('/jobs/abc'),
+      () => waitFor('/jobs/abc'),
+    ]) {
+      const error = await attempt().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(RespondAsyncClientError);
+      expect(error).toMatchObject({ code: 'ERR_RESPOND_ASYNC_BAD_URL' });
+    }
   });
 
   test('a problem+json 400 rejects with status, title, detail and code', async () => {

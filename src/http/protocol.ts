@@ -66,6 +66,17 @@ export interface RouteOptions<Req, Input> {
   estimatedSeconds?: number;
 }
 
+/**
+ * The options argument of an adapter's `route(job, options?)`. Without `input()`, the handler receives the default
+ * `RequestSnapshot` (`{ body, params, query }`), so the options (and their `input()`) are required when the job's
+ * input type is something else: `route(job)` then fails to compile instead of handing the handler the wrong shape.
+ */
+export type RouteOptionsArg<Req, Input> = [RequestSnapshot] extends [Input]
+  ? [options?: RouteOptions<Req, Input>]
+  : [Input] extends [RequestSnapshot<any>]
+    ? [options?: RouteOptions<Req, Input>]
+    : [options: RouteOptions<Req, Input> & { input: NonNullable<RouteOptions<Req, Input>['input']> }];
+
 /** A request body read by an adapter: its parsed value, and its JSON text when the adapter read the bytes. */
 export interface RequestBody {
   value: unknown;
