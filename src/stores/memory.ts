@@ -117,12 +117,10 @@ export class MemoryStore implements JobStore {
   }
 
   async countByOwner(owner: string, upTo: number): Promise<number> {
-    const owned = this.#owners.get(owner) ?? new Set<Held>();
-    if (owned.size < upTo) return owned.size;
-    // As many held as the quota, or more: some may be expired and not yet purged. Count the live ones, up to `upTo`.
+    // Expired jobs not yet purged do not count; a quota only needs to know whether there are `upTo`: stop there.
     const now = Date.now();
     let live = 0;
-    for (const held of owned) {
+    for (const held of this.#owners.get(owner) ?? []) {
       if (live >= upTo) break;
       if (!expired(held, now)) live += 1;
     }
@@ -138,14 +136,14 @@ export class MemoryStore implements JobStore {
     const now = Date.now();
     // The candidates: processing jobs whose lease lapsed, and the due jobs heading each name's queue.
     const due = [...this.#processing].filter((h) => h.record.leaseUntil! < now && names.includes(h.record.name));
-    for (const queue of names.map((name) => this.#queues.get(name) ?? [])) {
+    const queues = names.map((name) => this.#queues.get(name) ?? []);
+    for (const queue of queues) {
       const end = queue.findIndex((held, i) => i >= limit || held.record.runAt > now);
       due.push(...queue.slice(0, end < 0 ? queue.length : end));
     }
     due.sort((a, b) => a.record.runAt - b.record.runAt); // stable: a queue's order is kept
-    return due.slice(0, Math.max(0, limit)).map((held) => {
+    const claimed = due.slice(0, Math.max(0, limit)).map((held) => {
       const r = held.record;
-      if (r.status === 'queued') this.#dequeue(held);
       r.status = 'processing';
       r.attempt += 1;
       r.leaseOwner = workerId;
@@ -155,6 +153,12 @@ export class MemoryStore implements JobStore {
       this.#processing.add(held);
       return copy(held);
     });
+    // What was claimed heads its queue (the sort is stable): it leaves in one splice per queue.
+    for (const queue of queues) {
+      const left = queue.findIndex((held) => held.record.status === 'queued');
+      queue.splice(0, left < 0 ? queue.length : left);
+    }
+    return claimed;
   }
 
   async renew(ids: readonly string[], workerId: string, leaseMs: number): Promise<LeaseState[]> {
@@ -257,10 +261,9 @@ export class MemoryStore implements JobStore {
   }
 
   /**
-   * The end of an attempt of a job `workerId` holds (complete, fail, markCanceled). `settle` records what the attempt
-   * left and says how the job goes on: the status it ends in, or when its retry is due. Once a cancel was answered
-   * `requested`, the job ends `canceled` and `settle` is not called: whatever the handler returned, the client that
-   * asked for the cancel sees it honoured, neither completed, retried nor failed.
+   * The end of an attempt (complete, fail, markCanceled): `settle` records its outcome and says what next, an end
+   * status or when the retry is due. The cancel rule: once a cancel was answered `requested`, the job ends `canceled`
+   * whatever the handler returned (neither completed, retried nor failed), so `settle` is not called.
    */
   #end(id: string, workerId: string, retentionMs: number, settle: (held: Held) => JobStatus | number) {
     const held = this.#held(id, workerId);
@@ -279,7 +282,7 @@ export class MemoryStore implements JobStore {
     queue.splice(at, 0, held);
   }
 
-  /** Out of its queue: claimed jobs are at its front, and a cancel while queued is rare. */
+  /** A queued job canceled leaves its queue at once, so that the queue holds queued jobs only. */
   #dequeue(held: Held): void {
     const queue = this.#queues.get(held.record.name) ?? [];
     queue.splice(queue.indexOf(held), 1);
