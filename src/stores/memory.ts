@@ -1,15 +1,6 @@
 // MemoryStore: the default JobStore, for one process: jobs in Maps, bounded by count and by bytes.
 import { QueueFullError } from '../core/errors.js';
-import type {
-  CancelOutcome,
-  ClaimOptions,
-  CreateResult,
-  DeliveryUpdate,
-  JobStore,
-  LeaseState,
-  ListOptions,
-  ListPosition,
-} from '../core/store.js';
+import type { ClaimOptions, DeliveryUpdate, JobStore, ListOptions, ListPosition } from '../core/store.js';
 import type { JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
 import { keyScope, newRecord } from './common.js';
 
@@ -82,7 +73,7 @@ export class MemoryStore implements JobStore {
 
   async init(): Promise<void> {}
 
-  async create(job: NewJob): Promise<CreateResult> {
+  async create(job: NewJob) {
     const now = Date.now();
     const scope = job.idempotencyKey === null ? null : keyScope(job.owner, job.idempotencyKey);
     const bound = scope === null ? undefined : this.#keys.get(scope);
@@ -117,14 +108,8 @@ export class MemoryStore implements JobStore {
   }
 
   async countByOwner(owner: string, upTo: number): Promise<number> {
-    // Expired jobs not yet purged do not count; a quota only needs to know whether there are `upTo`: stop there.
     const now = Date.now();
-    let live = 0;
-    for (const held of this.#owners.get(owner) ?? []) {
-      if (live >= upTo) break;
-      if (!expired(held, now)) live += 1;
-    }
-    return live;
+    return Math.min(upTo, [...(this.#owners.get(owner) ?? [])].filter((held) => !expired(held, now)).length);
   }
 
   async getByKey(owner: string, idempotencyKey: string): Promise<JobRecord | undefined> {
@@ -161,7 +146,7 @@ export class MemoryStore implements JobStore {
     return claimed;
   }
 
-  async renew(ids: readonly string[], workerId: string, leaseMs: number): Promise<LeaseState[]> {
+  async renew(ids: readonly string[], workerId: string, leaseMs: number) {
     const leaseUntil = Date.now() + leaseMs;
     return ids.map((id) => {
       const held = this.#held(id, workerId);
@@ -197,13 +182,14 @@ export class MemoryStore implements JobStore {
     });
   }
 
-  async cancel(id: string, options: { retentionMs: number }): Promise<{ outcome: CancelOutcome; job?: JobRecord }> {
+  async cancel(id: string, options: { retentionMs: number }): ReturnType<JobStore['cancel']> {
     const now = Date.now();
     const held = this.#jobs.get(id);
     if (held === undefined || expired(held, now)) return { outcome: 'missing' };
     const r = held.record;
     if (r.status === 'queued') {
-      this.#dequeue(held);
+      const queue = this.#queues.get(r.name) ?? []; // out of its queue, which holds queued jobs only
+      queue.splice(queue.indexOf(held), 1);
       this.#settle(held, 'canceled', options.retentionMs);
       return { outcome: 'canceled', job: copy(held) };
     }
@@ -282,15 +268,9 @@ export class MemoryStore implements JobStore {
     queue.splice(at, 0, held);
   }
 
-  /** A queued job canceled leaves its queue at once, so that the queue holds queued jobs only. */
-  #dequeue(held: Held): void {
-    const queue = this.#queues.get(held.record.name) ?? [];
-    queue.splice(queue.indexOf(held), 1);
-  }
-
   /**
    * A job leaves its worker (or its queue, for a cancel), as `next` says: back to its queue, due at that time (a
-   * retry, a release), or finished with that status. A finished job's retention starts, and its webhook is due.
+   * retry, a release), or finished with that status: then its retention starts, and its webhook is due if any.
    */
   #settle(held: Held, next: JobStatus | number, retentionMs: number): void {
     const r = held.record;
@@ -380,13 +360,10 @@ function touch(record: JobRecord, now: number): void {
   record.seq += 1;
 }
 
-function sizeOf(held: Held): number {
-  const r = held.record;
-  let bytes = RECORD_BYTES + (held.input?.length ?? 0) + (held.result?.length ?? 0) + (held.error?.length ?? 0);
-  for (const text of [r.id, r.name, r.owner, r.idempotencyKey, r.requestHash, r.callbackUrl, r.message, r.resultUrl]) {
-    bytes += text?.length ?? 0;
-  }
-  return bytes;
+function sizeOf({ record: r, input, result, error }: Held): number {
+  const json = (input?.length ?? 0) + (result?.length ?? 0) + (error?.length ?? 0);
+  const texts = [r.id, r.name, r.owner, r.idempotencyKey, r.requestHash, r.callbackUrl, r.message, r.resultUrl];
+  return texts.reduce((bytes, text) => bytes + (text?.length ?? 0), RECORD_BYTES + json);
 }
 
 function parse(text: string | undefined) {
