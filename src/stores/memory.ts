@@ -1,15 +1,6 @@
 // MemoryStore: the default JobStore, for one process: jobs in Maps, bounded by count and by bytes.
 import { QueueFullError } from '../core/errors.js';
-import type {
-  CancelOutcome,
-  ClaimOptions,
-  CreateResult,
-  DeliveryUpdate,
-  JobStore,
-  LeaseState,
-  ListOptions,
-  ListPosition,
-} from '../core/store.js';
+import type { ClaimOptions, DeliveryUpdate, JobStore, ListOptions, ListPosition } from '../core/store.js';
 import type { JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
 import { keyScope, newRecord } from './common.js';
 
@@ -46,12 +37,6 @@ interface Held {
   error: string | undefined;
   /** What it counts against `maxBytes`. */
   bytes: number;
-  /**
-   * The owner's jobs are a list in `JobStore.list` order (newest first, then by id), linked through these: unlinking
-   * a job is O(1), and a page after a listed job starts from that job.
-   */
-  older: Held | undefined;
-  newer: Held | undefined;
 }
 
 /**
@@ -68,13 +53,11 @@ export class MemoryStore implements JobStore {
   readonly #jobs = new Map<string, Held>();
   /** Idempotency scope (owner and key) → the job bound to it. */
   readonly #keys = new Map<string, Held>();
-  /** Owner → the owner's newest job, head of its list (`Held.older`). */
-  readonly #newest = new Map<string | null, Held>();
-  /** Owner → how many jobs of the owner are held (expired ones too, until purged). */
-  readonly #owned = new Map<string | null, number>();
-  /** Job name → its queued jobs in claim order; a job canceled while queued stays until it reaches the front. */
+  /** Owner → the owner's jobs (expired ones too, until purged). A list page sorts them: simple, and fast enough here. */
+  readonly #owners = new Map<string | null, Set<Held>>();
+  /** Job name → its queued jobs, in claim order (by `runAt`, then as they came). */
   readonly #queues = new Map<string, Held[]>();
-  /** Processing jobs: a claim looks among them for lapsed leases. */
+  /** Processing jobs: a claim looks among them for lapsed leases, so that it never walks the finished ones. */
   readonly #processing = new Set<Held>();
   /** Finished jobs, in the order they finished: eviction takes them from the front. */
   readonly #finished = new Set<Held>();
@@ -90,27 +73,20 @@ export class MemoryStore implements JobStore {
 
   async init(): Promise<void> {}
 
-  async create(job: NewJob): Promise<CreateResult> {
+  async create(job: NewJob) {
     const now = Date.now();
     const scope = job.idempotencyKey === null ? null : keyScope(job.owner, job.idempotencyKey);
     const bound = scope === null ? undefined : this.#keys.get(scope);
     if (bound !== undefined && !expired(bound, now)) return { job: copy(bound), created: false };
     const record = newRecord(job, now);
     record.input = undefined; // kept as text, so that the caller's value is neither held nor shared
-    const held: Held = {
-      record,
-      input: job.inputJson ?? JSON.stringify(job.input),
-      result: undefined,
-      error: undefined,
-      bytes: 0,
-      older: undefined,
-      newer: undefined,
-    };
+    const input = job.inputJson ?? JSON.stringify(job.input);
+    const held: Held = { record, input, result: undefined, error: undefined, bytes: 0 };
     held.bytes = sizeOf(held);
     this.#makeRoom(held.bytes, now);
     this.#jobs.set(job.id, held);
     this.#bytes += held.bytes;
-    this.#link(held); // after #makeRoom, which may have evicted the newest
+    this.#owners.set(record.owner, (this.#owners.get(record.owner) ?? new Set()).add(held));
     if (scope !== null) this.#keys.set(scope, held);
     this.#enqueue(held);
     return { job: copy(held), created: true };
@@ -121,25 +97,19 @@ export class MemoryStore implements JobStore {
     return held && !expired(held, Date.now()) ? copy(held) : undefined;
   }
 
-  async list(options: ListOptions): Promise<JobRecord[]> {
+  async list({ owner, limit, before }: ListOptions): Promise<JobRecord[]> {
     const now = Date.now();
-    const out: JobRecord[] = [];
-    for (let held = this.#first(options); held && out.length < options.limit; held = held.older) {
-      if (!expired(held, now)) out.push(copy(held));
-    }
-    return out;
+    const page = [...(this.#owners.get(owner) ?? [])].filter(
+      (held) => !expired(held, now) && (before === undefined || listedAfter(held.record, before)),
+    );
+    // Jobs were added about oldest first: this sort mostly reverses a run, which is cheap.
+    page.sort((a, b) => (listedAfter(a.record, b.record) ? 1 : -1));
+    return page.slice(0, Math.max(0, limit)).map(copy);
   }
 
   async countByOwner(owner: string, upTo: number): Promise<number> {
-    const held = this.#owned.get(owner) ?? 0;
-    if (held < upTo) return held;
-    // As many held as the quota, or more: some may be expired and not yet purged. Count the live ones, up to `upTo`.
     const now = Date.now();
-    let live = 0;
-    for (let held = this.#newest.get(owner); held && live < upTo; held = held.older) {
-      if (!expired(held, now)) live += 1;
-    }
-    return live;
+    return Math.min(upTo, [...(this.#owners.get(owner) ?? [])].filter((held) => !expired(held, now)).length);
   }
 
   async getByKey(owner: string, idempotencyKey: string): Promise<JobRecord | undefined> {
@@ -147,42 +117,36 @@ export class MemoryStore implements JobStore {
     return held && !expired(held, Date.now()) ? copy(held) : undefined;
   }
 
-  async claim(options: ClaimOptions): Promise<JobRecord[]> {
+  async claim({ names, workerId, limit, leaseMs }: ClaimOptions): Promise<JobRecord[]> {
     const now = Date.now();
-    const { names, limit } = options;
-    // The candidates: processing jobs whose lease lapsed, and the first `limit` due jobs of each name's queue.
+    // The candidates: processing jobs whose lease lapsed, and the due jobs heading each name's queue.
     const due = [...this.#processing].filter((h) => h.record.leaseUntil! < now && names.includes(h.record.name));
-    for (const name of names) {
-      let taken = 0;
-      for (const held of this.#queues.get(name) ?? []) {
-        if (taken >= limit || held.record.runAt > now) break;
-        if (held.record.status !== 'queued') continue;
-        due.push(held);
-        taken += 1;
-      }
+    const queues = names.map((name) => this.#queues.get(name) ?? []);
+    for (const queue of queues) {
+      const end = queue.findIndex((held, i) => i >= limit || held.record.runAt > now);
+      due.push(...queue.slice(0, end < 0 ? queue.length : end));
     }
     due.sort((a, b) => a.record.runAt - b.record.runAt); // stable: a queue's order is kept
     const claimed = due.slice(0, Math.max(0, limit)).map((held) => {
       const r = held.record;
       r.status = 'processing';
       r.attempt += 1;
-      r.leaseOwner = options.workerId;
-      r.leaseUntil = now + options.leaseMs;
+      r.leaseOwner = workerId;
+      r.leaseUntil = now + leaseMs;
       r.startedAt ??= now;
       touch(r, now);
       this.#processing.add(held);
       return copy(held);
     });
-    // What was claimed is at the front of its queue, with any job canceled while queued: they leave it.
-    for (const queue of names.map((name) => this.#queues.get(name) ?? [])) {
-      let n = 0;
-      while (n < queue.length && queue[n].record.status !== 'queued') n++;
-      queue.splice(0, n);
+    // What was claimed heads its queue (the sort is stable): it leaves in one splice per queue.
+    for (const queue of queues) {
+      const left = queue.findIndex((held) => held.record.status === 'queued');
+      queue.splice(0, left < 0 ? queue.length : left);
     }
     return claimed;
   }
 
-  async renew(ids: readonly string[], workerId: string, leaseMs: number): Promise<LeaseState[]> {
+  async renew(ids: readonly string[], workerId: string, leaseMs: number) {
     const leaseUntil = Date.now() + leaseMs;
     return ids.map((id) => {
       const held = this.#held(id, workerId);
@@ -202,47 +166,31 @@ export class MemoryStore implements JobStore {
     return copy(held);
   }
 
-  /** Once a cancel was answered `requested`, the job ends `canceled`, whatever its handler returned. */
-  async complete(
-    id: string,
-    workerId: string,
-    outcome: { result: unknown; resultUrl: string | null; retentionMs: number },
-  ) {
-    const held = this.#held(id, workerId);
-    if (held === undefined) return undefined;
-    if (!held.record.cancelRequested) {
+  async complete(id: string, workerId: string, outcome: Parameters<JobStore['complete']>[2]) {
+    return this.#end(id, workerId, outcome.retentionMs, (held) => {
       held.result = JSON.stringify(outcome.result);
       held.record.resultUrl = outcome.resultUrl;
       held.record.progress = 100;
-    }
-    this.#finish(held, held.record.cancelRequested ? 'canceled' : 'complete', outcome.retentionMs);
-    return copy(held);
+      return 'complete';
+    });
   }
 
-  /** As `complete`: after a cancel answered `requested`, the job ends `canceled`, neither retried nor `failed`. */
-  async fail(
-    id: string,
-    workerId: string,
-    outcome: { error: JobErrorInfo; retryAt: number | null; retentionMs: number },
-  ) {
-    const held = this.#held(id, workerId);
-    if (held === undefined) return undefined;
-    if (held.record.cancelRequested) this.#finish(held, 'canceled', outcome.retentionMs);
-    else {
+  async fail(id: string, workerId: string, outcome: Parameters<JobStore['fail']>[2]) {
+    return this.#end(id, workerId, outcome.retentionMs, (held) => {
       held.error = JSON.stringify(outcome.error);
-      if (outcome.retryAt === null) this.#finish(held, 'failed', outcome.retentionMs);
-      else this.#requeue(held, outcome.retryAt);
-    }
-    return copy(held);
+      return outcome.retryAt ?? 'failed';
+    });
   }
 
-  async cancel(id: string, options: { retentionMs: number }): Promise<{ outcome: CancelOutcome; job?: JobRecord }> {
+  async cancel(id: string, options: { retentionMs: number }): ReturnType<JobStore['cancel']> {
     const now = Date.now();
     const held = this.#jobs.get(id);
     if (held === undefined || expired(held, now)) return { outcome: 'missing' };
     const r = held.record;
     if (r.status === 'queued') {
-      this.#finish(held, 'canceled', options.retentionMs);
+      const queue = this.#queues.get(r.name) ?? []; // out of its queue, which holds queued jobs only
+      queue.splice(queue.indexOf(held), 1);
+      this.#settle(held, 'canceled', options.retentionMs);
       return { outcome: 'canceled', job: copy(held) };
     }
     if (r.status !== 'processing') return { outcome: 'finished', job: copy(held) };
@@ -252,17 +200,14 @@ export class MemoryStore implements JobStore {
   }
 
   async markCanceled(id: string, workerId: string, options: { retentionMs: number }) {
-    const held = this.#held(id, workerId);
-    if (held === undefined) return undefined;
-    this.#finish(held, 'canceled', options.retentionMs);
-    return copy(held);
+    return this.#end(id, workerId, options.retentionMs, () => 'canceled');
   }
 
   async release(id: string, workerId: string): Promise<void> {
     const held = this.#held(id, workerId);
     if (held === undefined) return;
     held.record.attempt = Math.max(0, held.record.attempt - 1);
-    this.#requeue(held, held.record.runAt);
+    this.#settle(held, held.record.runAt, 0);
   }
 
   async purgeExpired(): Promise<number> {
@@ -296,40 +241,22 @@ export class MemoryStore implements JobStore {
     return this.#jobs.size;
   }
 
-  /** Into its owner's list, in list order: a new job is nearly always first (ties in `createdAt` go by id). */
-  #link(held: Held): void {
-    const owner = held.record.owner;
-    this.#owned.set(owner, (this.#owned.get(owner) ?? 0) + 1);
-    const head = this.#newest.get(owner);
-    if (head === undefined || !listedAfter(held.record, head.record)) {
-      held.older = head;
-      if (head !== undefined) head.newer = held;
-      this.#newest.set(owner, held);
-      return;
-    }
-    let newer = head;
-    while (newer.older !== undefined && listedAfter(held.record, newer.older.record)) newer = newer.older;
-    held.older = newer.older;
-    held.newer = newer;
-    if (newer.older !== undefined) newer.older.newer = held;
-    newer.older = held;
-  }
-
-  /** The first job of a page: the owner's newest, or the one listed after `before`. */
-  #first(options: ListOptions): Held | undefined {
-    const { owner, before } = options;
-    if (before === undefined) return this.#newest.get(owner);
-    const at = this.#jobs.get(before.id);
-    if (at !== undefined && at.record.owner === owner && at.record.createdAt === before.createdAt) return at.older;
-    // That job is gone (purged, evicted) or never was: walk from the newest to the first job listed after it.
-    let held = this.#newest.get(owner);
-    while (held !== undefined && !listedAfter(held.record, before)) held = held.older;
-    return held;
-  }
-
   #held(id: string, workerId: string): Held | undefined {
     const held = this.#jobs.get(id);
     return held?.record.status === 'processing' && held.record.leaseOwner === workerId ? held : undefined;
+  }
+
+  /**
+   * The end of an attempt (complete, fail, markCanceled): `settle` records its outcome and says what next, an end
+   * status or when the retry is due. The cancel rule: once a cancel was answered `requested`, the job ends `canceled`
+   * whatever the handler returned (neither completed, retried nor failed), so `settle` is not called.
+   */
+  #end(id: string, workerId: string, retentionMs: number, settle: (held: Held) => JobStatus | number) {
+    const held = this.#held(id, workerId);
+    if (held === undefined) return undefined;
+    const next = held.record.cancelRequested ? 'canceled' : settle(held);
+    this.#settle(held, next, retentionMs);
+    return copy(held);
   }
 
   /** Into its name's queue, by `runAt` then as it came. New jobs and retries go at or near the end: look from there. */
@@ -341,18 +268,24 @@ export class MemoryStore implements JobStore {
     queue.splice(at, 0, held);
   }
 
-  /** A processing job goes back to the queue (retry or release), due at `runAt`. */
-  #requeue(held: Held, runAt: number): void {
-    held.record.runAt = runAt;
-    this.#unlease(held, 'queued');
-    this.#enqueue(held);
-  }
-
-  /** It ends: its retention starts, and its webhook is due when it has one. */
-  #finish(held: Held, status: JobStatus, retentionMs: number): void {
+  /**
+   * A job leaves its worker (or its queue, for a cancel), as `next` says: back to its queue, due at that time (a
+   * retry, a release), or finished with that status: then its retention starts, and its webhook is due if any.
+   */
+  #settle(held: Held, next: JobStatus | number, retentionMs: number): void {
     const r = held.record;
+    r.status = typeof next === 'number' ? 'queued' : next;
+    r.leaseOwner = null;
+    r.leaseUntil = null;
+    touch(r, Date.now());
+    this.#processing.delete(held);
+    this.#resize(held);
+    if (typeof next === 'number') {
+      r.runAt = next;
+      this.#enqueue(held);
+      return;
+    }
     r.cancelRequested = false;
-    this.#unlease(held, status);
     r.finishedAt = r.updatedAt;
     r.expiresAt = r.updatedAt + retentionMs;
     if (r.callbackUrl !== null) {
@@ -361,17 +294,6 @@ export class MemoryStore implements JobStore {
       this.#deliveries.add(held);
     }
     this.#finished.add(held);
-  }
-
-  /** A job leaves the worker (or the queue, for a cancel) as `status`. */
-  #unlease(held: Held, status: JobStatus): void {
-    const r = held.record;
-    r.status = status;
-    r.leaseOwner = null;
-    r.leaseUntil = null;
-    touch(r, Date.now());
-    this.#processing.delete(held);
-    this.#resize(held);
   }
 
   #resize(held: Held): void {
@@ -399,7 +321,7 @@ export class MemoryStore implements JobStore {
     return before - this.#jobs.size;
   }
 
-  /** Forget a finished job: its id, its key, its place in its owner's list, its bytes. */
+  /** Forget a finished job: its id, its key, its place among its owner's jobs, its bytes. */
   #remove(held: Held): void {
     const r = held.record;
     this.#jobs.delete(r.id);
@@ -408,13 +330,9 @@ export class MemoryStore implements JobStore {
     this.#bytes -= held.bytes;
     const scope = r.idempotencyKey === null ? null : keyScope(r.owner, r.idempotencyKey);
     if (scope !== null && this.#keys.get(scope) === held) this.#keys.delete(scope);
-    if (held.older !== undefined) held.older.newer = held.newer;
-    if (held.newer !== undefined) held.newer.older = held.older;
-    else if (held.older !== undefined) this.#newest.set(r.owner, held.older);
-    else this.#newest.delete(r.owner);
-    const owned = (this.#owned.get(r.owner) ?? 1) - 1;
-    if (owned > 0) this.#owned.set(r.owner, owned);
-    else this.#owned.delete(r.owner);
+    const owned = this.#owners.get(r.owner);
+    owned?.delete(held);
+    if (owned?.size === 0) this.#owners.delete(r.owner);
   }
 }
 
@@ -442,13 +360,10 @@ function touch(record: JobRecord, now: number): void {
   record.seq += 1;
 }
 
-function sizeOf(held: Held): number {
-  const r = held.record;
-  let bytes = RECORD_BYTES + (held.input?.length ?? 0) + (held.result?.length ?? 0) + (held.error?.length ?? 0);
-  for (const text of [r.id, r.name, r.owner, r.idempotencyKey, r.requestHash, r.callbackUrl, r.message, r.resultUrl]) {
-    bytes += text?.length ?? 0;
-  }
-  return bytes;
+function sizeOf({ record: r, input, result, error }: Held): number {
+  const json = (input?.length ?? 0) + (result?.length ?? 0) + (error?.length ?? 0);
+  const texts = [r.id, r.name, r.owner, r.idempotencyKey, r.requestHash, r.callbackUrl, r.message, r.resultUrl];
+  return texts.reduce((bytes, text) => bytes + (text?.length ?? 0), RECORD_BYTES + json);
 }
 
 function parse(text: string | undefined) {
