@@ -90,8 +90,9 @@ export interface JobStore {
    * `createdAt` descending, then by `id` descending (ids compared as byte strings, `COLLATE "C"` in SQL), so that
    * the order is total. With `before`, only the jobs that come strictly after that position in this order: the
    * caller passes the last job of the previous page, and pages stay stable while jobs are added (a new job comes
-   * first, before any page already read) or removed. At most `limit` jobs. Each store walks an index by owner, so a
-   * page costs the same however many jobs the owner or the store holds.
+   * first, before any page already read) or removed. At most `limit` jobs. A page must not cost a scan of the whole store:
+   * the durable stores read an index by owner (a page costs the same however many jobs there are); the MemoryStore
+   * sorts that owner's jobs.
    */
   list(options: ListOptions): Promise<JobRecord[]>;
 
