@@ -8,6 +8,7 @@ import { newJobId } from './ids.js';
 import { OutageLog } from './outage-log.js';
 import type { SeeOther } from './outcome.js';
 import { assertJobStore, type CancelOutcome, type CreateResult, type JobStore, type ListPosition } from './store.js';
+import { Telemetry } from './telemetry.js';
 import type { JobChange, JobHandler, JobRecord, NewJob } from './types.js';
 import { isTerminal } from './types.js';
 import { Worker } from './worker.js';
@@ -110,6 +111,8 @@ export class Jobs {
   readonly #background: Array<{ start(): void; stop(): Promise<void> }> = [];
   /** Background store failures, logged once per outage. */
   readonly #outages: OutageLog;
+  /** OpenTelemetry spans and metrics (no-ops without `@opentelemetry/api` or a registered SDK). @internal */
+  readonly telemetry = new Telemetry();
 
   constructor(options: JobsOptions = {}) {
     const store = options.store ?? new MemoryStore();
@@ -140,6 +143,7 @@ export class Jobs {
           options: this.options,
           logger: this.logger,
           outages: this.#outages,
+          telemetry: this.telemetry,
           definitions: this.#definitions,
           ready: () => this.ready(),
           subscribed: () => this.#unsubscribe !== undefined,
@@ -236,20 +240,31 @@ export class Jobs {
     if (this.#closing) throw new StoreUnavailableError(this.store.kind, new Error('the runtime is closing'));
     if (!this.#isReady) await this.ready();
     const job = newJob(name, known.options.attempts, input, options);
+    // The PRODUCER span, in the caller's context (a wrapped route's request span): its context goes with the job.
+    const send = this.telemetry.send(name, job.id);
+    job.traceContext = send.traceContext;
     let result: CreateResult;
     try {
       const claimed = this.#worker?.createClaimed(job);
       if (claimed) {
         const { result: created, started } = await claimed;
-        if (started) return created;
+        if (started) {
+          send.end();
+          this.telemetry.submitted(name);
+          return created;
+        }
         result = created;
       } else {
         result = await this.store.create(job);
       }
     } catch (error) {
-      throw storeError(this.store.kind, error);
+      const failure = storeError(this.store.kind, error);
+      send.end(failure);
+      throw failure;
     }
+    send.end();
     if (result.created) {
+      this.telemetry.submitted(name);
       // Not running here (it was just made): only watchers, if any, need to hear of it.
       if (this.#watchers > 0) this.#publish(result.job);
       this.#worker?.queued();

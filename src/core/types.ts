@@ -60,6 +60,11 @@ export interface JobRecord {
   expiresAt: number | null;
   /** Increases on every change of the record: the SSE event id. */
   seq: number;
+  /**
+   * The OpenTelemetry context of the submit's `send` span (JSON of the W3C `traceparent` and `tracestate`), so that
+   * each attempt's `process` span joins the request's trace; null without a trace (or from a store that drops it).
+   */
+  traceContext?: string | null;
 }
 
 /** What the runtime asks a store to insert. */
@@ -74,6 +79,8 @@ export interface NewJob {
   callbackUrl: string | null;
   /** The JSON text of `input`, when the submitter holds it: a store may keep it rather than serialise `input`. */
   inputJson?: string;
+  /** The submit's trace context to keep with the job (see `JobRecord.traceContext`). */
+  traceContext?: string | null;
 }
 
 /** A change to a job, as published to `JobStore.subscribe` listeners. */

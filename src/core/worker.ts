@@ -5,6 +5,7 @@ import type { DefineOptions, JobDefinition, Logger } from './jobs.js';
 import type { OutageLog } from './outage-log.js';
 import { attemptOutcome, type HandlerResult, LeaseLostError, type Outcome } from './outcome.js';
 import type { CreateResult, JobStore } from './store.js';
+import type { AttemptOutcomeLabel, ProcessSpan, Telemetry } from './telemetry.js';
 import type { JobChange, JobContext, JobRecord, NewJob } from './types.js';
 
 /** What the worker needs from its runtime. @internal */
@@ -20,6 +21,7 @@ export interface WorkerHost {
   };
   readonly logger: Logger;
   readonly outages: OutageLog;
+  readonly telemetry: Telemetry;
   readonly definitions: ReadonlyMap<string, JobDefinition<never, unknown>>;
   /** Resolves once the store is ready. */
   ready(): Promise<void>;
@@ -34,6 +36,16 @@ interface Running {
   controller: AbortController;
   /** Its handler still runs (holds one of `concurrency` slots); false once only the final write is left. */
   active: boolean;
+  /** The attempt's `process` span. */
+  span: ProcessSpan;
+  /** When the attempt started (epoch ms). */
+  startedAt: number;
+}
+
+/** How an attempt ended, for its span, metrics and events. */
+interface Ended {
+  outcome: AttemptOutcomeLabel;
+  error?: unknown;
 }
 
 /**
@@ -281,13 +293,27 @@ export class Worker {
     // over: abort it as a lost lease, and let only the new run own the entry.
     this.#running.get(job.id)?.controller.abort(new LeaseLostError());
     const controller = new AbortController();
-    const entry: Running = { job, controller, active: true };
+    const { telemetry } = this.#host;
+    const startedAt = Date.now();
+    const entry: Running = { job, controller, active: true, span: telemetry.process(job), startedAt };
     this.#running.set(job.id, entry);
     this.#active += 1;
+    telemetry.started(job.name, startedAt - job.runAt);
     this.#host.publish(job);
+    let ended: Ended = { outcome: 'failed' };
     this.#run(entry)
-      .catch((error: unknown) => this.#host.logger.error(`respond-async: running job ${job.id} failed`, error))
+      .then(
+        (outcome) => {
+          ended = outcome;
+        },
+        (error: unknown) => {
+          ended = { outcome: 'failed', error };
+          this.#host.logger.error(`respond-async: running job ${job.id} failed`, error);
+        },
+      )
       .finally(() => {
+        entry.span.end(ended.outcome, ended.error);
+        telemetry.finished(job.name, ended.outcome, Date.now() - startedAt);
         this.#handlerDone(entry);
         if (this.#running.get(job.id) === entry) this.#running.delete(job.id);
         if (this.#running.size === 0) for (const resolve of this.#idle) resolve();
@@ -312,11 +338,11 @@ export class Worker {
     });
   }
 
-  async #run(entry: Running): Promise<void> {
+  async #run(entry: Running): Promise<Ended> {
     const { job, controller } = entry;
     const { store, workerId, options } = this.#host;
     const definition = this.#host.definitions.get(job.name);
-    if (!definition) return; // claim filters by name; unreachable
+    if (!definition) return { outcome: 'lost' }; // claim filters by name; unreachable
     const { attempts } = definition.options;
     const retentionMs = options.retentionMs;
     if (job.attempt > attempts) {
@@ -324,23 +350,25 @@ export class Worker {
       const error = { message: 'The job failed', code: 'ERR_RESPOND_ASYNC_ATTEMPTS_EXHAUSTED' };
       this.#handlerDone(entry);
       await this.#settle(() => store.fail(job.id, workerId, { error, retryAt: null, retentionMs }), controller.signal);
-      return;
+      return { outcome: 'failed', error: Object.assign(new Error(error.message), { code: error.code }) };
     }
     if (job.cancelRequested) {
       this.#handlerDone(entry);
       await this.#settle(() => store.markCanceled(job.id, workerId, { retentionMs }), controller.signal);
-      return;
+      return { outcome: 'canceled' };
     }
     const result = await this.#invoke(entry, definition);
     this.#handlerDone(entry);
+    const abortReason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
     const outcome = attemptOutcome({
       result,
-      abortReason: controller.signal.aborted ? controller.signal.reason : undefined,
+      abortReason,
       attempt: job.attempt,
       attempts,
       maxResultBytes: options.maxResultBytes,
     });
     await this.#record(entry, outcome, definition.options.backoff);
+    return ended(outcome, abortReason instanceof TimeoutError);
   }
 
   /** Run the handler of `entry` with its context, under its timeout; settles as soon as its signal aborts. */
@@ -374,7 +402,9 @@ export class Worker {
     // A retry starts from nothing: the progress the failed attempt left is reset, unless the handler reports first.
     if (job.attempt > 1 && job.progress !== null && job.progress !== 0) void writeProgress({ value: 0, text: null });
     try {
-      return { ok: true, value: await raceAbort(definition.handler(job.input as never, ctx), controller.signal) };
+      // Under the attempt's span: spans the handler starts are its children.
+      const work = entry.span.run(() => definition.handler(job.input as never, ctx));
+      return { ok: true, value: await raceAbort(work, controller.signal) };
     } catch (error) {
       return { ok: false, error };
     } finally {
@@ -477,6 +507,25 @@ export class Worker {
     } catch (error) {
       this.#host.outages.failed('renew', 'respond-async: renewing leases failed', error);
     }
+  }
+}
+
+/** The outcome label of an attempt's span and metrics. A shutdown hands the job back to run again: `retrying`. */
+function ended(outcome: Outcome, timedOut: boolean): Ended {
+  switch (outcome.kind) {
+    case 'complete':
+      return { outcome: 'complete' };
+    case 'cancel':
+      return { outcome: 'canceled' };
+    case 'lost':
+      return { outcome: 'lost' };
+    case 'release':
+      return { outcome: 'retrying' };
+    default:
+      return {
+        outcome: timedOut ? 'timeout' : outcome.kind === 'retry' ? 'retrying' : 'failed',
+        error: outcome.cause,
+      };
   }
 }
 
