@@ -1,6 +1,7 @@
 // OpenTelemetry with the real SDK 2.x: one trace from the HTTP request (server span) through `send` to every
 // attempt's `process` span, on each framework, across a SQLite restart and across processes on PostgreSQL; metrics.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -23,6 +24,7 @@ import {
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWebhookDeliveries } from '../src/http/webhooks.js';
 import { createJobs, type Jobs } from '../src/index.js';
 import { PostgresStore } from '../src/postgres.js';
 import { SqliteStore } from '../src/sqlite.js';
@@ -215,6 +217,57 @@ describe('the stored trace context', () => {
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));
       await api.close();
+    }
+  });
+});
+
+describe('webhook deliveries', () => {
+  it('are CLIENT spans under the job trace, with the HTTP client attributes, and carry their context', async () => {
+    const received: Array<string | undefined> = [];
+    const { createServer } = createRequire(import.meta.url)('node:http') as typeof import('node:http');
+    const receiver = createServer((req, res) => {
+      received.push(req.headers.traceparent as string | undefined);
+      req.resume();
+      req.on('end', () => res.writeHead(204).end());
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const origin = `http://127.0.0.1:${(receiver.address() as { port: number }).port}`;
+    const jobs = createJobs({ pollIntervalMs: 20 });
+    jobs.define('hooked', async () => 'done');
+    startWebhookDeliveries(jobs, {
+      webhooks: { secret: `whsec_${randomBytes(24).toString('base64')}`, allowOrigins: [origin] },
+      statusUrl: (id) => `/jobs/${id}`,
+      pollIntervalMs: 20,
+    });
+    try {
+      const { requestTrace, id } = await tracer().startActiveSpan('request', async (span) => {
+        const { job } = await jobs.submit('hooked', {}, { callbackUrl: `${origin}/hook` });
+        span.end();
+        return { requestTrace: span.spanContext().traceId, id: job.id };
+      });
+      const spans = await spansOf(requestTrace, (all) =>
+        all.some((s) => s.kind === SpanKind.CLIENT && s.attributes['http.response.status_code'] !== undefined),
+      );
+      const send = spans.find((s) => s.kind === SpanKind.PRODUCER && s.attributes['messaging.message.id'] === id);
+      const client = spans.find((s) => s.kind === SpanKind.CLIENT && s.attributes['url.full'] === `${origin}/hook`);
+      expect(client?.name).toBe('POST');
+      expect(client?.parentSpanContext?.spanId).toBe(send?.spanContext().spanId);
+      expect(client?.attributes).toMatchObject({
+        'http.request.method': 'POST',
+        'url.full': `${origin}/hook`,
+        'http.response.status_code': 204,
+      });
+      expect(received[0]).toBe(`00-${requestTrace}-${client?.spanContext().spanId}-01`);
+      const { resourceMetrics } = await reader.collect();
+      const deliveries = resourceMetrics.scopeMetrics
+        .flatMap((scope) => scope.metrics)
+        .find((m) => m.descriptor.name === 'respond_async.webhook.deliveries');
+      expect(
+        deliveries?.dataPoints.find((p) => p.attributes['respond_async.webhook.outcome'] === 'delivered')?.value,
+      ).toBeGreaterThanOrEqual(1);
+    } finally {
+      await jobs.close();
+      await new Promise((resolve) => receiver.close(resolve));
     }
   });
 });
