@@ -342,3 +342,83 @@ describe('metrics', () => {
     }
   });
 });
+
+describe('lifecycle events', () => {
+  it('tell submitted, started, progress, retrying, completed, failed and canceled; a throwing listener is logged', async () => {
+    const logged: string[] = [];
+    const jobs = createJobs({ pollIntervalMs: 20, logger: { error: (message) => logged.push(message) } });
+    const flaky = defineFlaky(jobs);
+    const reporting = jobs.define('reporting', async (_input, ctx) => {
+      await ctx.progress(50, 'half');
+      return 'ok';
+    });
+    const bad = jobs.define(
+      'bad',
+      async () => {
+        throw Object.assign(new Error('nope'), { expose: true });
+      },
+      { attempts: 1 },
+    );
+    const slow = jobs.define(
+      'slow',
+      (_input, ctx) =>
+        new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))),
+    );
+    const seen: Array<[string, string, number]> = [];
+    const events = ['submitted', 'started', 'progress', 'completed', 'retrying', 'failed', 'canceled'] as const;
+    for (const event of events) jobs.on(event, (e) => seen.push([event, e.name, e.attempt]));
+    jobs.on('completed', () => {
+      throw new Error('listener bug');
+    });
+    let failure: { error: { message: string }; runMs: number } | undefined;
+    const stop = jobs.on('failed', (e) => {
+      failure = e;
+    });
+    try {
+      const ids = [
+        (await jobs.submit(flaky, {})).job.id,
+        (await jobs.submit(reporting, {})).job.id,
+        (await jobs.submit(bad, {})).job.id,
+      ];
+      const { job: running } = await jobs.submit(slow, {});
+      while ((await jobs.get(running.id))?.status !== 'processing') await sleep(10);
+      await jobs.cancel(running.id);
+      for (const id of [...ids, running.id]) expect((await jobs.waitFor(id, 10_000))?.status).not.toBe('processing');
+      await sleep(50);
+      const of = (name: string) => seen.filter(([, n]) => n === name).map(([event, , attempt]) => [event, attempt]);
+      expect(of('flaky')).toEqual([
+        ['submitted', 0],
+        ['started', 1],
+        ['retrying', 1],
+        ['started', 2],
+        ['completed', 2],
+      ]);
+      expect(of('reporting')).toEqual([
+        ['submitted', 0],
+        ['started', 1],
+        ['progress', 1],
+        ['completed', 1],
+      ]);
+      expect(of('bad')).toEqual([
+        ['submitted', 0],
+        ['started', 1],
+        ['failed', 1],
+      ]);
+      expect(of('slow')).toEqual([
+        ['submitted', 0],
+        ['started', 1],
+        ['canceled', 1],
+      ]);
+      expect(failure?.error.message).toBe('nope');
+      expect(failure?.runMs).toBeGreaterThanOrEqual(0);
+      expect(logged.filter((line) => line.includes('"completed" listener threw'))).toHaveLength(2);
+      stop();
+      const { job: again } = await jobs.submit(bad, {});
+      await jobs.waitFor(again.id, 10_000);
+      await sleep(50);
+      expect(of('bad').filter(([event]) => event === 'failed')).toHaveLength(2);
+    } finally {
+      await jobs.close();
+    }
+  });
+});

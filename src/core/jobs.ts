@@ -9,7 +9,7 @@ import { OutageLog } from './outage-log.js';
 import type { SeeOther } from './outcome.js';
 import { assertJobStore, type CancelOutcome, type CreateResult, type JobStore, type ListPosition } from './store.js';
 import { Telemetry } from './telemetry.js';
-import type { JobChange, JobHandler, JobRecord, NewJob } from './types.js';
+import type { JobChange, JobEvents, JobHandler, JobRecord, NewJob } from './types.js';
 import { isTerminal } from './types.js';
 import { Worker } from './worker.js';
 
@@ -113,6 +113,8 @@ export class Jobs {
   readonly #outages: OutageLog;
   /** OpenTelemetry spans and metrics (no-ops without `@opentelemetry/api` or a registered SDK). @internal */
   readonly telemetry = new Telemetry();
+  /** Listeners of `on()`, by event. */
+  readonly #listeners = new Map<keyof JobEvents, Set<(event: never) => void>>();
 
   constructor(options: JobsOptions = {}) {
     const store = options.store ?? new MemoryStore();
@@ -148,6 +150,7 @@ export class Jobs {
           ready: () => this.ready(),
           subscribed: () => this.#unsubscribe !== undefined,
           publish: (job) => this.#publish(job),
+          emit: (event, payload) => this.#emit(event, payload),
         })
       : undefined;
   }
@@ -251,6 +254,7 @@ export class Jobs {
         if (started) {
           send.end();
           this.telemetry.submitted(name);
+          this.#emitSubmitted(created.job);
           return created;
         }
         result = created;
@@ -265,6 +269,7 @@ export class Jobs {
     send.end();
     if (result.created) {
       this.telemetry.submitted(name);
+      this.#emitSubmitted(result.job);
       // Not running here (it was just made): only watchers, if any, need to hear of it.
       if (this.#watchers > 0) this.#publish(result.job);
       this.#worker?.queued();
@@ -311,6 +316,10 @@ export class Jobs {
     await this.ready();
     const result = await this.#storeCall(() => this.store.cancel(id, { retentionMs: this.options.retentionMs }));
     if (result.job && result.outcome !== 'finished') this.#publish(result.job);
+    if (result.job && result.outcome === 'canceled') {
+      const { job } = result;
+      this.#emit('canceled', { jobId: job.id, name: job.name, attempt: job.attempt, at: Date.now(), runMs: null });
+    }
     if (result.outcome === 'requested') this.#worker?.abort(id, new CanceledError());
     return result;
   }
@@ -335,6 +344,53 @@ export class Jobs {
       if (watching) this.#watchers -= 1;
       watching = false;
     };
+  }
+
+  /**
+   * Call `listener` on each `event` of the jobs this process submits or runs (see `JobEvents`), for monitoring of
+   * your own. Listeners run synchronously: keep them quick. One that throws is logged and does not disturb the
+   * job or the other listeners. Returns the function that removes the listener.
+   * @example
+   * jobs.on('failed', (e) => metrics.increment('job_failed', { name: e.name, code: e.error.code }));
+   */
+  on<E extends keyof JobEvents>(event: E, listener: (payload: JobEvents[E]) => void): () => void {
+    if (typeof listener !== 'function') throw new TypeError('respond-async: the listener must be a function');
+    let set = this.#listeners.get(event);
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(event, set);
+    }
+    set.add(listener as (payload: never) => void);
+    return () => this.off(event, listener);
+  }
+
+  /** Remove a listener added with `on()`. */
+  off<E extends keyof JobEvents>(event: E, listener: (payload: JobEvents[E]) => void): void {
+    this.#listeners.get(event)?.delete(listener as (payload: never) => void);
+  }
+
+  #emit<E extends keyof JobEvents>(event: E, payload: JobEvents[E]): void {
+    const set = this.#listeners.get(event);
+    if (!set || set.size === 0) return;
+    for (const listener of [...set]) {
+      try {
+        (listener as (payload: JobEvents[E]) => void)(payload);
+      } catch (error) {
+        this.logger.error(`respond-async: a "${event}" listener threw`, error);
+      }
+    }
+  }
+
+  #emitSubmitted(job: JobRecord): void {
+    if (!this.#listeners.get('submitted')?.size) return;
+    const traceId = this.telemetry.traceIdOf(job.traceContext);
+    this.#emit('submitted', {
+      jobId: job.id,
+      name: job.name,
+      attempt: 0,
+      at: Date.now(),
+      ...(traceId === undefined ? {} : { traceId }),
+    });
   }
 
   /** Listeners currently registered by `watch()` (for leak checks). */

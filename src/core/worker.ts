@@ -6,7 +6,7 @@ import type { OutageLog } from './outage-log.js';
 import { attemptOutcome, type HandlerResult, LeaseLostError, type Outcome } from './outcome.js';
 import type { CreateResult, JobStore } from './store.js';
 import type { AttemptOutcomeLabel, ProcessSpan, Telemetry } from './telemetry.js';
-import type { JobChange, JobContext, JobRecord, NewJob } from './types.js';
+import type { JobChange, JobContext, JobErrorInfo, JobEvent, JobEvents, JobRecord, NewJob } from './types.js';
 
 /** What the worker needs from its runtime. @internal */
 export interface WorkerHost {
@@ -29,6 +29,8 @@ export interface WorkerHost {
   subscribed(): boolean;
   /** Tell watchers of a change this worker wrote. */
   publish(job: Pick<JobRecord, 'id' | 'status' | 'seq'>): void;
+  /** Tell `Jobs.on()` listeners of a lifecycle event (never throws). */
+  emit<E extends keyof JobEvents>(event: E, payload: JobEvents[E]): void;
 }
 
 interface Running {
@@ -46,6 +48,8 @@ interface Running {
 interface Ended {
   outcome: AttemptOutcomeLabel;
   error?: unknown;
+  /** The lifecycle event the attempt ends with, if any; `retryAt` with `retrying`. */
+  event?: { kind: 'completed' | 'retrying' | 'failed' | 'canceled'; error?: JobErrorInfo; retryAt?: number };
 }
 
 /**
@@ -300,6 +304,7 @@ export class Worker {
     this.#active += 1;
     telemetry.started(job.name, startedAt - job.runAt);
     this.#host.publish(job);
+    this.#host.emit('started', { ...this.#eventOf(entry, startedAt), waitMs: Math.max(0, startedAt - job.runAt) });
     let ended: Ended = { outcome: 'failed' };
     this.#run(entry)
       .then(
@@ -312,13 +317,47 @@ export class Worker {
         },
       )
       .finally(() => {
+        const now = Date.now();
         entry.span.end(ended.outcome, ended.error);
-        telemetry.finished(job.name, ended.outcome, Date.now() - startedAt);
+        telemetry.finished(job.name, ended.outcome, now - startedAt);
+        this.#emitEnded(entry, ended, now);
         this.#handlerDone(entry);
         if (this.#running.get(job.id) === entry) this.#running.delete(job.id);
         if (this.#running.size === 0) for (const resolve of this.#idle) resolve();
         this.wake();
       });
+  }
+
+  /** What every event about the attempt of `entry` carries. */
+  #eventOf(entry: Running, at: number): JobEvent {
+    const { job, span } = entry;
+    return {
+      jobId: job.id,
+      name: job.name,
+      attempt: job.attempt,
+      at,
+      ...(span.traceId === undefined ? {} : { traceId: span.traceId }),
+    };
+  }
+
+  #emitEnded(entry: Running, ended: Ended, now = Date.now()): void {
+    const event = ended.event;
+    if (!event) return;
+    const base = { ...this.#eventOf(entry, now), runMs: now - entry.startedAt };
+    const error = event.error ?? { message: 'The job failed' };
+    switch (event.kind) {
+      case 'completed':
+        this.#host.emit('completed', base);
+        return;
+      case 'canceled':
+        this.#host.emit('canceled', base);
+        return;
+      case 'failed':
+        this.#host.emit('failed', { ...base, error });
+        return;
+      case 'retrying':
+        this.#host.emit('retrying', { ...base, error, retryAt: event.retryAt ?? now });
+    }
   }
 
   /**
@@ -350,12 +389,16 @@ export class Worker {
       const error = { message: 'The job failed', code: 'ERR_RESPOND_ASYNC_ATTEMPTS_EXHAUSTED' };
       this.#handlerDone(entry);
       await this.#settle(() => store.fail(job.id, workerId, { error, retryAt: null, retentionMs }), controller.signal);
-      return { outcome: 'failed', error: Object.assign(new Error(error.message), { code: error.code }) };
+      return {
+        outcome: 'failed',
+        error: Object.assign(new Error(error.message), { code: error.code }),
+        event: { kind: 'failed', error },
+      };
     }
     if (job.cancelRequested) {
       this.#handlerDone(entry);
       await this.#settle(() => store.markCanceled(job.id, workerId, { retentionMs }), controller.signal);
-      return { outcome: 'canceled' };
+      return { outcome: 'canceled', event: { kind: 'canceled' } };
     }
     const result = await this.#invoke(entry, definition);
     this.#handlerDone(entry);
@@ -396,6 +439,7 @@ export class Worker {
         const clamped = Math.min(100, Math.max(0, Number.isFinite(percent) ? percent : 0));
         const value = Math.round(clamped * 100) / 100;
         const text = message === undefined ? null : String(message).slice(0, 1000);
+        this.#host.emit('progress', { ...this.#eventOf(entry, Date.now()), percent: value, message: text });
         return writeProgress({ value, text });
       },
     };
@@ -440,6 +484,9 @@ export class Worker {
         }
         const retryAt = outcome.kind === 'retry' ? Date.now() + backoffDelay(backoff, job.attempt) : null;
         const { error } = outcome;
+        // Told before the write: once it is stored, the next attempt may start (and be told) at once.
+        if (retryAt !== null)
+          this.#emitEnded(entry, { outcome: 'retrying', event: { kind: 'retrying', error, retryAt } });
         await this.#settle(() => store.fail(job.id, workerId, { error, retryAt, retentionMs }), controller.signal);
       }
     }
@@ -514,18 +561,22 @@ export class Worker {
 function ended(outcome: Outcome, timedOut: boolean): Ended {
   switch (outcome.kind) {
     case 'complete':
-      return { outcome: 'complete' };
+      return { outcome: 'complete', event: { kind: 'completed' } };
     case 'cancel':
-      return { outcome: 'canceled' };
+      return { outcome: 'canceled', event: { kind: 'canceled' } };
     case 'lost':
       return { outcome: 'lost' };
     case 'release':
       return { outcome: 'retrying' };
-    default:
+    default: {
+      // A retry's event was told before its write (see #record).
+      const retrying = outcome.kind === 'retry';
       return {
-        outcome: timedOut ? 'timeout' : outcome.kind === 'retry' ? 'retrying' : 'failed',
+        outcome: timedOut ? 'timeout' : retrying ? 'retrying' : 'failed',
         error: outcome.cause,
+        ...(retrying ? {} : { event: { kind: 'failed', error: outcome.error } }),
       };
+    }
   }
 }
 
