@@ -422,3 +422,68 @@ describe('lifecycle events', () => {
     }
   });
 });
+
+describe('the logger', () => {
+  const failing = (jobs: Jobs) =>
+    jobs.define(
+      'crash',
+      async () => {
+        throw new Error('boom');
+      },
+      { attempts: 1 },
+    );
+
+  it('a pino logger (child and bindings) gets fields first: job id, name, attempt, trace id and the error', async () => {
+    const lines: Array<[Record<string, unknown>, string]> = [];
+    const pinoLike = {
+      error: (fields: Record<string, unknown>, message: string) => lines.push([fields, message]),
+      warn: (fields: Record<string, unknown>, message: string) => lines.push([fields, message]),
+      child: () => pinoLike,
+      bindings: () => ({}),
+    };
+    const jobs = createJobs({ pollIntervalMs: 20, logger: pinoLike as never });
+    try {
+      const { requestTrace, id } = await tracer().startActiveSpan('request', async (span) => {
+        const { job } = await jobs.submit(failing(jobs), {});
+        span.end();
+        return { requestTrace: span.spanContext().traceId, id: job.id };
+      });
+      await jobs.waitFor(id, 10_000);
+      const [fields, message] = lines.find(([, m]) => m.includes('attempt 1 failed'))!;
+      expect(message).toBe(`respond-async: job crash ${id} attempt 1 failed`);
+      expect(fields).toMatchObject({ jobId: id, jobName: 'crash', attempt: 1, traceId: requestTrace });
+      expect((fields.err as Error).message).toBe('boom');
+    } finally {
+      await jobs.close();
+    }
+  });
+
+  it('console-like loggers keep (message, error); `logFormat` overrides the rule', async () => {
+    const calls: unknown[][] = [];
+    const consoleLike = { error: (...args: unknown[]) => calls.push(args) };
+    const jobs = createJobs({ pollIntervalMs: 20, logger: consoleLike });
+    const forced: unknown[][] = [];
+    const other = createJobs({
+      pollIntervalMs: 20,
+      logFormat: 'fields',
+      logger: { error: (...args: unknown[]) => forced.push(args) },
+    });
+    try {
+      const { job } = await jobs.submit(failing(jobs), {});
+      const { job: second } = await other.submit(failing(other), {});
+      await jobs.waitFor(job.id, 10_000);
+      await other.waitFor(second.id, 10_000);
+      const line = calls.find(([m]) => String(m).includes('attempt 1 failed'))!;
+      expect(line).toHaveLength(2);
+      expect(line[0]).toMatch(
+        new RegExp(`^respond-async: job crash ${job.id} attempt 1 failed \\(trace [0-9a-f]{32}\\)$`),
+      );
+      expect((line[1] as Error).message).toBe('boom');
+      const structured = forced.find(([, m]) => String(m).includes('attempt 1 failed'))!;
+      expect(structured[0]).toMatchObject({ jobId: second.id, jobName: 'crash', attempt: 1 });
+    } finally {
+      await jobs.close();
+      await other.close();
+    }
+  });
+});

@@ -13,9 +13,27 @@ import type { JobChange, JobEvents, JobHandler, JobRecord, NewJob } from './type
 import { isTerminal } from './types.js';
 import { Worker } from './worker.js';
 
+/**
+ * Where the runtime logs. `console` fits (message first), and so does a pino logger (fields first): see
+ * `JobsOptions.logFormat` for how they are told apart.
+ */
 export interface Logger {
   error(message: string, details?: unknown): void;
   warn?(message: string, details?: unknown): void;
+}
+
+/** The structured fields of a log line about a job. */
+export interface LogFields {
+  jobId?: string;
+  jobName?: string;
+  attempt?: number;
+  traceId?: string;
+}
+
+/** The runtime's logger: the user's, called the way it expects, with structured fields where there are some. @internal */
+export interface FieldLogger extends Logger {
+  error(message: string, details?: unknown, fields?: LogFields): void;
+  warn?(message: string, details?: unknown, fields?: LogFields): void;
 }
 
 export interface JobsOptions {
@@ -35,6 +53,13 @@ export interface JobsOptions {
   maxResultBytes?: number;
   /** Where handler errors are reported (the full error, stack included, stays on the server). Default `console`. */
   logger?: Logger;
+  /**
+   * How `logger` is called. `'message'`: `logger.error(message, details)`, as `console` takes it. `'fields'`:
+   * `logger.error({ ...fields, err }, message)`, as pino takes it, with `jobId`, `jobName`, `attempt` and `traceId`
+   * on lines about a job. Default `'auto'`: `'fields'` when the logger has both `child()` and `bindings()` (pino),
+   * `'message'` otherwise.
+   */
+  logFormat?: 'auto' | 'fields' | 'message';
 }
 
 export interface DefineOptions {
@@ -93,8 +118,9 @@ const DEFAULTS = {
 export class Jobs {
   readonly store: JobStore;
   readonly workerId: string;
-  readonly options: Readonly<Required<Omit<JobsOptions, 'store' | 'logger'>>>;
-  readonly logger: Logger;
+  readonly options: Readonly<Required<Omit<JobsOptions, 'store' | 'logger' | 'logFormat'>>>;
+  /** The `logger` option, called the way it expects (see `logFormat`). */
+  readonly logger: FieldLogger;
   readonly #definitions = new Map<string, JobDefinition<never, unknown>>();
   /** Runs jobs in this process; undefined with `worker: false`. */
   readonly #worker: Worker | undefined;
@@ -120,7 +146,7 @@ export class Jobs {
     const store = options.store ?? new MemoryStore();
     assertJobStore(store);
     this.store = store;
-    this.logger = options.logger ?? console;
+    this.logger = fieldLogger(options.logger ?? console, options.logFormat ?? 'auto');
     this.#outages = new OutageLog(this.logger);
     this.options = {
       concurrency: positive('concurrency', options.concurrency ?? DEFAULTS.concurrency),
@@ -541,6 +567,47 @@ function newJob(name: string, maxAttempts: number, input: unknown, options: Subm
     callbackUrl: options.callbackUrl ?? null,
     inputJson: options.inputJson,
   };
+}
+
+/** `logger` behind the runtime's one calling convention (message, details, fields). */
+function fieldLogger(logger: Logger, format: 'auto' | 'fields' | 'message'): FieldLogger {
+  const candidate = logger as Logger & { child?: unknown; bindings?: unknown };
+  const fieldsFirst =
+    format === 'fields' ||
+    (format === 'auto' && typeof candidate.child === 'function' && typeof candidate.bindings === 'function');
+  if (fieldsFirst) {
+    const structured = (details: unknown, fields: LogFields | undefined) => ({ ...fields, ...detailFields(details) });
+    const target = logger as unknown as Record<'error' | 'warn', (fields: object, message: string) => void>;
+    return {
+      error: (message, details, fields) => target.error(structured(details, fields), message),
+      ...(logger.warn ? { warn: (message, details, fields) => target.warn(structured(details, fields), message) } : {}),
+    };
+  }
+  // Message first, with the arguments as before (tests and users match on them); the trace id joins the message.
+  const text = (message: string, fields: LogFields | undefined) =>
+    fields?.traceId ? `${message} (trace ${fields.traceId})` : message;
+  return {
+    error: (message, ...rest) => {
+      if (rest.length === 0) logger.error(message);
+      else logger.error(text(message, rest[1]), rest[0]);
+    },
+    ...(logger.warn
+      ? {
+          warn: (message: string, ...rest: [unknown?, LogFields?]) => {
+            if (rest.length === 0) logger.warn!(message);
+            else logger.warn!(text(message, rest[1]), rest[0]);
+          },
+        }
+      : {}),
+  };
+}
+
+/** A log line's details as pino fields: an error as `err` (pino serialises its stack), an object's own fields. */
+function detailFields(details: unknown): object {
+  if (details === undefined) return {};
+  if (details instanceof Error) return { err: details };
+  if (typeof details === 'object' && details !== null && !Array.isArray(details)) return details;
+  return { details };
 }
 
 function positive(name: string, value: number): number {

@@ -1,7 +1,7 @@
 // The worker of a Jobs runtime: the claim loop, running handlers, heartbeats, the writes that end an attempt, shutdown.
 import { backoffDelay } from './backoff.js';
 import { CanceledError, ShutdownError, TimeoutError } from './errors.js';
-import type { DefineOptions, JobDefinition, Logger } from './jobs.js';
+import type { DefineOptions, FieldLogger, JobDefinition, LogFields } from './jobs.js';
 import type { OutageLog } from './outage-log.js';
 import { attemptOutcome, type HandlerResult, LeaseLostError, type Outcome } from './outcome.js';
 import type { CreateResult, JobStore } from './store.js';
@@ -19,7 +19,7 @@ export interface WorkerHost {
     readonly retentionMs: number;
     readonly maxResultBytes: number;
   };
-  readonly logger: Logger;
+  readonly logger: FieldLogger;
   readonly outages: OutageLog;
   readonly telemetry: Telemetry;
   readonly definitions: ReadonlyMap<string, JobDefinition<never, unknown>>;
@@ -313,7 +313,7 @@ export class Worker {
         },
         (error: unknown) => {
           ended = { outcome: 'failed', error };
-          this.#host.logger.error(`respond-async: running job ${job.id} failed`, error);
+          this.#host.logger.error(`respond-async: running job ${job.id} failed`, error, logFields(entry));
         },
       )
       .finally(() => {
@@ -480,7 +480,11 @@ export class Worker {
       }
       default: {
         if (outcome.unexpected) {
-          logger.error(`respond-async: job ${job.name} ${job.id} attempt ${job.attempt} failed`, outcome.cause);
+          logger.error(
+            `respond-async: job ${job.name} ${job.id} attempt ${job.attempt} failed`,
+            outcome.cause,
+            logFields(entry),
+          );
         }
         const retryAt = outcome.kind === 'retry' ? Date.now() + backoffDelay(backoff, job.attempt) : null;
         const { error } = outcome;
@@ -555,6 +559,17 @@ export class Worker {
       this.#host.outages.failed('renew', 'respond-async: renewing leases failed', error);
     }
   }
+}
+
+/** The structured fields of a log line about the attempt of `entry`. */
+function logFields(entry: Running): LogFields {
+  const { job, span } = entry;
+  return {
+    jobId: job.id,
+    jobName: job.name,
+    attempt: job.attempt,
+    ...(span.traceId === undefined ? {} : { traceId: span.traceId }),
+  };
 }
 
 /** The outcome label of an attempt's span and metrics. A shutdown hands the job back to run again: `retrying`. */

@@ -327,7 +327,10 @@ class DeliveryLoop {
       this.jobs.telemetry.delivery(next.status === 'pending' ? 'retrying' : next.status);
       await this.#record(job.id, next);
     } catch (error) {
-      this.jobs.logger.error(`respond-async: webhook delivery of job ${job.id} failed`, error);
+      this.jobs.logger.error(`respond-async: webhook delivery of job ${job.id} failed`, error, {
+        jobId: job.id,
+        jobName: job.name,
+      });
       this.jobs.telemetry.delivery('retrying');
       await this.#record(job.id, this.#next(job, attempts, { kind: 'retry', reason: 'internal error' }));
     }
