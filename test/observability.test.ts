@@ -487,3 +487,42 @@ describe('the logger', () => {
     }
   });
 });
+
+describe('without @opentelemetry/api installed', () => {
+  it('runs jobs, events and logs as usual (the API is an optional peer)', async () => {
+    const script = `
+      import { createRequire } from 'node:module';
+      import { createJobs } from './src/index.ts';
+      const jobs = createJobs({ pollIntervalMs: 20 });
+      jobs.define('plain', async (_input, ctx) => { await ctx.progress(10); return 'ok'; });
+      const events = [];
+      jobs.on('completed', (e) => events.push(e.name));
+      const { job } = await jobs.submit('plain', {});
+      const done = await jobs.waitFor(job.id, 10000);
+      await jobs.close();
+      let loadable = true;
+      try { createRequire(import.meta.url)('@opentelemetry/api'); } catch { loadable = false; }
+      console.log(JSON.stringify({ status: done.status, events, traceContext: done.traceContext, loadable }));`;
+    const child = spawn(
+      process.execPath,
+      ['--require', './test/fixtures/otel-hide-api.cjs', '--import', 'tsx', '--input-type=module', '-e', script],
+      { cwd: join(import.meta.dirname, '..'), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    child.stderr!.on('data', (chunk: Buffer) => {
+      err += chunk.toString();
+    });
+    const code = await new Promise((resolve) => child.once('exit', resolve));
+    expect(code, err).toBe(0);
+    expect(JSON.parse(out.trim())).toEqual({
+      status: 'complete',
+      events: ['plain'],
+      traceContext: null,
+      loadable: false,
+    });
+  }, 60_000);
+});
