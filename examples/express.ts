@@ -4,7 +4,10 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import express from 'express';
 import { respondAsync } from '../src/express.js';
+import { otelFromEnv } from './otel.js';
 import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
+
+await otelFromEnv();
 
 const { jobs, report } = await createDemo();
 const app = express();

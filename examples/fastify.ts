@@ -2,7 +2,10 @@
 // Run: npx tsx examples/fastify.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
 import Fastify from 'fastify';
 import { respondAsync } from '../src/fastify.js';
+import { otelFromEnv } from './otel.js';
 import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
+
+await otelFromEnv();
 
 const { jobs, report } = await createDemo();
 // forceCloseConnections: shutdown does not wait for event-stream clients.

@@ -2,7 +2,10 @@
 // Run: npx tsx examples/koa.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
 import Koa from 'koa';
 import { respondAsync } from '../src/koa.js';
+import { otelFromEnv } from './otel.js';
 import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
+
+await otelFromEnv();
 
 const { jobs, report } = await createDemo();
 const app = new Koa();

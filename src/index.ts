@@ -41,6 +41,8 @@ export {
   type JobChange,
   type JobContext,
   type JobErrorInfo,
+  type JobEvent,
+  type JobEvents,
   type JobHandler,
   type JobRecord,
   type JobStatus,

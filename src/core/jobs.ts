@@ -8,13 +8,32 @@ import { newJobId } from './ids.js';
 import { OutageLog } from './outage-log.js';
 import type { SeeOther } from './outcome.js';
 import { assertJobStore, type CancelOutcome, type CreateResult, type JobStore, type ListPosition } from './store.js';
-import type { JobChange, JobHandler, JobRecord, NewJob } from './types.js';
+import { Telemetry } from './telemetry.js';
+import type { JobChange, JobEvents, JobHandler, JobRecord, NewJob } from './types.js';
 import { isTerminal } from './types.js';
 import { Worker } from './worker.js';
 
+/**
+ * Where the runtime logs. `console` fits (message first), and so does a pino logger (fields first): see
+ * `JobsOptions.logFormat` for how they are told apart.
+ */
 export interface Logger {
   error(message: string, details?: unknown): void;
   warn?(message: string, details?: unknown): void;
+}
+
+/** The structured fields of a log line about a job. */
+export interface LogFields {
+  jobId?: string;
+  jobName?: string;
+  attempt?: number;
+  traceId?: string;
+}
+
+/** The runtime's logger: the user's, called the way it expects, with structured fields where there are some. @internal */
+export interface FieldLogger extends Logger {
+  error(message: string, details?: unknown, fields?: LogFields): void;
+  warn?(message: string, details?: unknown, fields?: LogFields): void;
 }
 
 export interface JobsOptions {
@@ -34,6 +53,13 @@ export interface JobsOptions {
   maxResultBytes?: number;
   /** Where handler errors are reported (the full error, stack included, stays on the server). Default `console`. */
   logger?: Logger;
+  /**
+   * How `logger` is called. `'message'`: `logger.error(message, details)`, as `console` takes it. `'fields'`:
+   * `logger.error({ ...fields, err }, message)`, as pino takes it, with `jobId`, `jobName`, `attempt` and `traceId`
+   * on lines about a job. Default `'auto'`: `'fields'` when the logger has both `child()` and `bindings()` (pino),
+   * `'message'` otherwise.
+   */
+  logFormat?: 'auto' | 'fields' | 'message';
 }
 
 export interface DefineOptions {
@@ -92,8 +118,9 @@ const DEFAULTS = {
 export class Jobs {
   readonly store: JobStore;
   readonly workerId: string;
-  readonly options: Readonly<Required<Omit<JobsOptions, 'store' | 'logger'>>>;
-  readonly logger: Logger;
+  readonly options: Readonly<Required<Omit<JobsOptions, 'store' | 'logger' | 'logFormat'>>>;
+  /** The `logger` option, called the way it expects (see `logFormat`). */
+  readonly logger: FieldLogger;
   readonly #definitions = new Map<string, JobDefinition<never, unknown>>();
   /** Runs jobs in this process; undefined with `worker: false`. */
   readonly #worker: Worker | undefined;
@@ -110,12 +137,16 @@ export class Jobs {
   readonly #background: Array<{ start(): void; stop(): Promise<void> }> = [];
   /** Background store failures, logged once per outage. */
   readonly #outages: OutageLog;
+  /** OpenTelemetry spans and metrics (no-ops without `@opentelemetry/api` or a registered SDK). @internal */
+  readonly telemetry = new Telemetry();
+  /** Listeners of `on()`, by event. */
+  readonly #listeners = new Map<keyof JobEvents, Set<(event: never) => void>>();
 
   constructor(options: JobsOptions = {}) {
     const store = options.store ?? new MemoryStore();
     assertJobStore(store);
     this.store = store;
-    this.logger = options.logger ?? console;
+    this.logger = fieldLogger(options.logger ?? console, options.logFormat ?? 'auto');
     this.#outages = new OutageLog(this.logger);
     this.options = {
       concurrency: positive('concurrency', options.concurrency ?? DEFAULTS.concurrency),
@@ -140,10 +171,12 @@ export class Jobs {
           options: this.options,
           logger: this.logger,
           outages: this.#outages,
+          telemetry: this.telemetry,
           definitions: this.#definitions,
           ready: () => this.ready(),
           subscribed: () => this.#unsubscribe !== undefined,
           publish: (job) => this.#publish(job),
+          emit: (event, payload) => this.#emit(event, payload),
         })
       : undefined;
   }
@@ -236,20 +269,33 @@ export class Jobs {
     if (this.#closing) throw new StoreUnavailableError(this.store.kind, new Error('the runtime is closing'));
     if (!this.#isReady) await this.ready();
     const job = newJob(name, known.options.attempts, input, options);
+    // The PRODUCER span, in the caller's context (a wrapped route's request span): its context goes with the job.
+    const send = this.telemetry.send(name, job.id);
+    job.traceContext = send.traceContext;
     let result: CreateResult;
     try {
       const claimed = this.#worker?.createClaimed(job);
       if (claimed) {
         const { result: created, started } = await claimed;
-        if (started) return created;
+        if (started) {
+          send.end();
+          this.telemetry.submitted(name);
+          this.#emitSubmitted(created.job);
+          return created;
+        }
         result = created;
       } else {
         result = await this.store.create(job);
       }
     } catch (error) {
-      throw storeError(this.store.kind, error);
+      const failure = storeError(this.store.kind, error);
+      send.end(failure);
+      throw failure;
     }
+    send.end();
     if (result.created) {
+      this.telemetry.submitted(name);
+      this.#emitSubmitted(result.job);
       // Not running here (it was just made): only watchers, if any, need to hear of it.
       if (this.#watchers > 0) this.#publish(result.job);
       this.#worker?.queued();
@@ -296,6 +342,10 @@ export class Jobs {
     await this.ready();
     const result = await this.#storeCall(() => this.store.cancel(id, { retentionMs: this.options.retentionMs }));
     if (result.job && result.outcome !== 'finished') this.#publish(result.job);
+    if (result.job && result.outcome === 'canceled') {
+      const { job } = result;
+      this.#emit('canceled', { jobId: job.id, name: job.name, attempt: job.attempt, at: Date.now(), runMs: null });
+    }
     if (result.outcome === 'requested') this.#worker?.abort(id, new CanceledError());
     return result;
   }
@@ -320,6 +370,53 @@ export class Jobs {
       if (watching) this.#watchers -= 1;
       watching = false;
     };
+  }
+
+  /**
+   * Call `listener` on each `event` of the jobs this process submits or runs (see `JobEvents`), for monitoring of
+   * your own. Listeners run synchronously: keep them quick. One that throws is logged and does not disturb the
+   * job or the other listeners. Returns the function that removes the listener.
+   * @example
+   * jobs.on('failed', (e) => metrics.increment('job_failed', { name: e.name, code: e.error.code }));
+   */
+  on<E extends keyof JobEvents>(event: E, listener: (payload: JobEvents[E]) => void): () => void {
+    if (typeof listener !== 'function') throw new TypeError('respond-async: the listener must be a function');
+    let set = this.#listeners.get(event);
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(event, set);
+    }
+    set.add(listener as (payload: never) => void);
+    return () => this.off(event, listener);
+  }
+
+  /** Remove a listener added with `on()`. */
+  off<E extends keyof JobEvents>(event: E, listener: (payload: JobEvents[E]) => void): void {
+    this.#listeners.get(event)?.delete(listener as (payload: never) => void);
+  }
+
+  #emit<E extends keyof JobEvents>(event: E, payload: JobEvents[E]): void {
+    const set = this.#listeners.get(event);
+    if (!set || set.size === 0) return;
+    for (const listener of [...set]) {
+      try {
+        (listener as (payload: JobEvents[E]) => void)(payload);
+      } catch (error) {
+        this.logger.error(`respond-async: a "${event}" listener threw`, error);
+      }
+    }
+  }
+
+  #emitSubmitted(job: JobRecord): void {
+    if (!this.#listeners.get('submitted')?.size) return;
+    const traceId = this.telemetry.traceIdOf(job.traceContext);
+    this.#emit('submitted', {
+      jobId: job.id,
+      name: job.name,
+      attempt: 0,
+      at: Date.now(),
+      ...(traceId === undefined ? {} : { traceId }),
+    });
   }
 
   /** Listeners currently registered by `watch()` (for leak checks). */
@@ -470,6 +567,47 @@ function newJob(name: string, maxAttempts: number, input: unknown, options: Subm
     callbackUrl: options.callbackUrl ?? null,
     inputJson: options.inputJson,
   };
+}
+
+/** `logger` behind the runtime's one calling convention (message, details, fields). */
+function fieldLogger(logger: Logger, format: 'auto' | 'fields' | 'message'): FieldLogger {
+  const candidate = logger as Logger & { child?: unknown; bindings?: unknown };
+  const fieldsFirst =
+    format === 'fields' ||
+    (format === 'auto' && typeof candidate.child === 'function' && typeof candidate.bindings === 'function');
+  if (fieldsFirst) {
+    const structured = (details: unknown, fields: LogFields | undefined) => ({ ...fields, ...detailFields(details) });
+    const target = logger as unknown as Record<'error' | 'warn', (fields: object, message: string) => void>;
+    return {
+      error: (message, details, fields) => target.error(structured(details, fields), message),
+      ...(logger.warn ? { warn: (message, details, fields) => target.warn(structured(details, fields), message) } : {}),
+    };
+  }
+  // Message first, with the arguments as before (tests and users match on them); the trace id joins the message.
+  const text = (message: string, fields: LogFields | undefined) =>
+    fields?.traceId ? `${message} (trace ${fields.traceId})` : message;
+  return {
+    error: (message, ...rest) => {
+      if (rest.length === 0) logger.error(message);
+      else logger.error(text(message, rest[1]), rest[0]);
+    },
+    ...(logger.warn
+      ? {
+          warn: (message: string, ...rest: [unknown?, LogFields?]) => {
+            if (rest.length === 0) logger.warn!(message);
+            else logger.warn!(text(message, rest[1]), rest[0]);
+          },
+        }
+      : {}),
+  };
+}
+
+/** A log line's details as pino fields: an error as `err` (pino serialises its stack), an object's own fields. */
+function detailFields(details: unknown): object {
+  if (details === undefined) return {};
+  if (details instanceof Error) return { err: details };
+  if (typeof details === 'object' && details !== null && !Array.isArray(details)) return details;
+  return { details };
 }
 
 function positive(name: string, value: number): number {

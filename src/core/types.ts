@@ -60,6 +60,11 @@ export interface JobRecord {
   expiresAt: number | null;
   /** Increases on every change of the record: the SSE event id. */
   seq: number;
+  /**
+   * The OpenTelemetry context of the submit's `send` span (JSON of the W3C `traceparent` and `tracestate`), so that
+   * each attempt's `process` span joins the request's trace; null without a trace (or from a store that drops it).
+   */
+  traceContext?: string | null;
 }
 
 /** What the runtime asks a store to insert. */
@@ -74,6 +79,8 @@ export interface NewJob {
   callbackUrl: string | null;
   /** The JSON text of `input`, when the submitter holds it: a store may keep it rather than serialise `input`. */
   inputJson?: string;
+  /** The submit's trace context to keep with the job (see `JobRecord.traceContext`). */
+  traceContext?: string | null;
 }
 
 /** A change to a job, as published to `JobStore.subscribe` listeners. */
@@ -104,3 +111,37 @@ export interface RequestSnapshot<Body = unknown> {
 }
 
 export type JobHandler<Input, Result> = (input: Input, ctx: JobContext) => Promise<Result> | Result;
+
+/** What every lifecycle event of `Jobs.on()` carries. Times are epoch milliseconds. */
+export interface JobEvent {
+  jobId: string;
+  /** The job's name, as given to `jobs.define()`. */
+  name: string;
+  /** The attempt (1 on the first; 0 for `submitted`, and for a queued job canceled before it ran). */
+  attempt: number;
+  /** When the event happened. */
+  at: number;
+  /** The trace id of the job's OpenTelemetry trace, when it has one. */
+  traceId?: string;
+}
+
+/**
+ * The lifecycle events of `jobs.on(event, listener)`, for the jobs this process submits or runs. An attempt ends
+ * with one of `completed`, `retrying`, `failed` or `canceled` (none when its lease was lost or handed back at
+ * shutdown).
+ */
+export interface JobEvents {
+  /** This process created the job (not an idempotent replay). */
+  submitted: JobEvent;
+  /** An attempt started here; `waitMs` since the job was created or its retry came due. */
+  started: JobEvent & { waitMs: number };
+  /** The handler reported progress. */
+  progress: JobEvent & { percent: number; message: string | null };
+  completed: JobEvent & { runMs: number };
+  /** The attempt failed and another one is due at `retryAt`. */
+  retrying: JobEvent & { runMs: number; error: JobErrorInfo; retryAt: number };
+  /** The job failed for good. */
+  failed: JobEvent & { runMs: number; error: JobErrorInfo };
+  /** The job was canceled: while it ran here (`runMs`), or while queued (`runMs` null). */
+  canceled: JobEvent & { runMs: number | null };
+}

@@ -1,11 +1,12 @@
 // The worker of a Jobs runtime: the claim loop, running handlers, heartbeats, the writes that end an attempt, shutdown.
 import { backoffDelay } from './backoff.js';
 import { CanceledError, ShutdownError, TimeoutError } from './errors.js';
-import type { DefineOptions, JobDefinition, Logger } from './jobs.js';
+import type { DefineOptions, FieldLogger, JobDefinition, LogFields } from './jobs.js';
 import type { OutageLog } from './outage-log.js';
 import { attemptOutcome, type HandlerResult, LeaseLostError, type Outcome } from './outcome.js';
 import type { CreateResult, JobStore } from './store.js';
-import type { JobChange, JobContext, JobRecord, NewJob } from './types.js';
+import type { AttemptOutcomeLabel, ProcessSpan, Telemetry } from './telemetry.js';
+import type { JobChange, JobContext, JobErrorInfo, JobEvent, JobEvents, JobRecord, NewJob } from './types.js';
 
 /** What the worker needs from its runtime. @internal */
 export interface WorkerHost {
@@ -18,8 +19,9 @@ export interface WorkerHost {
     readonly retentionMs: number;
     readonly maxResultBytes: number;
   };
-  readonly logger: Logger;
+  readonly logger: FieldLogger;
   readonly outages: OutageLog;
+  readonly telemetry: Telemetry;
   readonly definitions: ReadonlyMap<string, JobDefinition<never, unknown>>;
   /** Resolves once the store is ready. */
   ready(): Promise<void>;
@@ -27,6 +29,8 @@ export interface WorkerHost {
   subscribed(): boolean;
   /** Tell watchers of a change this worker wrote. */
   publish(job: Pick<JobRecord, 'id' | 'status' | 'seq'>): void;
+  /** Tell `Jobs.on()` listeners of a lifecycle event (never throws). */
+  emit<E extends keyof JobEvents>(event: E, payload: JobEvents[E]): void;
 }
 
 interface Running {
@@ -34,6 +38,18 @@ interface Running {
   controller: AbortController;
   /** Its handler still runs (holds one of `concurrency` slots); false once only the final write is left. */
   active: boolean;
+  /** The attempt's `process` span. */
+  span: ProcessSpan;
+  /** When the attempt started (epoch ms). */
+  startedAt: number;
+}
+
+/** How an attempt ended, for its span, metrics and events. */
+interface Ended {
+  outcome: AttemptOutcomeLabel;
+  error?: unknown;
+  /** The lifecycle event the attempt ends with, if any; `retryAt` with `retrying`. */
+  event?: { kind: 'completed' | 'retrying' | 'failed' | 'canceled'; error?: JobErrorInfo; retryAt?: number };
 }
 
 /**
@@ -281,18 +297,67 @@ export class Worker {
     // over: abort it as a lost lease, and let only the new run own the entry.
     this.#running.get(job.id)?.controller.abort(new LeaseLostError());
     const controller = new AbortController();
-    const entry: Running = { job, controller, active: true };
+    const { telemetry } = this.#host;
+    const startedAt = Date.now();
+    const entry: Running = { job, controller, active: true, span: telemetry.process(job), startedAt };
     this.#running.set(job.id, entry);
     this.#active += 1;
+    telemetry.started(job.name, startedAt - job.runAt);
     this.#host.publish(job);
+    this.#host.emit('started', { ...this.#eventOf(entry, startedAt), waitMs: Math.max(0, startedAt - job.runAt) });
+    let ended: Ended = { outcome: 'failed' };
     this.#run(entry)
-      .catch((error: unknown) => this.#host.logger.error(`respond-async: running job ${job.id} failed`, error))
+      .then(
+        (outcome) => {
+          ended = outcome;
+        },
+        (error: unknown) => {
+          ended = { outcome: 'failed', error };
+          this.#host.logger.error(`respond-async: running job ${job.id} failed`, error, logFields(entry));
+        },
+      )
       .finally(() => {
+        const now = Date.now();
+        entry.span.end(ended.outcome, ended.error);
+        telemetry.finished(job.name, ended.outcome, now - startedAt);
+        this.#emitEnded(entry, ended, now);
         this.#handlerDone(entry);
         if (this.#running.get(job.id) === entry) this.#running.delete(job.id);
         if (this.#running.size === 0) for (const resolve of this.#idle) resolve();
         this.wake();
       });
+  }
+
+  /** What every event about the attempt of `entry` carries. */
+  #eventOf(entry: Running, at: number): JobEvent {
+    const { job, span } = entry;
+    return {
+      jobId: job.id,
+      name: job.name,
+      attempt: job.attempt,
+      at,
+      ...(span.traceId === undefined ? {} : { traceId: span.traceId }),
+    };
+  }
+
+  #emitEnded(entry: Running, ended: Ended, now = Date.now()): void {
+    const event = ended.event;
+    if (!event) return;
+    const base = { ...this.#eventOf(entry, now), runMs: now - entry.startedAt };
+    const error = event.error ?? { message: 'The job failed' };
+    switch (event.kind) {
+      case 'completed':
+        this.#host.emit('completed', base);
+        return;
+      case 'canceled':
+        this.#host.emit('canceled', base);
+        return;
+      case 'failed':
+        this.#host.emit('failed', { ...base, error });
+        return;
+      case 'retrying':
+        this.#host.emit('retrying', { ...base, error, retryAt: event.retryAt ?? now });
+    }
   }
 
   /**
@@ -312,11 +377,11 @@ export class Worker {
     });
   }
 
-  async #run(entry: Running): Promise<void> {
+  async #run(entry: Running): Promise<Ended> {
     const { job, controller } = entry;
     const { store, workerId, options } = this.#host;
     const definition = this.#host.definitions.get(job.name);
-    if (!definition) return; // claim filters by name; unreachable
+    if (!definition) return { outcome: 'lost' }; // claim filters by name; unreachable
     const { attempts } = definition.options;
     const retentionMs = options.retentionMs;
     if (job.attempt > attempts) {
@@ -324,23 +389,29 @@ export class Worker {
       const error = { message: 'The job failed', code: 'ERR_RESPOND_ASYNC_ATTEMPTS_EXHAUSTED' };
       this.#handlerDone(entry);
       await this.#settle(() => store.fail(job.id, workerId, { error, retryAt: null, retentionMs }), controller.signal);
-      return;
+      return {
+        outcome: 'failed',
+        error: Object.assign(new Error(error.message), { code: error.code }),
+        event: { kind: 'failed', error },
+      };
     }
     if (job.cancelRequested) {
       this.#handlerDone(entry);
       await this.#settle(() => store.markCanceled(job.id, workerId, { retentionMs }), controller.signal);
-      return;
+      return { outcome: 'canceled', event: { kind: 'canceled' } };
     }
     const result = await this.#invoke(entry, definition);
     this.#handlerDone(entry);
+    const abortReason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
     const outcome = attemptOutcome({
       result,
-      abortReason: controller.signal.aborted ? controller.signal.reason : undefined,
+      abortReason,
       attempt: job.attempt,
       attempts,
       maxResultBytes: options.maxResultBytes,
     });
     await this.#record(entry, outcome, definition.options.backoff);
+    return ended(outcome, abortReason instanceof TimeoutError);
   }
 
   /** Run the handler of `entry` with its context, under its timeout; settles as soon as its signal aborts. */
@@ -368,13 +439,16 @@ export class Worker {
         const clamped = Math.min(100, Math.max(0, Number.isFinite(percent) ? percent : 0));
         const value = Math.round(clamped * 100) / 100;
         const text = message === undefined ? null : String(message).slice(0, 1000);
+        this.#host.emit('progress', { ...this.#eventOf(entry, Date.now()), percent: value, message: text });
         return writeProgress({ value, text });
       },
     };
     // A retry starts from nothing: the progress the failed attempt left is reset, unless the handler reports first.
     if (job.attempt > 1 && job.progress !== null && job.progress !== 0) void writeProgress({ value: 0, text: null });
     try {
-      return { ok: true, value: await raceAbort(definition.handler(job.input as never, ctx), controller.signal) };
+      // Under the attempt's span: spans the handler starts are its children.
+      const work = entry.span.run(() => definition.handler(job.input as never, ctx));
+      return { ok: true, value: await raceAbort(work, controller.signal) };
     } catch (error) {
       return { ok: false, error };
     } finally {
@@ -406,10 +480,17 @@ export class Worker {
       }
       default: {
         if (outcome.unexpected) {
-          logger.error(`respond-async: job ${job.name} ${job.id} attempt ${job.attempt} failed`, outcome.cause);
+          logger.error(
+            `respond-async: job ${job.name} ${job.id} attempt ${job.attempt} failed`,
+            outcome.cause,
+            logFields(entry),
+          );
         }
         const retryAt = outcome.kind === 'retry' ? Date.now() + backoffDelay(backoff, job.attempt) : null;
         const { error } = outcome;
+        // Told before the write: once it is stored, the next attempt may start (and be told) at once.
+        if (retryAt !== null)
+          this.#emitEnded(entry, { outcome: 'retrying', event: { kind: 'retrying', error, retryAt } });
         await this.#settle(() => store.fail(job.id, workerId, { error, retryAt, retentionMs }), controller.signal);
       }
     }
@@ -476,6 +557,40 @@ export class Worker {
       }
     } catch (error) {
       this.#host.outages.failed('renew', 'respond-async: renewing leases failed', error);
+    }
+  }
+}
+
+/** The structured fields of a log line about the attempt of `entry`. */
+function logFields(entry: Running): LogFields {
+  const { job, span } = entry;
+  return {
+    jobId: job.id,
+    jobName: job.name,
+    attempt: job.attempt,
+    ...(span.traceId === undefined ? {} : { traceId: span.traceId }),
+  };
+}
+
+/** The outcome label of an attempt's span and metrics. A shutdown hands the job back to run again: `retrying`. */
+function ended(outcome: Outcome, timedOut: boolean): Ended {
+  switch (outcome.kind) {
+    case 'complete':
+      return { outcome: 'complete', event: { kind: 'completed' } };
+    case 'cancel':
+      return { outcome: 'canceled', event: { kind: 'canceled' } };
+    case 'lost':
+      return { outcome: 'lost' };
+    case 'release':
+      return { outcome: 'retrying' };
+    default: {
+      // A retry's event was told before its write (see #record).
+      const retrying = outcome.kind === 'retry';
+      return {
+        outcome: timedOut ? 'timeout' : retrying ? 'retrying' : 'failed',
+        error: outcome.cause,
+        ...(retrying ? {} : { event: { kind: 'failed', error: outcome.error } }),
+      };
     }
   }
 }

@@ -323,9 +323,15 @@ class DeliveryLoop {
     const attempts = job.deliveryAttempts + 1;
     try {
       const outcome = await this.#attempt(job);
-      await this.#record(job.id, this.#next(job, attempts, outcome));
+      const next = this.#next(job, attempts, outcome);
+      this.jobs.telemetry.delivery(next.status === 'pending' ? 'retrying' : next.status);
+      await this.#record(job.id, next);
     } catch (error) {
-      this.jobs.logger.error(`respond-async: webhook delivery of job ${job.id} failed`, error);
+      this.jobs.logger.error(`respond-async: webhook delivery of job ${job.id} failed`, error, {
+        jobId: job.id,
+        jobName: job.name,
+      });
+      this.jobs.telemetry.delivery('retrying');
       await this.#record(job.id, this.#next(job, attempts, { kind: 'retry', reason: 'internal error' }));
     }
   }
@@ -382,7 +388,10 @@ class DeliveryLoop {
       const body = JSON.stringify(toStatusDocument(job, this.statusUrl(job.id)));
       const msgId = `msg_${job.id}`;
       const timestamp = Math.floor(Date.now() / 1000);
+      // The CLIENT span, under the job's trace; its context goes to the receiver as `traceparent`.
+      const span = this.jobs.telemetry.webhook(job, check.url);
       const headers = {
+        ...span.headers,
         host: check.url.host,
         'content-type': 'application/json',
         'content-length': String(Buffer.byteLength(body)),
@@ -392,6 +401,7 @@ class DeliveryLoop {
         'webhook-signature': signWebhook(this.config.secret, msgId, timestamp, body),
       };
       const answer = await post(check.url, check.addresses, headers, body, controller.signal);
+      span.end('error' in answer ? undefined : answer.status, 'error' in answer ? answer.error : undefined);
       if ('error' in answer) return { kind: 'retry', reason: answer.error };
       if (answer.status >= 200 && answer.status < 300) return { kind: 'delivered' };
       if (answer.status === 410) return { kind: 'failed', reason: 'the receiver answered 410 Gone' };

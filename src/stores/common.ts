@@ -34,6 +34,7 @@ export function newRecord(job: NewJob, now: number): JobRecord {
     finishedAt: null,
     expiresAt: null,
     seq: 1,
+    traceContext: job.traceContext ?? null,
   };
 }
 
@@ -96,6 +97,8 @@ export interface JobRow {
   finished_at: number | string | null;
   expires_at: number | string | null;
   seq: number | string;
+  /** Absent from rows read by statements that do not list it. */
+  trace_context?: string | null;
 }
 
 /** @internal The JobRecord a row holds. */
@@ -129,6 +132,7 @@ export function rowToRecord(row: JobRow): JobRecord {
     finishedAt: numberOrNull(row.finished_at),
     expiresAt: numberOrNull(row.expires_at),
     seq: Number(row.seq),
+    traceContext: row.trace_context ?? null,
   };
 }
 

@@ -155,6 +155,17 @@ CREATE INDEX IF NOT EXISTS jobs_owner_page_idx ON jobs (owner, created_at DESC, 
 DROP INDEX IF EXISTS jobs_owner_idx;
 `,
   },
+  {
+    version: 5,
+    name: 'trace context',
+    // The OpenTelemetry context of the submit (W3C traceparent/tracestate as JSON), so that a job run by another
+    // process or after a restart joins the request's trace. A nullable column without a default: no table rewrite,
+    // and processes of the previous version keep working during a rolling upgrade (their inserts leave it NULL and
+    // their statements list their columns).
+    sql: `
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS trace_context text;
+`,
+  },
 ];
 
 /** The newest migration this version knows: a schema migrated further was written by a newer respond-async. */

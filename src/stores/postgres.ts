@@ -87,13 +87,14 @@ const SQL = {
     WHERE j.idem_scope = $1 AND j.expires_at <= floor(extract(epoch from now()) * 1000)::bigint`,
 
   // $1 id, $2 name, $3 input, $4 owner, $5 idempotency_key, $6 idem_scope, $7 request_hash, $8 max_attempts,
-  // $9 callback_url, $10 worker, $11 lease ms. A job created already claimed (createClaimed) has a worker;
+  // $9 callback_url, $10 worker, $11 lease ms, $12 trace_context. A job created already claimed (createClaimed) has a worker;
   // a queued one has NULL in both.
   insert: (schema: string) => `
     INSERT INTO ${schema}.jobs AS j
       (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
-       attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
+       trace_context, attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
     VALUES ($1, $2, CASE WHEN $10::text IS NULL THEN 'queued' ELSE 'processing' END, $3, $4, $5, $6, $7, $8, $9,
+      $12,
       CASE WHEN $10::text IS NULL THEN 0 ELSE 1 END,
       $10,
       CASE WHEN $10::text IS NULL THEN NULL ELSE floor(extract(epoch from now()) * 1000)::bigint + $11::bigint END,
@@ -105,17 +106,17 @@ const SQL = {
     RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
   // Group commit: the creates of one event-loop turn in one statement, as parallel arrays of insert's
-  // parameters ($1..$11), rows in the order they were submitted. Two rows with one key in the same statement:
+  // parameters ($1..$12), rows in the order they were submitted. Two rows with one key in the same statement:
   // the first is inserted, the other skipped (DO NOTHING).
   insertMany: (schema: string) => `
     INSERT INTO ${schema}.jobs AS j
       (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
-       attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
+       trace_context, attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
     SELECT u.id, u.name, CASE WHEN u.worker::text IS NULL THEN 'queued' ELSE 'processing' END, u.input, u.owner,
-      u.idempotency_key, u.idem_scope, u.request_hash, u.max_attempts, u.callback_url,
+      u.idempotency_key, u.idem_scope, u.request_hash, u.max_attempts, u.callback_url, u.trace_context,
       CASE WHEN u.worker::text IS NULL THEN 0 ELSE 1 END,
       u.worker,
       CASE WHEN u.worker::text IS NULL THEN NULL ELSE floor(extract(epoch from now()) * 1000)::bigint + u.lease_ms END,
@@ -124,22 +125,22 @@ const SQL = {
       floor(extract(epoch from now()) * 1000)::bigint,
       floor(extract(epoch from now()) * 1000)::bigint
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-      $8::integer[], $9::text[], $10::text[], $11::bigint[])
+      $8::integer[], $9::text[], $10::text[], $11::bigint[], $12::text[])
       WITH ORDINALITY AS u(id, name, input, owner, idempotency_key, idem_scope, request_hash, max_attempts,
-        callback_url, worker, lease_ms, n)
+        callback_url, worker, lease_ms, trace_context, n)
     ORDER BY u.n
     ON CONFLICT (idem_scope) DO NOTHING
     RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
   // $1 scope
   getByKey: (schema: string) => `
     SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context
     FROM ${schema}.jobs j
     WHERE j.idem_scope = $1
       AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)`,
@@ -149,7 +150,7 @@ const SQL = {
     SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context
     FROM ${schema}.jobs j
     WHERE j.id = $1
       AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)`,
@@ -161,7 +162,7 @@ const SQL = {
     SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context
     FROM ${schema}.jobs j
     WHERE j.owner = $1 AND (j.created_at, j.id COLLATE "C") < ($2::bigint, $3::text COLLATE "C")
       AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
@@ -173,7 +174,7 @@ const SQL = {
     SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context
     FROM ${schema}.jobs j
     WHERE j.owner IS NULL AND (j.created_at, j.id COLLATE "C") < ($1::bigint, $2::text COLLATE "C")
       AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
@@ -209,7 +210,7 @@ const SQL = {
     RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
   // completeMany's parameters ($1..$5) and claim's ($6 names, $7 worker, $8 limit, $9 lease ms): the completions
   // waiting in this turn and the claim of the next jobs in one statement (one round trip, one commit). The jobs
@@ -234,7 +235,7 @@ const SQL = {
       RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
         j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
         j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, true AS done
+        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context, true AS done
     ),
     picked AS MATERIALIZED (
       SELECT c.id FROM ${schema}.jobs c
@@ -255,7 +256,7 @@ const SQL = {
       RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
         j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
         j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, false AS done
+        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context, false AS done
     )
     SELECT * FROM done UNION ALL SELECT * FROM claimed`,
 
@@ -273,7 +274,7 @@ const SQL = {
     RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
   // $1 id, $2 worker, $3 result, $4 result URL, $5 retention ms
   complete: (schema: string) => `
@@ -293,7 +294,7 @@ const SQL = {
     RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
   // complete's parameters as parallel arrays ($1 ids, $2 workers, $3 results, $4 result URLs, $5 retentions):
   // the completions of one event-loop turn (distinct ids) in one statement, each row with its own lease check.
@@ -316,7 +317,7 @@ const SQL = {
     RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
   // $1 id, $2 worker, $3 error, $4 retention ms
   failFinal: (schema: string) => `
@@ -334,7 +335,7 @@ const SQL = {
     RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
   // $1 id, $2 worker, $3 error, $4 retry at (epoch ms), $5 retention ms. A retry goes back to the queue; with a
   // cancel requested the job ends canceled instead, and its retention ($5) starts.
@@ -357,7 +358,7 @@ const SQL = {
     RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
   // $1 id, $2 retention ms. Queued: canceled at once. Processing: cancel_requested. SET expressions read the
   // row as it was.
@@ -380,7 +381,7 @@ const SQL = {
     RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
   // $1 id, $2 worker, $3 retention ms
   markCanceled: (schema: string) => `
@@ -396,7 +397,7 @@ const SQL = {
     RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
   // $1 id, $2 worker
   release: (schema: string) => `
@@ -427,7 +428,7 @@ const SQL = {
     RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq`,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
   // $1 id, $2 status, $3 attempts, $4 next at (epoch ms)
   recordDelivery: (schema: string) => `
@@ -452,6 +453,7 @@ interface CreateParams {
   /** The worker of a job created already claimed, or null. */
   worker: string | null;
   leaseMs: number | null;
+  traceContext: string | null;
 }
 
 /** A completion's parameters (complete, and one row of completeMany). */
@@ -484,6 +486,7 @@ function createValues(p: CreateParams): unknown[] {
     p.callbackUrl,
     p.worker,
     leaseMs,
+    p.traceContext,
   ];
 }
 
@@ -659,6 +662,7 @@ export class PostgresStore implements JobStore {
         callbackUrl: job.callbackUrl,
         worker: workerId,
         leaseMs,
+        traceContext: job.traceContext ?? null,
       };
       if (this.#creates.length === 0) setImmediate(() => this.#flushCreates());
       this.#creates.push({ params, resolve, reject });

@@ -71,4 +71,14 @@ CREATE INDEX IF NOT EXISTS respond_async_jobs_owner_page ON respond_async_jobs (
 DROP INDEX IF EXISTS respond_async_jobs_owner_created;
 `,
   },
+  {
+    version: 3,
+    name: 'trace context',
+    // The OpenTelemetry context of the submit (W3C traceparent/tracestate as JSON), so that a job run after a
+    // restart or by another process joins the request's trace. Nullable: processes of the previous version keep
+    // inserting rows without it.
+    sql: `
+ALTER TABLE respond_async_jobs ADD COLUMN trace_context TEXT;
+`,
+  },
 ];

@@ -67,9 +67,9 @@ const SQL = {
     WHERE idem_scope = @scope AND expires_at IS NOT NULL AND expires_at <= @now`,
   insert: `
     INSERT INTO respond_async_jobs (id, name, status, input, owner, idempotency_key, idem_scope, request_hash,
-      attempt, max_attempts, run_at, callback_url, delivery_attempts, created_at, updated_at, seq)
+      attempt, max_attempts, run_at, callback_url, delivery_attempts, created_at, updated_at, seq, trace_context)
     VALUES (@id, @name, 'queued', @input, @owner, @idempotencyKey, @scope, @requestHash,
-      0, @maxAttempts, @now, @callbackUrl, 0, @now, @now, 1)
+      0, @maxAttempts, @now, @callbackUrl, 0, @now, @now, 1, @traceContext)
     ON CONFLICT (idem_scope) DO NOTHING`,
   byScope: `SELECT * FROM respond_async_jobs WHERE idem_scope = @scope`,
   get: `SELECT * FROM respond_async_jobs WHERE id = @id AND (expires_at IS NULL OR expires_at > @now)`,
@@ -570,6 +570,7 @@ function insertJob(s: Statements, job: NewJob, now: number): CreateResult {
     requestHash: job.requestHash,
     maxAttempts: job.maxAttempts,
     callbackUrl: job.callbackUrl,
+    traceContext: job.traceContext ?? null,
     now,
   });
   if (inserted.changes === 0 && scope !== null) {
