@@ -120,3 +120,18 @@ export function registerBasics(test: TestCase): void {
     assert.equal((await store.get(job.id))?.owner, 'tenant-1:user-9');
   });
 }
+
+/** Register the case for the stored trace context (the producer's W3C trace headers, kept as given). */
+export function registerTraceContext(test: TestCase): void {
+  test('create keeps the trace context given with the job, through claim and completion', async ({ store }) => {
+    const traceContext = JSON.stringify({ traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' });
+    const { job } = await store.create(newJob({ traceContext }));
+    assert.equal(job.traceContext, traceContext);
+    const [claimed] = await store.claim(claimOptions('w1'));
+    assert.equal(claimed?.traceContext, traceContext);
+    await store.complete(job.id, 'w1', { result: 1, resultUrl: null, retentionMs: RETENTION_MS });
+    assert.equal((await store.get(job.id))?.traceContext, traceContext);
+    const plain = await store.create(newJob());
+    assert.equal(plain.job.traceContext ?? null, null);
+  });
+}

@@ -3,7 +3,7 @@
 // jest or node:test alike: pass the test runner's `describe` and `it`. The cases live in one file per topic.
 import assert from 'node:assert/strict';
 import type { JobStore } from '../core/store.js';
-import { registerBasics } from './basics.js';
+import { registerBasics, registerTraceContext } from './basics.js';
 import { registerCancel } from './cancel.js';
 import { registerClaim, registerClaimRaces, registerCreateClaimed, registerLeases } from './claim-and-leases.js';
 import { registerCompletion, registerFailure } from './completion.js';
@@ -106,6 +106,7 @@ export function describeStoreConformance(name: string, api: TestApi, options: St
   // The order of registration is the order the cases run in.
   api.describe(`${name}: JobStore conformance`, () => {
     registerBasics(test);
+    registerTraceContext(test);
     registerIdempotency(test);
     registerList(test);
     registerClaim(test);
