@@ -47,7 +47,7 @@ export interface OpenApiOptions {
    * A converter for schemas that do not give their JSON Schema themselves (valibot: `@valibot/to-json-schema`'s
    * `toJsonSchema`). Tried first; return `undefined` to fall back to the schema's own (Standard JSON Schema, zod 4).
    */
-  toJsonSchema?: (schema: StandardSchemaV1, direction: 'input' | 'output') => JsonObject | undefined;
+  toJsonSchema?: (schema: StandardSchemaV1, direction: 'input' | 'output') => object | undefined;
 }
 
 const PROBLEM = 'application/problem+json';
