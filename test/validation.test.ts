@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createJobs, type Jobs } from '../src/core/runtime.js';
 import type { RequestSnapshot } from '../src/core/types.js';
-import { jsonPointer } from '../src/http/validation.js';
+import type { StandardSchemaV1 } from '../src/http/standard-schema.js';
+import { jsonPointer, validateRequest } from '../src/http/validation.js';
 import { MemoryStore } from '../src/stores/memory.js';
 import { FRAMEWORKS, type RunningApp, startApp } from './helpers/apps.js';
 
@@ -122,6 +123,31 @@ describe('query validation', () => {
     expect(doc.errors).toHaveLength(1);
     expect(doc.errors[0]).toMatchObject({ in: 'query', pointer: '/dryRun' });
     expect(store.size).toBe(before);
+  });
+});
+
+describe('validateRequest', () => {
+  it('awaits a schema whose validate returns a promise, and keeps its output', async () => {
+    const slow: StandardSchemaV1<unknown, { n: number }> = {
+      '~standard': {
+        version: 1,
+        vendor: 'test',
+        validate: async (value) =>
+          typeof (value as { n?: unknown }).n === 'number'
+            ? { value: { n: (value as { n: number }).n * 2 } }
+            : { issues: [{ message: 'n must be a number', path: [{ key: 'n' }] }] },
+      },
+    };
+    expect(await validateRequest({ body: slow }, { n: 2 }, {}, {})).toEqual({
+      ok: true,
+      body: { n: 4 },
+      params: {},
+      query: {},
+    });
+    const refused = await validateRequest({ body: slow }, {}, {}, {});
+    expect(refused.ok).toBe(false);
+    if (!refused.ok)
+      expect(JSON.parse(refused.response.body!).errors).toEqual([{ pointer: '/n', message: 'n must be a number' }]);
   });
 });
 
