@@ -337,79 +337,8 @@ function components(result: JsonObject): Record<string, Record<string, unknown>>
     ...(retryAfter ? { headers: { 'Retry-After': REF('headers', 'RetryAfter') } } : {}),
     content: { [PROBLEM]: { schema: REF('schemas', 'Problem') } },
   });
-  const time = { type: 'string', format: 'date-time' };
-  const status = { type: 'string', enum: ['queued', 'processing', 'complete', 'failed', 'canceled'] };
   return {
-    schemas: {
-      RespondAsyncAccepted: {
-        type: 'object',
-        required: ['jobId', 'status', 'statusUrl', 'createdAt'],
-        properties: {
-          jobId: { type: 'string' },
-          status,
-          statusUrl: { type: 'string' },
-          estimatedSeconds: { type: 'number' },
-          createdAt: time,
-        },
-      },
-      RespondAsyncStatusDocument: {
-        type: 'object',
-        required: ['jobId', 'status', 'statusUrl', 'createdAt', 'updatedAt'],
-        properties: {
-          jobId: { type: 'string' },
-          status,
-          statusUrl: { type: 'string' },
-          progress: { type: 'number', minimum: 0, maximum: 100 },
-          message: { type: 'string' },
-          result: { description: 'The handler’s return value, when `complete`.', ...result },
-          resultUrl: { type: 'string' },
-          error: {
-            type: 'object',
-            required: ['message'],
-            properties: { message: { type: 'string' }, code: { type: 'string' } },
-          },
-          retryAt: time,
-          createdAt: time,
-          updatedAt: time,
-          startedAt: time,
-          finishedAt: time,
-          attempt: { type: 'integer', minimum: 1 },
-        },
-      },
-      RespondAsyncJobList: {
-        type: 'object',
-        required: ['jobs'],
-        properties: {
-          jobs: { type: 'array', items: REF('schemas', 'StatusDocument') },
-          nextCursor: { type: 'string' },
-        },
-      },
-      RespondAsyncProblem: {
-        type: 'object',
-        description: 'RFC 9457 problem details, with a stable `code`.',
-        required: ['type', 'title', 'status', 'code'],
-        properties: {
-          type: { type: 'string' },
-          title: { type: 'string' },
-          status: { type: 'integer' },
-          detail: { type: 'string' },
-          code: { type: 'string', examples: ['ERR_RESPOND_ASYNC_INVALID_REQUEST'] },
-          errors: {
-            type: 'array',
-            description: 'With `ERR_RESPOND_ASYNC_INVALID_REQUEST`: what the schema refused.',
-            items: {
-              type: 'object',
-              required: ['pointer', 'message'],
-              properties: {
-                in: { type: 'string', enum: ['params', 'query'], description: 'Absent for the body.' },
-                pointer: { type: 'string', description: 'RFC 6901 JSON Pointer into the body (or into `in`).' },
-                message: { type: 'string' },
-              },
-            },
-          },
-        },
-      },
-    },
+    schemas: componentSchemas(result),
     parameters: {
       RespondAsyncJobId: { name: 'jobId', in: 'path', required: true, schema: { type: 'string' } },
       RespondAsyncPrefer: {
@@ -440,6 +369,82 @@ function components(result: JsonObject): Record<string, Record<string, unknown>>
       RespondAsyncIdempotencyKeyReused: problemResponse('The Idempotency-Key was used with a different request.'),
       RespondAsyncTooManyRequests: problemResponse('The caller holds too many jobs.', true),
       RespondAsyncServiceUnavailable: problemResponse('The job store is unavailable or the queue is full.', true),
+    },
+  };
+}
+
+/** The documents: accepted, status, list and problem. */
+function componentSchemas(result: JsonObject): Record<string, unknown> {
+  const time = { type: 'string', format: 'date-time' };
+  const status = { type: 'string', enum: ['queued', 'processing', 'complete', 'failed', 'canceled'] };
+  return {
+    RespondAsyncAccepted: {
+      type: 'object',
+      required: ['jobId', 'status', 'statusUrl', 'createdAt'],
+      properties: {
+        jobId: { type: 'string' },
+        status,
+        statusUrl: { type: 'string' },
+        estimatedSeconds: { type: 'number' },
+        createdAt: time,
+      },
+    },
+    RespondAsyncStatusDocument: {
+      type: 'object',
+      required: ['jobId', 'status', 'statusUrl', 'createdAt', 'updatedAt'],
+      properties: {
+        jobId: { type: 'string' },
+        status,
+        statusUrl: { type: 'string' },
+        progress: { type: 'number', minimum: 0, maximum: 100 },
+        message: { type: 'string' },
+        result: { description: 'The handler’s return value, when `complete`.', ...result },
+        resultUrl: { type: 'string' },
+        error: {
+          type: 'object',
+          required: ['message'],
+          properties: { message: { type: 'string' }, code: { type: 'string' } },
+        },
+        retryAt: time,
+        createdAt: time,
+        updatedAt: time,
+        startedAt: time,
+        finishedAt: time,
+        attempt: { type: 'integer', minimum: 1 },
+      },
+    },
+    RespondAsyncJobList: {
+      type: 'object',
+      required: ['jobs'],
+      properties: {
+        jobs: { type: 'array', items: REF('schemas', 'StatusDocument') },
+        nextCursor: { type: 'string' },
+      },
+    },
+    RespondAsyncProblem: {
+      type: 'object',
+      description: 'RFC 9457 problem details, with a stable `code`.',
+      required: ['type', 'title', 'status', 'code'],
+      properties: {
+        type: { type: 'string' },
+        title: { type: 'string' },
+        status: { type: 'integer' },
+        detail: { type: 'string' },
+        code: { type: 'string', examples: ['ERR_RESPOND_ASYNC_INVALID_REQUEST'] },
+        errors: {
+          type: 'array',
+          description: 'With `ERR_RESPOND_ASYNC_INVALID_REQUEST`: what the schema refused.',
+          items: {
+            type: 'object',
+            required: ['pointer', 'message'],
+            properties: {
+              in: { type: 'string', enum: ['params', 'query'], description: 'Absent for the body.' },
+              pointer: { type: 'string', description: 'RFC 6901 JSON Pointer into the body (or into `in`).' },
+              message: { type: 'string' },
+            },
+          },
+        },
+      },
     },
   };
 }
