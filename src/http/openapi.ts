@@ -96,9 +96,15 @@ export function openapiDocument(options: OpenApiOptions): OpenApiDocument {
       ? anyOf(results.map((schema) => jsonSchemaOf(schema, 'output', convert)))
       : {};
   const paths: Record<string, Record<string, unknown>> = {};
+  const operationIds = new Set<string>();
   for (const route of options.routes) {
     const path = openapiPath(route.path);
-    paths[path] = { ...paths[path], [(route.method ?? 'post').toLowerCase()]: submitOperation(route, options) };
+    const operation = submitOperation(route, options);
+    // Ids must be unique: a second route of the same job goes without one rather than break the document.
+    const id = operation.operationId;
+    if (typeof id === 'string' && operationIds.has(id)) delete operation.operationId;
+    else if (typeof id === 'string') operationIds.add(id);
+    paths[path] = { ...paths[path], [(route.method ?? 'post').toLowerCase()]: operation };
   }
   if (options.owner) paths[basePath] = { get: listOperation(basePath) };
   paths[`${basePath}/{jobId}`] = statusPath();
@@ -331,6 +337,7 @@ function listOperation(basePath: string): JsonObject {
   };
 }
 
+/** The components the operations refer to, named `RespondAsync…` so that they merge into an app's own. */
 function components(result: JsonObject): Record<string, Record<string, unknown>> {
   const problemResponse = (description: string, retryAfter = false) => ({
     description,
