@@ -50,6 +50,17 @@ export {
   type RequestSnapshot,
 } from './core/types.js';
 export {
+  type JsonObject,
+  jsonSchemaOf,
+  mergeOpenApi,
+  type OpenApiDocument,
+  type OpenApiOptions,
+  type OpenApiRoute,
+  openapiDocument,
+} from './http/openapi.js';
+export type { StandardJSONSchemaV1, StandardSchemaV1 } from './http/standard-schema.js';
+export type { RouteSchema, ValidationErrorItem } from './http/validation.js';
+export {
   signWebhook,
   type VerifyWebhookOptions,
   verifyWebhook,

@@ -12,6 +12,7 @@ import type { HttpResponse } from './response.js';
 import { jsonResponse } from './response.js';
 import { jobEventStream } from './sse.js';
 import { checkCallbackUrl } from './ssrf.js';
+import { type RouteSchema, validateRequest } from './validation.js';
 import { startWebhookDeliveries, validateWebhookOptions, type WebhookOptions } from './webhooks.js';
 
 /** Options shared by every adapter: where the status endpoints live, who owns a job, limits. */
@@ -64,7 +65,16 @@ export interface RouteOptions<Req, Input> {
   input?: (req: Req, snapshot: RequestSnapshot) => Input | Promise<Input>;
   /** Sent as `estimatedSeconds` in the 202 body, and as its `Retry-After` when larger than the default. */
   estimatedSeconds?: number;
+  /**
+   * Standard Schemas (zod 4, valibot 1, arktype 2, …) validating the body, params and query before anything is
+   * stored (400 problem+json with `errors` otherwise); the job's input holds their output. With the default input,
+   * the body schema's output must be the job's `RequestSnapshot<Body>` body type.
+   */
+  schema?: RouteSchema<SnapshotBody<Input>>;
 }
+
+/** The body type of a job input that is a `RequestSnapshot<Body>`; `unknown` for any other input. */
+export type SnapshotBody<Input> = [Input] extends [RequestSnapshot<infer Body>] ? Body : unknown;
 
 /**
  * The options argument of an adapter's `route(job, options?)`. Without `input()`, the handler receives the default
@@ -195,8 +205,10 @@ export class HttpProtocol<Req> {
     }
     // No body (nothing sent) is the empty object, whatever the adapter: a handler reading `body.field` never throws.
     const received = req.body === undefined ? {} : req.body;
-    let body = received;
-    let bodyJson = req.bodyJson;
+    const checked = await validateRequest(route.schema, received, req.params ?? {}, req.query ?? {});
+    if (!checked.ok) return checked.response;
+    let body = checked.body;
+    let bodyJson = route.schema?.body ? undefined : req.bodyJson;
     let callbackUrl: string | null = null;
     const webhooks = this.#options.webhooks;
     if (webhooks) {
@@ -215,7 +227,7 @@ export class HttpProtocol<Req> {
         }
       }
     }
-    const snapshot: RequestSnapshot = { body, params: req.params ?? {}, query: req.query ?? {} };
+    const snapshot: RequestSnapshot = { body, params: checked.params, query: checked.query };
     const input = route.input ? await route.input(req.raw, snapshot) : (snapshot as Input);
     // The default input is the snapshot: its JSON is built around the body's text as received, which spares the
     // store serialising the body again (it parses to the same value).
