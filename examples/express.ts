@@ -7,6 +7,14 @@ import { respondAsync } from '../src/express.js';
 import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
 
 const { jobs, report } = await createDemo();
+/** The answer to any path no route answered. */
+const NOT_FOUND = {
+  type: 'about:blank',
+  title: 'Not Found',
+  status: 404,
+  code: 'ERR_RESPOND_ASYNC_NOT_FOUND',
+  detail: 'No route answers this path',
+};
 const app = express();
 const ra = respondAsync(jobs, {
   basePath: '/jobs',
@@ -26,6 +34,9 @@ const client = await build({
 });
 app.get('/client.js', (_req, res) => void res.type('text/javascript').send(client.outputFiles[0].text));
 app.use(express.static(fileURLToPath(new URL('./public', import.meta.url))));
+// Anything no route answered: 404 problem+json; body-parser errors before a wrapped route, as problem+json too.
+app.use((_req, res) => void res.status(404).type('application/problem+json').send(JSON.stringify(NOT_FOUND)));
+app.use(ra.errors());
 
 const server = app.listen(port, () => console.log(`express example on http://127.0.0.1:${port}`));
 shutdownOnSignal(async () => {

@@ -5,6 +5,14 @@ import { respondAsync } from '../src/fastify.js';
 import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
 
 const { jobs, report } = await createDemo();
+/** The answer to any path no route answered. */
+const NOT_FOUND = {
+  type: 'about:blank',
+  title: 'Not Found',
+  status: 404,
+  code: 'ERR_RESPOND_ASYNC_NOT_FOUND',
+  detail: 'No route answers this path',
+};
 // forceCloseConnections: shutdown does not wait for event-stream clients.
 const app = Fastify({ forceCloseConnections: true });
 const ra = respondAsync(jobs, {
@@ -15,6 +23,8 @@ const ra = respondAsync(jobs, {
 
 await app.register(ra.plugin);
 app.post('/reports', ra.route(report, { input: (_req, snapshot) => reportInput(snapshot) }));
+// Anything no route answered: 404 problem+json.
+app.setNotFoundHandler((_request, reply) => reply.code(404).type('application/problem+json').send(NOT_FOUND));
 
 await app.listen({ port, host: '0.0.0.0' });
 console.log(`fastify example on http://127.0.0.1:${port}`);

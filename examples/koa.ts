@@ -5,6 +5,14 @@ import { respondAsync } from '../src/koa.js';
 import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
 
 const { jobs, report } = await createDemo();
+/** The answer to any path no route answered. */
+const NOT_FOUND = {
+  type: 'about:blank',
+  title: 'Not Found',
+  status: 404,
+  code: 'ERR_RESPOND_ASYNC_NOT_FOUND',
+  detail: 'No route answers this path',
+};
 const app = new Koa();
 const ra = respondAsync(jobs, {
   basePath: '/jobs',
@@ -14,6 +22,12 @@ const ra = respondAsync(jobs, {
 
 app.use(ra.routes());
 app.use(ra.post('/reports', report, { input: (_ctx, snapshot) => reportInput(snapshot) }));
+// Anything no route answered: 404 problem+json.
+app.use((ctx) => {
+  ctx.status = 404;
+  ctx.type = 'application/problem+json';
+  ctx.body = NOT_FOUND;
+});
 
 const server = app.listen(port, () => console.log(`koa example on http://127.0.0.1:${port}`));
 shutdownOnSignal(async () => {
