@@ -4,17 +4,9 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import express from 'express';
 import { respondAsync } from '../src/express.js';
-import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
+import { createDemo, NOT_FOUND, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
 
 const { jobs, report } = await createDemo();
-/** The answer to any path no route answered. */
-const NOT_FOUND = {
-  type: 'about:blank',
-  title: 'Not Found',
-  status: 404,
-  code: 'ERR_RESPOND_ASYNC_NOT_FOUND',
-  detail: 'No route answers this path',
-};
 const app = express();
 const ra = respondAsync(jobs, {
   basePath: '/jobs',

@@ -2,17 +2,9 @@
 // Run: npx tsx examples/koa.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
 import Koa from 'koa';
 import { respondAsync } from '../src/koa.js';
-import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
+import { createDemo, NOT_FOUND, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
 
 const { jobs, report } = await createDemo();
-/** The answer to any path no route answered. */
-const NOT_FOUND = {
-  type: 'about:blank',
-  title: 'Not Found',
-  status: 404,
-  code: 'ERR_RESPOND_ASYNC_NOT_FOUND',
-  detail: 'No route answers this path',
-};
 const app = new Koa();
 const ra = respondAsync(jobs, {
   basePath: '/jobs',
