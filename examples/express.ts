@@ -5,7 +5,7 @@ import { build } from 'esbuild';
 import express from 'express';
 import { respondAsync } from '../src/express.js';
 import { otelFromEnv } from './otel.js';
-import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
+import { createDemo, NOT_FOUND, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
 
 await otelFromEnv();
 
@@ -29,6 +29,9 @@ const client = await build({
 });
 app.get('/client.js', (_req, res) => void res.type('text/javascript').send(client.outputFiles[0].text));
 app.use(express.static(fileURLToPath(new URL('./public', import.meta.url))));
+// Anything no route answered: 404 problem+json; body-parser errors before a wrapped route, as problem+json too.
+app.use((_req, res) => void res.status(404).type('application/problem+json').send(JSON.stringify(NOT_FOUND)));
+app.use(ra.errors());
 
 const server = app.listen(port, () => console.log(`express example on http://127.0.0.1:${port}`));
 shutdownOnSignal(async () => {

@@ -3,7 +3,7 @@
 import Fastify from 'fastify';
 import { respondAsync } from '../src/fastify.js';
 import { otelFromEnv } from './otel.js';
-import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
+import { createDemo, NOT_FOUND, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
 
 await otelFromEnv();
 
@@ -18,6 +18,8 @@ const ra = respondAsync(jobs, {
 
 await app.register(ra.plugin);
 app.post('/reports', ra.route(report, { input: (_req, snapshot) => reportInput(snapshot) }));
+// Anything no route answered: 404 problem+json.
+app.setNotFoundHandler((_request, reply) => reply.code(404).type('application/problem+json').send(NOT_FOUND));
 
 await app.listen({ port, host: '0.0.0.0' });
 console.log(`fastify example on http://127.0.0.1:${port}`);

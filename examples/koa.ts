@@ -3,7 +3,7 @@
 import Koa from 'koa';
 import { respondAsync } from '../src/koa.js';
 import { otelFromEnv } from './otel.js';
-import { createDemo, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
+import { createDemo, NOT_FOUND, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
 
 await otelFromEnv();
 
@@ -17,6 +17,12 @@ const ra = respondAsync(jobs, {
 
 app.use(ra.routes());
 app.use(ra.post('/reports', report, { input: (_ctx, snapshot) => reportInput(snapshot) }));
+// Anything no route answered: 404 problem+json.
+app.use((ctx) => {
+  ctx.status = 404;
+  ctx.type = 'application/problem+json';
+  ctx.body = NOT_FOUND;
+});
 
 const server = app.listen(port, () => console.log(`koa example on http://127.0.0.1:${port}`));
 shutdownOnSignal(async () => {

@@ -23,6 +23,15 @@ export interface ReportResult {
   steps: number;
 }
 
+/** The problem+json body the examples answer for any path no route answered (DESIGN.md, examples contract). */
+export const NOT_FOUND = {
+  type: 'about:blank',
+  title: 'Not Found',
+  status: 404,
+  code: 'ERR_RESPOND_ASYNC_NOT_FOUND',
+  detail: 'No route answers this path',
+};
+
 /** The port from PORT (default 3000). */
 export const port = Number(process.env.PORT ?? 3000);
 

@@ -1,5 +1,5 @@
 // respond-async/express: wrap an Express route so it answers 202, and serve the status endpoints. Translation only.
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
 import type { JobDefinition, Jobs } from './core/runtime.js';
 import { nodeHeader, parsedByApp, pathOf, readNodeBody, sendNode } from './http/node.js';
 import {
@@ -17,8 +17,17 @@ export type ExpressRouteOptions<Input> = RouteOptions<Request, Input>;
 export interface ExpressRespondAsync {
   /** A handler for a route that answers 202 and runs `job` in the background. */
   route<Input>(job: JobDefinition<Input, unknown>, ...options: RouteOptionsArg<Request, Input>): RequestHandler;
-  /** Middleware serving `GET|DELETE {basePath}/:jobId`, `GET {basePath}/:jobId/events` and `GET {basePath}`. Mount it on the app, not under a path. */
+  /**
+   * Middleware serving `GET|DELETE {basePath}/:jobId`, `GET {basePath}/:jobId/events` and `GET {basePath}`, relative
+   * to where it is mounted: `api.use(ra.routes()); app.use('/api/v1', api)` serves `/api/v1/jobs/:jobId`.
+   */
   routes(): RequestHandler;
+  /**
+   * Error middleware, mounted after the routes (`app.use(ra.errors())`): turns the errors of a body parser that ran
+   * before a wrapped route (`express.json()`: bad JSON, too large, unsupported charset or encoding) into
+   * problem+json; any other error goes on to the app's error handlers.
+   */
+  errors(): ErrorRequestHandler;
   /** The status URL of a job. */
   statusUrl(jobId: string): string;
 }
@@ -33,10 +42,18 @@ export interface ExpressRespondAsync {
 export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {}): ExpressRespondAsync {
   const protocol = new HttpProtocol<Request>(jobs, options);
 
-  const toRequest = (req: Request, body: unknown, bodyJson?: string): ProtocolRequest<Request> => ({
+  // The mount is the router's mount path (`req.baseUrl`), for the status routes and a wrapped route alike: a route
+  // and `routes()` on one router share it, so its Location is where `routes()` answers.
+  const toRequest = (
+    req: Request,
+    body: unknown,
+    bodyJson?: string,
+    path = pathOf(req.originalUrl),
+  ): ProtocolRequest<Request> => ({
     raw: req,
     method: req.method,
-    path: pathOf(req.originalUrl),
+    path,
+    mount: req.baseUrl,
     header: nodeHeader(req),
     body,
     bodyJson,
@@ -70,14 +87,22 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
     },
     routes() {
       return (req: Request, res: Response, next: NextFunction) => {
-        const path = pathOf(req.originalUrl);
+        // Relative to where the app mounted this middleware (`api.use(ra.routes()); app.use('/api/v1', api)`).
+        const path = pathOf(req.url);
         if (!protocol.matches(path)) return next();
         protocol
-          .handle(toRequest(req, undefined))
+          .handle(toRequest(req, undefined, undefined, path))
           .catch((error: unknown) => protocol.error(error))
           .then((response) => (response ? sendNode(res, response) : next()))
           // next() may throw (a later middleware); Express then has its own error path.
           .catch((error: unknown) => next(error));
+      };
+    },
+    errors() {
+      return (error: unknown, _req: Request, res: Response, next: NextFunction) => {
+        const response = protocol.bodyParserError(error);
+        if (response === undefined || res.headersSent) return next(error);
+        sendNode(res, response);
       };
     },
     statusUrl: (id) => protocol.statusUrl(id),

@@ -45,10 +45,13 @@ export interface FastifyRespondAsync {
 export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {}): FastifyRespondAsync {
   const protocol = new HttpProtocol<FastifyRequest>(jobs, options);
 
-  const toRequest = (request: FastifyRequest, body?: RequestBody): ProtocolRequest<FastifyRequest> => ({
+  // Where the plugin is registered (the registering instance's `prefix`): the Location of every wrapped route.
+  let mount = '';
+  const toRequest = (request: FastifyRequest, body?: RequestBody, prefix = mount): ProtocolRequest<FastifyRequest> => ({
     raw: request,
     method: request.method,
-    path: pathOf(request.url),
+    path: pathOf(request.url).slice(prefix.length),
+    mount: prefix,
     header: nodeHeader(request.raw),
     body: body?.value,
     bodyJson: body?.json,
@@ -90,8 +93,10 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
     return skipParsing(request, payload);
   };
 
-  const statusHandler = async (request: FastifyRequest, reply: FastifyReply) => {
-    const response = await protocol.handle(toRequest(request)).catch((error: unknown) => protocol.error(error));
+  const statusHandler = (prefix: string) => async (request: FastifyRequest, reply: FastifyReply) => {
+    const response = await protocol
+      .handle(toRequest(request, undefined, prefix))
+      .catch((error: unknown) => protocol.error(error));
     // Not one of ours after all (`{basePath}/` matches `:jobId` empty): the app's 404, as on the other adapters.
     if (response) return send(reply, response);
     reply.callNotFound();
@@ -99,6 +104,9 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
   };
 
   const plugin: FastifyPluginAsync = async (app: FastifyInstance) => {
+    // Fastify prefixes the routes below with the registering instance's prefix (`register(…, { prefix })`), so
+    // `basePath` is relative to it, and so is every status URL.
+    mount = app.prefix;
     const base = protocol.basePath;
     app.addHook('preClose', async () => {
       for (const end of streams) end();
@@ -109,7 +117,7 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
     const common = {
       exposeHeadRoutes: false,
       errorHandler,
-      handler: statusHandler,
+      handler: statusHandler(app.prefix),
       preParsing: (request: FastifyRequest, _reply: FastifyReply, payload: RequestPayload) =>
         Promise.resolve(skipParsing(request, payload)),
     };

@@ -56,6 +56,7 @@ export function respondAsync(jobs: Jobs, options: FetchRespondAsyncOptions = {})
   };
 
   const readBody = async (request: Request): Promise<RequestBody> => {
+    protocol.checkEncoding(request.headers.get('content-encoding') ?? undefined);
     const declared = Number(request.headers.get('content-length'));
     if (Number.isFinite(declared) && declared > protocol.maxBodyBytes) {
       throw new ProblemError(protocol.error({ status: 413 }));

@@ -23,8 +23,17 @@ export interface KoaRespondAsync {
     job: JobDefinition<Input, unknown>,
     ...options: RouteOptionsArg<Context, Input>
   ): Middleware;
-  /** Middleware serving the status endpoints under `basePath`. */
+  /**
+   * Middleware serving the status endpoints under `basePath`. Mount it on the app (`app.use(ra.routes())`), not with a
+   * prefixed `@koa/router`'s `use()`, which runs middleware only on paths where one of its routes matched: for
+   * `/api/v1`, give the full `basePath: '/api/v1/jobs'`.
+   */
   routes(): Middleware;
+  /**
+   * Middleware mounted before the app's body parser (`app.use(ra.errors()); app.use(bodyParser())`): turns its errors
+   * (bad JSON, too large, unsupported encoding) into problem+json; other errors are rethrown.
+   */
+  errors(): Middleware;
   statusUrl(jobId: string): string;
 }
 
@@ -44,6 +53,8 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
       raw: ctx,
       method: ctx.method,
       path: ctx.path,
+      // koa-mount strips its prefix from ctx.path and keeps it here.
+      mount: mountOf(ctx),
       header: nodeHeader(ctx.req),
       body,
       bodyJson,
@@ -109,8 +120,25 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
         return maybe && protocol.matches(ctx.path) ? handle(ctx, next) : next();
       };
     },
+    errors() {
+      return async (ctx, next) => {
+        try {
+          await next();
+        } catch (error) {
+          const response = protocol.bodyParserError(error);
+          if (response === undefined || ctx.res.headersSent) throw error;
+          send(ctx, response);
+        }
+      };
+    },
     statusUrl: (id) => protocol.statusUrl(id),
   };
+}
+
+/** koa-mount's prefix (`ctx.mountPath`, stripped from `ctx.path`), without a trailing slash; `''` without it. */
+function mountOf(ctx: Context): string {
+  const mountPath = (ctx as { mountPath?: string }).mountPath;
+  return mountPath === undefined || mountPath === '/' ? '' : mountPath.replace(/\/+$/, '');
 }
 
 export type { RespondAsyncOptions, RouteOptions } from './http/protocol.js';

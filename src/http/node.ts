@@ -15,6 +15,13 @@ export function readNodeBody(
   protocol: HttpProtocol<unknown>,
 ): Promise<RequestBody> {
   const limit = protocol.maxBodyBytes;
+  if (headers['content-encoding'] !== undefined) {
+    try {
+      protocol.checkEncoding(headers['content-encoding']);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
   const declared = Number(headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return tooLarge(req, protocol, 0);
   // A stream already read or torn down: the async iterator below knows how each of those ends.

@@ -17,8 +17,24 @@ import { startWebhookDeliveries, validateWebhookOptions, type WebhookOptions } f
 
 /** Options shared by every adapter: where the status endpoints live, who owns a job, limits. */
 export interface RespondAsyncOptions<Req> {
-  /** Full path under which status endpoints are served: `GET {basePath}/{jobId}`. Default `/jobs`. */
+  /**
+   * Path of the status endpoints, relative to where the app mounts them: `GET {mount}{basePath}/{jobId}`, where the
+   * mount is an Express router's mount path (`req.baseUrl`) or the prefix of the Fastify plugin's registration.
+   * Default `/jobs`.
+   */
   basePath?: string;
+  /**
+   * The public origin (and path, if the app is served under one) that clients reach the app at, such as
+   * `https://api.example.com` or `https://example.com/service`: `Location` and `statusUrl` become absolute URLs on it.
+   * Default: relative URLs (a path).
+   */
+  publicUrl?: string;
+  /**
+   * Trust the request's `Forwarded` (RFC 7239 `host`, `proto`), `X-Forwarded-Host`, `X-Forwarded-Proto` and
+   * `X-Forwarded-Prefix` headers to build `Location` and `statusUrl`, as set by a reverse proxy. Only turn this on
+   * when every request comes through a proxy that sets (or strips) them. Default `false`.
+   */
+  trustProxy?: boolean;
   /**
    * The authenticated user of a request. Each job records it; status, cancel and events answer 404 to
    * anyone else, and `GET {basePath}` lists the caller's recent jobs. Default: no owner scoping.
@@ -98,8 +114,13 @@ export interface ProtocolRequest<Req> {
   /** The framework's own request object (passed to `owner()` and `input()`). */
   raw: Req;
   method: string;
-  /** The path of the request, without the query string. */
+  /**
+   * The path of the request, without the query string: relative to `mount` for a status request; a submit's is only
+   * part of its idempotency fingerprint.
+   */
   path: string;
+  /** Where the app mounted the adapter (Express `req.baseUrl`, a Fastify prefix): a path prefix, `''` for none. */
+  mount?: string;
   /** A header value by lower-case name. */
   header(name: string): string | undefined;
   /** Parsed JSON body (`undefined` when there was none). */
@@ -142,6 +163,8 @@ export class HttpProtocol<Req> {
   readonly #statusPattern: RegExp;
   readonly #perOwner: number;
   readonly #quotaRetryAfter: string;
+  readonly #publicUrl: string;
+  readonly #trustProxy: boolean;
 
   constructor(jobs: Jobs, options: RespondAsyncOptions<Req> = {}) {
     this.jobs = jobs;
@@ -151,6 +174,8 @@ export class HttpProtocol<Req> {
       throw new TypeError(`respond-async: basePath must be an absolute path such as "/jobs", got "${basePath}"`);
     }
     this.basePath = basePath;
+    this.#publicUrl = options.publicUrl === undefined ? '' : parsePublicUrl(options.publicUrl);
+    this.#trustProxy = options.trustProxy === true;
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
     this.#maxWait = options.maxWaitSeconds ?? DEFAULTS.maxWaitSeconds;
     this.#retryAfter = String(Math.max(1, Math.ceil(options.retryAfterSeconds ?? DEFAULTS.retryAfterSeconds)));
@@ -172,9 +197,25 @@ export class HttpProtocol<Req> {
     }
   }
 
-  /** The status URL of a job. */
-  statusUrl(id: string): string {
-    return `${this.basePath}/${id}`;
+  /**
+   * The status URL of a job: `publicUrl` (or, with `trustProxy`, the forwarded origin and prefix), then the mount
+   * prefix of `req`, then `basePath`. Without a request (webhooks, `ra.statusUrl()`): `publicUrl` and `basePath`.
+   */
+  statusUrl(id: string, req?: ProtocolRequest<Req>): string {
+    return `${this.#base(req)}/${id}`;
+  }
+
+  /** `statusUrl` without the job id: where `basePath` is reached by the client that sent `req`. */
+  #base(req: ProtocolRequest<Req> | undefined): string {
+    const mount = req?.mount ?? '';
+    if (this.#trustProxy && req) {
+      const forwarded = forwardedOrigin(req);
+      const prefix = forwardedPrefix(req.header('x-forwarded-prefix'));
+      if (forwarded !== undefined || prefix !== '') {
+        return `${forwarded ?? this.#publicUrl}${prefix}${mount}${this.basePath}`;
+      }
+    }
+    return `${this.#publicUrl}${mount}${this.basePath}`;
   }
 
   /** Whether `GET {basePath}` lists the caller's jobs (with an `owner` option); otherwise that path is the app's. */
@@ -283,11 +324,11 @@ export class HttpProtocol<Req> {
     if (wait > 0) {
       const latest = isTerminal(job.status) ? job : await this.jobs.waitFor(job.id, wait * 1000).catch(() => job);
       if (latest && isTerminal(latest.status)) {
-        return this.#statusResponse(latest, { ...extra, 'preference-applied': `wait=${wait}` });
+        return this.#statusResponse(latest, req, { ...extra, 'preference-applied': `wait=${wait}` });
       }
       status = latest?.status ?? status;
     }
-    const statusUrl = this.statusUrl(job.id);
+    const statusUrl = this.statusUrl(job.id, req);
     const accepted: AcceptedDocument = {
       jobId: job.id,
       status,
@@ -337,15 +378,15 @@ export class HttpProtocol<Req> {
         stream: jobEventStream({
           jobs: this.jobs,
           job,
-          statusUrl: this.statusUrl(job.id),
+          statusUrl: this.statusUrl(job.id, req),
           lastEventId,
           heartbeatMs: this.#heartbeatMs,
           retryMs: 1000,
         }),
       };
     }
-    if (method === 'DELETE') return this.#cancel(job);
-    return this.#statusResponse(job);
+    if (method === 'DELETE') return this.#cancel(job, req);
+    return this.#statusResponse(job, req);
   }
 
   /** Turn anything thrown while handling a request into a problem answer; never leaks a stack or internal message. */
@@ -387,6 +428,45 @@ export class HttpProtocol<Req> {
    */
   parseBody(raw: string | Uint8Array, contentType: string | undefined): unknown {
     return this.readBody(raw, contentType).value;
+  }
+
+  /**
+   * Refuse a body in a `Content-Encoding` this library does not read (gzip, br, deflate: anything but `identity`)
+   * with a 415 ProblemError, before its bytes are read: decoded as JSON, it would only be a misleading 400.
+   */
+  checkEncoding(contentEncoding: string | string[] | undefined): void {
+    if (contentEncoding === undefined) return;
+    const value = (Array.isArray(contentEncoding) ? contentEncoding.join(',') : contentEncoding).trim().toLowerCase();
+    if (value === '' || value === 'identity') return;
+    throw new ProblemError(unsupportedEncoding());
+  }
+
+  /**
+   * The problem answer for an error a framework's body parser raised before a wrapped route ran (body-parser in
+   * Express, co-body in `@koa/bodyparser`), or `undefined` when `error` is not one: bad JSON 400, too large 413,
+   * an unsupported charset or encoding 415.
+   */
+  bodyParserError(error: unknown): HttpResponse | undefined {
+    const type = (error as { type?: unknown } | null)?.type;
+    const status = statusOf(error);
+    // co-body (`@koa/bodyparser`) marks neither its JSON errors nor inflation's encoding errors with a `type`.
+    if (type === undefined && status === 400 && error instanceof SyntaxError) return this.error({ status: 400 });
+    if (type === undefined && status === 415 && /^Unsupported Content-Encoding/.test(String((error as Error).message)))
+      return unsupportedEncoding();
+    switch (type) {
+      case 'entity.parse.failed':
+      case 'entity.verify.failed':
+      case 'request.size.invalid':
+        return this.error({ status: 400 });
+      case 'entity.too.large':
+        return this.error({ status: 413 });
+      case 'encoding.unsupported':
+        return unsupportedEncoding();
+      case 'charset.unsupported':
+        return this.error({ status: 415 });
+      default:
+        return undefined;
+    }
   }
 
   /** `parseBody`, keeping the decoded JSON text too (for `ProtocolRequest.bodyJson`). */
@@ -454,7 +534,7 @@ export class HttpProtocol<Req> {
     const body: { jobs: StatusDocument[]; nextCursor?: string } = {
       // Summaries: a listing of 100 jobs should not carry 100 results; each result is at the job's statusUrl.
       jobs: page.map((job) => {
-        const { result: _result, ...summary } = toStatusDocument(job, this.statusUrl(job.id));
+        const { result: _result, ...summary } = toStatusDocument(job, this.statusUrl(job.id, req));
         return summary;
       }),
     };
@@ -462,7 +542,7 @@ export class HttpProtocol<Req> {
     const last = page[page.length - 1];
     body.nextCursor = encodeCursor(last);
     return jsonResponse(200, body, {
-      link: `<${this.basePath}?cursor=${body.nextCursor}&limit=${limit}>; rel="next"`,
+      link: `<${this.#base(req)}?cursor=${body.nextCursor}&limit=${limit}>; rel="next"`,
     });
   }
 
@@ -473,7 +553,7 @@ export class HttpProtocol<Req> {
     return idempotencyKey === null || (await this.jobs.getByKey(owner, idempotencyKey, max)) === undefined;
   }
 
-  async #cancel(job: JobRecord): Promise<HttpResponse> {
+  async #cancel(job: JobRecord, req: ProtocolRequest<Req>): Promise<HttpResponse> {
     if (isTerminal(job.status)) {
       return problem(409, 'ERR_RESPOND_ASYNC_ALREADY_FINISHED', `The job is already ${job.status}`);
     }
@@ -482,14 +562,14 @@ export class HttpProtocol<Req> {
     if (outcome === 'finished') {
       return problem(409, 'ERR_RESPOND_ASYNC_ALREADY_FINISHED', `The job is already ${after.status}`);
     }
-    const doc = toStatusDocument(after, this.statusUrl(after.id));
+    const doc = toStatusDocument(after, this.statusUrl(after.id, req));
     return outcome === 'canceled'
       ? jsonResponse(200, doc)
       : jsonResponse(202, doc, { 'retry-after': this.#retryAfter });
   }
 
-  #statusResponse(job: JobRecord, extra: Record<string, string> = {}): HttpResponse {
-    const doc = toStatusDocument(job, this.statusUrl(job.id));
+  #statusResponse(job: JobRecord, req: ProtocolRequest<Req>, extra: Record<string, string> = {}): HttpResponse {
+    const doc = toStatusDocument(job, this.statusUrl(job.id, req));
     if (job.status === 'complete' && job.resultUrl !== null) {
       return jsonResponse(303, doc, { location: job.resultUrl, ...extra });
     }
@@ -532,6 +612,15 @@ function isJsonType(contentType: string | undefined): boolean {
 function hasBody(headers: Readonly<Record<string, string | string[] | undefined>>): boolean {
   const length = headers['content-length'];
   return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+function unsupportedEncoding(): HttpResponse {
+  return problem(
+    415,
+    'ERR_RESPOND_ASYNC_UNSUPPORTED_ENCODING',
+    'The body must not be compressed: send it without Content-Encoding',
+    { 'accept-encoding': 'identity' },
+  );
 }
 
 function notFound(): HttpResponse {
@@ -644,6 +733,60 @@ function decodeCursor(value: unknown): ListPosition | null {
     return null;
   }
   return position;
+}
+
+/** `publicUrl` as an origin and optional path, without a trailing slash; a TypeError when it is not one. */
+function parsePublicUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new TypeError(`respond-async: publicUrl must be an absolute http(s) URL, got "${value}"`);
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.search !== '' || url.hash !== '') {
+    throw new TypeError(`respond-async: publicUrl must be an http(s) URL without query or fragment, got "${value}"`);
+  }
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+}
+
+const FORWARDED_HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
+const FORWARDED_PREFIX = /^(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$/;
+
+/**
+ * The origin a proxy says the client used: RFC 7239 `Forwarded` (its first element, set by the proxy nearest the
+ * client), else `X-Forwarded-Proto` / `X-Forwarded-Host`. `undefined` when no host is given or a value is malformed.
+ */
+function forwardedOrigin(req: ProtocolRequest<unknown>): string | undefined {
+  let host: string | undefined;
+  let proto: string | undefined;
+  const forwarded = req.header('forwarded');
+  if (forwarded !== undefined) {
+    const first = forwarded.split(',')[0];
+    for (const pair of first.split(';')) {
+      const eq = pair.indexOf('=');
+      if (eq === -1) continue;
+      const name = pair.slice(0, eq).trim().toLowerCase();
+      const value = pair
+        .slice(eq + 1)
+        .trim()
+        .replace(/^"(.*)"$/, '$1');
+      if (name === 'host') host = value;
+      else if (name === 'proto') proto = value.toLowerCase();
+    }
+  } else {
+    host = req.header('x-forwarded-host')?.split(',')[0].trim();
+    proto = req.header('x-forwarded-proto')?.split(',')[0].trim().toLowerCase();
+  }
+  if (host === undefined || !FORWARDED_HOST.test(host)) return undefined;
+  const scheme = proto ?? 'http';
+  if (scheme !== 'http' && scheme !== 'https') return undefined;
+  return `${scheme}://${host}`;
+}
+
+/** `X-Forwarded-Prefix` as a path prefix without a trailing slash, or `''` when absent or malformed. */
+function forwardedPrefix(value: string | undefined): string {
+  const prefix = value?.split(',')[0].trim().replace(/\/+$/, '');
+  return prefix !== undefined && FORWARDED_PREFIX.test(prefix) ? prefix : '';
 }
 
 function escapeRegExp(text: string): string {

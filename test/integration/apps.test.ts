@@ -1,0 +1,209 @@
+// One existing app per framework (helmet/cors/compression, its body parser, auth, an `/api/v1` router, its own `/jobs`
+// route), with respond-async installed from the packed tarball: an API process (`worker: false`) and a worker
+// process (`jobs.start()`) on SQLite and on PostgreSQL, driven over HTTP as a client would.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { cpSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { childEnv, installPackedTarball } from '../helpers/packed.js';
+import { adminQuery, pgUrl, randomSchema } from '../helpers/postgres.js';
+
+const LINKS = [
+  'express',
+  'fastify',
+  'koa',
+  'better-sqlite3',
+  'pg',
+  'helmet',
+  'cors',
+  'compression',
+  '@fastify/cors',
+  '@fastify/compress',
+  '@koa/bodyparser',
+  '@koa/cors',
+  '@koa/router',
+  'koa-compress',
+];
+
+let project = '';
+let work = '';
+
+beforeAll(async () => {
+  ({ project, work } = await installPackedTarball(LINKS));
+  cpSync(join(import.meta.dirname, 'apps'), project, { recursive: true });
+}, 180_000);
+
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+/** Start `node <script>` in the project and wait for its first line; killed (SIGTERM) by `stop`. */
+async function start(script: string, env: Record<string, string>): Promise<{ child: ChildProcess; line: string }> {
+  const child = spawn(process.execPath, [script], {
+    cwd: project,
+    env: childEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (chunk) => {
+      out += chunk;
+      if (out.includes('\n')) resolve(out.split('\n')[0]);
+    });
+    child.once('exit', (code) => reject(new Error(`${script} exited (${code}): ${stderr}`)));
+  });
+  return { child, line };
+}
+
+function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+const USER = { 'x-user': 'alice', 'content-type': 'application/json' };
+
+async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await read();
+    if (done(value) || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+const STORES = ['sqlite', 'postgres'] as const;
+
+describe.each(['express', 'fastify', 'koa'])('%s app from the packed tarball', (framework) => {
+  describe.each(STORES)('API and worker processes on %s', (kind) => {
+    let api: ChildProcess;
+    let worker: ChildProcess;
+    let origin = '';
+    let schema = '';
+
+    beforeAll(async () => {
+      schema = randomSchema('integration');
+      const store = kind === 'sqlite' ? `sqlite:${join(work, `${framework}.db`)}` : `${pgUrl()}#${schema}`;
+      // The worker first: it creates the store's tables, so that the API process finds them.
+      ({ child: worker } = await start('worker.mjs', { STORE: store }));
+      const started = await start(`${framework}.mjs`, { STORE: store, WORKER: 'false' });
+      api = started.child;
+      origin = `http://127.0.0.1:${started.line.split(' ')[1]}`;
+    }, 30_000);
+
+    afterAll(async () => {
+      await Promise.all([api && stop(api), worker && stop(worker)]);
+      if (kind === 'postgres') await adminQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    });
+
+    const submit = (body: unknown, headers: Record<string, string> = {}) =>
+      fetch(`${origin}/api/v1/reports`, {
+        method: 'POST',
+        headers: { ...USER, ...headers },
+        body: JSON.stringify(body),
+      });
+
+    it('answers 202 with the Location where the status routes are mounted, and serves the job there', async () => {
+      const res = await submit({ steps: 2, stepMs: 10 });
+      expect(res.status).toBe(202);
+      const location = res.headers.get('location') ?? '';
+      expect(location).toMatch(/^\/api\/v1\/jobs\/[\w-]+$/);
+      const accepted = await res.json();
+      expect(accepted.statusUrl).toBe(location);
+      // Poll the Location as given, the way a client would.
+      const doc = await until(
+        async () => (await fetch(new URL(location, origin), { headers: USER })).json(),
+        (d) => d.status === 'complete',
+      );
+      expect(doc).toMatchObject({ status: 'complete', result: { user: 'alice', steps: 2 }, statusUrl: location });
+      // Another user does not see it; the app's own /jobs route still answers.
+      expect((await fetch(new URL(location, origin), { headers: { 'x-user': 'bob' } })).status).toBe(404);
+      expect(await (await fetch(`${origin}/jobs/dev`)).json()).toEqual({ page: 'dev' });
+      const missing = await fetch(`${origin}/nowhere`);
+      expect(missing.status).toBe(404);
+      expect(missing.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    });
+
+    it('streams progress through compression while the job runs', async () => {
+      const res = await submit({ steps: 5, stepMs: 300 });
+      const location = res.headers.get('location') ?? '';
+      const events = await fetch(new URL(`${location}/events`, origin), {
+        headers: { ...USER, 'accept-encoding': 'gzip, br' },
+      });
+      expect(events.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      expect(events.headers.get('content-encoding')).toBeNull();
+      const reader = (events.body as ReadableStream<Uint8Array>).getReader();
+      const decoder = new TextDecoder();
+      let text = '';
+      while (!text.includes('event: progress')) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+      }
+      expect(text).toContain('event: progress');
+      // The first progress event came while the job still ran: not all at once when it ended.
+      const now = await (await fetch(new URL(location, origin), { headers: USER })).json();
+      expect(now.status).toBe('processing');
+      await reader.cancel();
+    });
+
+    it('cancels a running job at its Location', async () => {
+      const res = await submit({ steps: 50, stepMs: 100 });
+      const location = res.headers.get('location') ?? '';
+      await until(
+        async () => (await fetch(new URL(location, origin), { headers: USER })).json(),
+        (d) => d.status === 'processing',
+      );
+      const canceled = await fetch(new URL(location, origin), { method: 'DELETE', headers: USER });
+      expect([200, 202]).toContain(canceled.status);
+      const doc = await until(
+        async () => (await fetch(new URL(location, origin), { headers: USER })).json(),
+        (d) => d.status === 'canceled',
+      );
+      expect(doc.status).toBe('canceled');
+    });
+
+    it('replays a submit with the same Idempotency-Key', async () => {
+      const key = { 'idempotency-key': `"${schema}-${framework}"` };
+      const first = await submit({ steps: 1, stepMs: 1 }, key);
+      const again = await submit({ steps: 1, stepMs: 1 }, key);
+      expect(again.status).toBe(202);
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect((await again.json()).jobId).toBe((await first.json()).jobId);
+    });
+
+    it('answers problem+json for a bad or compressed body next to the app body parser', async () => {
+      const bad = await fetch(`${origin}/api/v1/reports`, { method: 'POST', headers: USER, body: '{"steps":' });
+      expect(bad.status).toBe(400);
+      expect(bad.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+      expect((await bad.json()).code).toBe('ERR_RESPOND_ASYNC_BAD_BODY');
+      // Over maxBodyBytes (50 000), under the parser's own limit: the route's limit decides.
+      const large = await submit({ value: 'x'.repeat(60_000) });
+      expect(large.status).toBe(413);
+      expect((await large.json()).code).toBe('ERR_RESPOND_ASYNC_BODY_TOO_LARGE');
+      // gzip: read by the app's parser where it inflates (Express, Koa), else a clear 415.
+      const gz = await fetch(`${origin}/api/v1/reports`, {
+        method: 'POST',
+        headers: { ...USER, 'content-encoding': 'gzip' },
+        body: gzipSync(JSON.stringify({ steps: 1, stepMs: 1 })),
+      });
+      if (framework === 'fastify') {
+        expect(gz.status).toBe(415);
+        expect((await gz.json()).code).toBe('ERR_RESPOND_ASYNC_UNSUPPORTED_ENCODING');
+      } else {
+        expect(gz.status).toBe(202);
+      }
+    });
+  });
+});

@@ -1,0 +1,33 @@
+// A Fastify 5 API as it exists before respond-async: cors, compress, an auth hook, its own `/jobs/:slug` route,
+// and routes registered under the prefix `/api/v1`, where one route is wrapped.
+import compress from '@fastify/compress';
+import cors from '@fastify/cors';
+import Fastify from 'fastify';
+import { respondAsync } from 'respond-async/fastify';
+import { announce, createAppJobs, NOT_FOUND, UNAUTHORIZED, userOf } from './jobs.mjs';
+
+const { jobs, report } = await createAppJobs();
+const app = Fastify({ forceCloseConnections: true });
+await app.register(cors, { exposedHeaders: ['Location', 'Retry-After'] });
+await app.register(compress);
+app.get('/jobs/:slug', async (request) => ({ page: request.params.slug }));
+
+const ra = respondAsync(jobs, { owner: (request) => request.user, maxBodyBytes: 50_000 });
+await app.register(
+  async (api) => {
+    api.addHook('onRequest', async (request, reply) => {
+      request.user = userOf(request.headers['x-user']);
+      if (request.user === null) return reply.code(401).type('application/problem+json').send(UNAUTHORIZED);
+    });
+    await api.register(ra.plugin);
+    api.post('/reports', ra.route(report));
+  },
+  { prefix: '/api/v1' },
+);
+app.setNotFoundHandler((_request, reply) => reply.code(404).type('application/problem+json').send(NOT_FOUND));
+
+await app.listen({ port: 0, host: '127.0.0.1' });
+announce(app.server.address().port, async () => {
+  await app.close();
+  await jobs.close({ timeoutMs: 2000 });
+});
