@@ -9,7 +9,9 @@
 //   BENCH_DURATION     seconds of load per accept-path turn, after BENCH_WARMUP seconds not counted (2, 0.5)
 //   BENCH_CONNECTIONS  autocannon connections (50)
 //   BENCH_FRAMEWORKS   express,fastify,koa
-//   BENCH_ACCEPT       the accept-path routes to run: bare,memory,sqlite,postgres (default: all)
+//   BENCH_ACCEPT       the accept-path routes to run: bare,memory,otel,sqlite,postgres (default: all); otel is the
+//                      memory route with the OpenTelemetry SDK registered, e.g. BENCH_ACCEPT=bare,memory,otel for
+//                      the cost of tracing alone
 //   BENCH_PIN          0: do not pin the accept-path servers to CPU 0 and the load generator to CPU 1 (Linux)
 //   BENCH_JOBS         end-to-end jobs per queue run (5000); BENCH_SUBMIT_JOBS submit-only jobs (2000)
 //   BENCH_CONCURRENCY  worker concurrency of every queue (10); BENCH_PARALLEL submits in flight (10)
@@ -72,7 +74,7 @@ function removeSqlite(path: string): void {
 // 1. Accept path
 // ---------------------------------------------------------------------------------------------------------
 
-const ACCEPT_CONTENDERS = ['bare', 'memory', 'sqlite', 'postgres'] as const;
+const ACCEPT_CONTENDERS = ['bare', 'memory', 'otel', 'sqlite', 'postgres'] as const;
 type AcceptContender = (typeof ACCEPT_CONTENDERS)[number];
 const ACCEPT_CHOSEN = ACCEPT_CONTENDERS.filter((c) =>
   (env.BENCH_ACCEPT ?? ACCEPT_CONTENDERS.join(','))
@@ -93,6 +95,14 @@ interface LoadResult {
 interface AcceptServer {
   child: Child;
   url: string;
+}
+
+/** What the `otel` server's SDK exported, asked before it stops. */
+interface OtelSummary {
+  type: string;
+  spans: number;
+  sendSpans: number;
+  submitted: number;
 }
 
 /** A server for `contender` in its own process, ready to be loaded. */
@@ -161,7 +171,7 @@ async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string,
       `${FIRST_WARMUP} s of load not counted, then ${ACCEPT_ROUNDS} rounds in which the routes take turns ` +
       `(the order rotates), ${DURATION} s of load each after ${WARMUP} s not counted. Short turns, many rounds: ` +
       'a slow spell of the shared machine hits every route instead of deciding one round. On Linux the bare, ' +
-      'memory and SQLite servers (all their threads) are pinned to CPU 0 and the load generator to CPU 1 during ' +
+      'memory, otel and SQLite servers (all their threads) are pinned to CPU 0 and the load generator to CPU 1 during ' +
       "their turns (`taskset`; `BENCH_PIN=0` turns it off), so that neither takes the other's core. " +
       '**bare**: the framework answers the same 202 JSON (`jobId`, `status`, `statusUrl`, `createdAt`; ' +
       '`Location`, `Retry-After`, `Cache-Control`, `Vary`) with a random id, storing nothing (Express: `express.json()`; ' +
@@ -169,11 +179,15 @@ async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string,
       '`createJobs({ store, worker: false })` — an API-only process: jobs are stored, none runs there, so nothing ' +
       'else competes for the CPU. The stores keep every job of the run (no purge). The status routes are mounted ' +
       'too (`ra.routes()` / the Fastify plugin). Req/s counts 2xx answers only. Ratio: median req/s over the bare ' +
-      'median.',
+      'median. **otel**: the memory route in a process that registered the OpenTelemetry SDK 2.x before loading the ' +
+      'library (`BasicTracerProvider` with a `BatchSpanProcessor`, `MeterProvider` with a ' +
+      '`PeriodicExportingMetricReader` every 60 s, the `AsyncLocalStorageContextManager`; both exporters drop what ' +
+      'they receive), so every accepted job records its `send` span and the submit counter.',
   );
   emit();
   const rows: string[][] = [];
   const medians = new Map<string, number>();
+  const otelSummaries = new Map<string, OtelSummary>();
   const loader = new Child('children/load.ts', []);
   try {
     await loader.next('ready', 60_000);
@@ -197,6 +211,12 @@ async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string,
             placeLoader(loader, contender);
             results.get(contender)?.push(await loadRun(loader, server.url, DURATION, WARMUP));
           }
+        }
+        const otel = servers.get('otel');
+        if (otel) {
+          // Proof that the SDK recorded the route's spans: a `send` span and a submit count per accepted job.
+          otel.child.send({ type: 'summary' });
+          otelSummaries.set(framework, await otel.child.next<OtelSummary>('summary', 30_000));
         }
       } finally {
         await Promise.all([...servers.values()].map((s) => s.child.stop()));
@@ -233,11 +253,26 @@ async function acceptSection(db: BenchPostgres | undefined): Promise<Map<string,
   emit();
   emit(
     pinning
-      ? 'Pinned: the bare, memory and SQLite servers on CPU 0 and the load generator on CPU 1 during their turns; ' +
+      ? 'Pinned: the bare, memory, otel and SQLite servers on CPU 0 and the load generator on CPU 1 during their turns; ' +
           'the PostgreSQL route, its load generator and the database on any CPU.'
       : 'Not pinned: processes on any CPU.',
   );
   emit();
+  if (contenders.includes('otel') && contenders.includes('memory')) {
+    for (const framework of FRAMEWORKS) {
+      const withSdk = medians.get(`${framework}:otel`) ?? Number.NaN;
+      const without = medians.get(`${framework}:memory`) ?? Number.NaN;
+      const s = otelSummaries.get(framework);
+      const proof = s
+        ? `${int(s.sendSpans)} \`send\` spans exported (${int(s.spans)} spans in all), ${int(s.submitted)} jobs counted submitted`
+        : 'no span count';
+      emit(
+        `OpenTelemetry SDK registered: memory+otel ÷ memory = ${ratio(withSdk / without)} ` +
+          `(${framework}: ${int(withSdk)} vs ${int(without)} req/s; ${proof}).`,
+      );
+      emit();
+    }
+  }
   for (const framework of FRAMEWORKS) {
     const bare = medians.get(`${framework}:bare`) ?? Number.NaN;
     const mem = (medians.get(`${framework}:memory`) ?? Number.NaN) / bare;

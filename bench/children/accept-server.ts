@@ -1,8 +1,10 @@
 // One HTTP server for the accept-path benchmark, in its own process: `POST /reports` either wrapped by
 // respond-async (memory, SQLite or PostgreSQL store, API-only: `worker: false`, so no job runs here) or the
-// framework's bare handler answering the same 202 JSON without storing anything.
+// framework's bare handler answering the same 202 JSON without storing anything. `otel` is the memory route in a
+// process that registered the OpenTelemetry SDK before loading the library, so its `send` spans and metrics are
+// recorded; asked for a `summary`, it answers how many spans it exported.
 //
-// argv: <express|fastify|koa> <bare|memory|sqlite|postgres>   env: BENCH_PG_URL, BENCH_PG_SCHEMA, BENCH_SQLITE_PATH
+// argv: <express|fastify|koa> <bare|memory|otel|sqlite|postgres>   env: BENCH_PG_URL, BENCH_PG_SCHEMA, BENCH_SQLITE_PATH
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,7 +12,8 @@ import express from 'express';
 import Fastify from 'fastify';
 import Koa from 'koa';
 import type { JobStore, Jobs } from '../../src/index.js';
-import { main, send } from '../lib/ipc.js';
+import { main, receive, send } from '../lib/ipc.js';
+import type { RegisteredOtel } from '../lib/otel.js';
 import { loadCore, loadExpress, loadFastify, loadKoa, loadPostgres, loadSqlite } from '../lib/src.js';
 
 const [framework, contender] = process.argv.slice(2);
@@ -37,7 +40,7 @@ function bareAccepted(): { headers: Record<string, string>; body: string } {
 }
 
 async function makeStore(): Promise<JobStore> {
-  if (contender === 'memory') {
+  if (contender === 'memory' || contender === 'otel') {
     const { MemoryStore } = await loadCore();
     return new MemoryStore({ maxJobs: 10_000_000, maxBytes: Number.POSITIVE_INFINITY });
   }
@@ -162,9 +165,16 @@ main(
     };
     const start = servers[framework];
     if (!start) throw new Error(`unknown framework ${framework}`);
+    // Before the library is loaded (by `start`), as an application registers the SDK first thing. The library
+    // loads `@opentelemetry/api` lazily; every copy of it finds these providers through the API's global registry.
+    let otel: RegisteredOtel | undefined;
+    if (contender === 'otel') otel = (await import('../lib/otel.js')).registerOtel();
     const server = await start();
     const { port } = server.address() as AddressInfo;
     process.once('SIGTERM', () => process.exit(0));
+    void receive('summary')
+      .then(async () => send({ type: 'summary', ...(otel ? await otel.summary() : {}) }))
+      .catch((error: unknown) => send({ type: 'error', message: String(error) }));
     send({ type: 'ready', port });
   },
   { exit: false },
