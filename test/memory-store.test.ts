@@ -256,7 +256,7 @@ describe('MemoryStore: JSON values', () => {
   it('keeps input and result as JSON, as the durable stores do: a Map result reads back as {}', async () => {
     const store = new MemoryStore();
     const created = await store.create(job({ input: { when: new Date(0), skip: undefined } }));
-    expect(created.job.input).toEqual({ when: '1970-01-01T00:00:00.000Z' });
+    expect((await store.get(created.job.id))?.input).toEqual({ when: '1970-01-01T00:00:00.000Z' });
     await finish(store, created.job.id, 60_000, new Map([['a', 1]]));
     expect((await store.get(created.job.id))?.result).toEqual({});
   });

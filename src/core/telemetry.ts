@@ -83,7 +83,7 @@ export class Telemetry {
   /** Start the `PRODUCER` span of a submit, in the caller's active context (the request's span, if any). */
   send(name: string, id: string): SendSpan {
     const api = this.#api;
-    if (!api) return NO_SEND;
+    if (!api || !tracing(api)) return NO_SEND;
     const span = api.trace.getTracer(TELEMETRY_NAME).startSpan(`send ${name}`, {
       kind: api.SpanKind.PRODUCER,
       attributes: messaging('send', name, id),
@@ -101,7 +101,7 @@ export class Telemetry {
 
   /** Count a job created by this process. */
   submitted(name: string): void {
-    this.#metrics()?.submitted.add(1, { 'respond_async.job.name': name });
+    this.#metrics()?.submitted.add(1, nameAttributes(name));
   }
 
   /** Start the `CONSUMER` span of an attempt: the child of the job's stored context, with a link to it. */
@@ -235,6 +235,26 @@ export class Telemetry {
     };
     return this.#instruments;
   }
+}
+
+/**
+ * Whether a tracer provider is registered: without one the API would hand out non-recording spans, and a submit
+ * skips building the span and its attributes.
+ */
+function tracing(api: Api): boolean {
+  const provider = api.trace.getTracerProvider();
+  return !(provider instanceof api.ProxyTracerProvider) || provider.getDelegateTracer(TELEMETRY_NAME) !== undefined;
+}
+
+/** The attributes naming a job, one object per name (every submit counts with them). */
+const NAME_ATTRIBUTES = new Map<string, OtelApi.Attributes>();
+function nameAttributes(name: string): OtelApi.Attributes {
+  let attributes = NAME_ATTRIBUTES.get(name);
+  if (!attributes) {
+    attributes = { 'respond_async.job.name': name };
+    NAME_ATTRIBUTES.set(name, attributes);
+  }
+  return attributes;
 }
 
 function messaging(operation: 'send' | 'process', name: string, id: string): OtelApi.Attributes {

@@ -89,7 +89,8 @@ export class MemoryStore implements JobStore {
     this.#owners.set(record.owner, (this.#owners.get(record.owner) ?? new Set()).add(held));
     if (scope !== null) this.#keys.set(scope, held);
     this.#enqueue(held);
-    return { job: copy(held), created: true };
+    // The caller's own input goes back to it: nothing the store holds is shared.
+    return { job: { ...record, input: job.input }, created: true };
   }
 
   async get(id: string): Promise<JobRecord | undefined> {
