@@ -1,6 +1,7 @@
 // Conformance cases for cancel (queued, processing, finished and unknown jobs) and release.
 import assert from 'node:assert/strict';
 import { newJobId } from '../core/ids.js';
+import type { JobStore } from '../core/store.js';
 import { assertTime, claimOptions, newJob, RETENTION_MS, type TestCase } from './helpers.js';
 
 /** Register the cases for cancel and release. */
@@ -79,5 +80,61 @@ export function registerCancel(test: TestCase): void {
     const [again] = await store.claim(claimOptions('w2'));
     assert.equal(again.id, job.id);
     assert.equal(again.attempt, 1);
+  });
+}
+
+/**
+ * Register the rule behind "DELETE answered 202 means the job ends canceled": once `cancel()` has answered
+ * `requested`, the holder's final write (complete, fail, or a retry) ends the job `canceled`, in that same write.
+ */
+export function registerCancelWins(test: TestCase): void {
+  /** A job claimed by `w1` whose cancel was then requested (the DELETE that answers 202). */
+  const canceledWhileRunning = async (store: JobStore): Promise<string> => {
+    const { job } = await store.create(newJob());
+    const [claimed] = await store.claim(claimOptions('w1'));
+    assert.equal(claimed?.id, job.id);
+    assert.equal((await store.cancel(job.id, { retentionMs: RETENTION_MS })).outcome, 'requested');
+    return job.id;
+  };
+
+  test('a requested cancel wins over complete(): the job ends canceled, without its result', async ({ store }) => {
+    const id = await canceledWhileRunning(store);
+    const written = await store.complete(id, 'w1', {
+      result: { secret: 1 },
+      resultUrl: '/x',
+      retentionMs: RETENTION_MS,
+    });
+    assert.equal(written?.status, 'canceled');
+    const job = await store.get(id);
+    assert.equal(job?.status, 'canceled');
+    assert.equal(job?.resultUrl, null);
+    assert.equal(job?.cancelRequested, false);
+    assert.equal(job?.result, undefined);
+    assert.notEqual(job?.expiresAt, null);
+    // A second cancel now finds it finished (409).
+    assert.equal((await store.cancel(id, { retentionMs: RETENTION_MS })).outcome, 'finished');
+  });
+
+  test('a requested cancel wins over a final fail(): the job ends canceled, not failed', async ({ store }) => {
+    const id = await canceledWhileRunning(store);
+    await store.fail(id, 'w1', {
+      error: { message: 'boom', code: 'E_BOOM' },
+      retryAt: null,
+      retentionMs: RETENTION_MS,
+    });
+    const job = await store.get(id);
+    assert.equal(job?.status, 'canceled');
+    assert.equal(job?.error, null);
+  });
+
+  test('a requested cancel wins over a retry: the job ends canceled, not queued again', async ({ store }) => {
+    const id = await canceledWhileRunning(store);
+    const error = { message: 'boom', code: 'E_BOOM' };
+    await store.fail(id, 'w1', { error, retryAt: Date.now(), retentionMs: RETENTION_MS });
+    const job = await store.get(id);
+    assert.equal(job?.status, 'canceled');
+    assert.equal(job?.leaseOwner, null);
+    assert.notEqual(job?.finishedAt, null);
+    assert.deepEqual(await store.claim(claimOptions('w2')), []);
   });
 }

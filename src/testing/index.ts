@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import type { JobStore } from '../core/store.js';
 import { registerBasics, registerTraceContext } from './basics.js';
-import { registerCancel } from './cancel.js';
+import { registerCancel, registerCancelWins } from './cancel.js';
 import { registerClaim, registerClaimRaces, registerCreateClaimed, registerLeases } from './claim-and-leases.js';
 import { registerCompletion, registerFailure } from './completion.js';
 import { registerDeliveries } from './deliveries.js';
@@ -116,6 +116,7 @@ export function describeStoreConformance(name: string, api: TestApi, options: St
     registerCompletion(test);
     registerFailure(test);
     registerCancel(test);
+    registerCancelWins(test);
     registerRetention(test);
     registerDeliveries(test);
     if (reopenStore) registerDurability(test);
