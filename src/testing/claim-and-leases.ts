@@ -61,6 +61,44 @@ export function registerClaim(test: TestCase): void {
     assert.deepEqual(await store.claim({ ...claimOptions('w2'), limit: 2 }), []);
   });
 
+  test('a claim of limit n returns n due jobs in one call', async ({ store }) => {
+    for (let i = 0; i < 12; i += 1) await store.create(newJob({ input: { i } }));
+    const batch = await store.claim({ ...claimOptions('w1'), limit: 10 });
+    assert.equal(batch.length, 10);
+    assert.equal(new Set(batch.map((job) => job.id)).size, 10);
+    assert.ok(batch.every((job) => job.status === 'processing' && job.leaseOwner === 'w1'));
+    assert.equal((await store.claim({ ...claimOptions('w1'), limit: 10 })).length, 2);
+  });
+
+  test('a batched claim takes the oldest due jobs across names: a backlog of one name does not starve another', async ({
+    store,
+  }) => {
+    // Workers list their names in registration order; the older job must win whatever that order is.
+    const older = await store.create(newJob({ name: 'beta' }));
+    await nextMillisecond();
+    const backlog: string[] = [];
+    for (let i = 0; i < 30; i += 1) backlog.push((await store.create(newJob({ name: 'alpha', input: { i } }))).job.id);
+    await nextMillisecond();
+    const newer = await store.create(newJob({ name: 'beta' }));
+    const first = await store.claim({ ...claimOptions('w1'), names: ['alpha', 'beta'], limit: 5 });
+    assert.equal(first.length, 5);
+    assert.equal(first[0]?.id, older.job.id, 'the older job of the other name comes first');
+    assert.ok(
+      first.slice(1).every((job) => job.name === 'alpha'),
+      'then the backlog, oldest first',
+    );
+    // The newer beta job waits for the older alpha jobs, and no longer: it comes in the claim that reaches its age.
+    const seen: string[] = [];
+    for (;;) {
+      const batch = await store.claim({ ...claimOptions('w1'), names: ['alpha', 'beta'], limit: 5 });
+      if (batch.length === 0) break;
+      seen.push(...batch.map((job) => job.id));
+    }
+    assert.equal(seen.length, 27);
+    assert.equal(seen.at(-1), newer.job.id);
+    assert.deepEqual(new Set(seen.slice(0, -1)), new Set(backlog.slice(4)));
+  });
+
   test('claim sets processing, attempt + 1, the lease and startedAt', async ({ store }) => {
     const { job } = await store.create(newJob());
     const before = Date.now();
