@@ -380,6 +380,83 @@ describe('PostgresStore', () => {
     expect(await s.get(b.id)).toMatchObject({ status: 'processing', leaseOwner: 'w1' });
   });
 
+  it('claims from a large backlog on a table never analyzed by reading a few pages, not every queued row', async () => {
+    // One connection: the store's prepared statements are then visible to this test's own queries.
+    const pool = new pg.Pool({ connectionString: pgUrl(), max: 1 });
+    try {
+      const s = store({ pool, listen: false });
+      await s.init();
+      const schema = s.schema;
+      // A backlog bulk-loaded into a fresh schema: no statistics yet (autovacuum has not come round).
+      await adminQuery(
+        `INSERT INTO "${schema}".jobs (id, name, status, max_attempts, run_at, created_at, updated_at)
+         SELECT 'id' || g, 'task', 'queued', 3, g, g, g FROM generate_series(1, 80000) g`,
+      );
+      const held = await s.claim({ names: ['task'], workerId: 'w1', limit: 10, leaseMs: 60_000 });
+      expect(held.map((job) => job.runAt)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      const outcome = { result: 'r', resultUrl: null, retentionMs: 60_000 };
+      const completions = held.map((job) => s.complete(job.id, 'w1', outcome));
+      await s.claim({ names: ['task'], workerId: 'w1', limit: 10, leaseMs: 60_000 });
+      await Promise.all(completions);
+      const mine = await s.claim({ names: ['task'], workerId: 'w1', limit: 10, leaseMs: 60_000 });
+      const ids = mine.map((job) => job.id);
+      const statements = new Map(
+        (
+          await pool.query<{ name: string; statement: string }>(
+            `SELECT name, statement FROM pg_prepared_statements WHERE name LIKE '%claim' OR name LIKE '%completeAndClaim'`,
+          )
+        ).rows.map((row) => [row.name.endsWith('completeAndClaim') ? 'completeAndClaim' : 'claim', row.statement]),
+      );
+      const cases: Array<[string, unknown[]]> = [
+        ['claim', [['task'], 'w2', 10, 60_000]],
+        [
+          'completeAndClaim',
+          [
+            ids,
+            ids.map(() => 'w1'),
+            ids.map(() => 'r'),
+            ids.map(() => null),
+            ids.map(() => 60_000),
+            ['task'],
+            'w1',
+            10,
+            60_000,
+          ],
+        ],
+      ];
+      const { rows } = await pool.query<{ pages: number }>(
+        `SELECT (pg_relation_size('"${schema}".jobs') / current_setting('block_size')::integer)::integer AS pages`,
+      );
+      const heapPages = rows[0]?.pages ?? 0;
+      expect(heapPages).toBeGreaterThan(1000);
+      for (const [name, params] of cases) {
+        const text = statements.get(name);
+        expect(text, name).toBeDefined();
+        // Twice: the first run in a session also reads the catalog to plan the function's query.
+        for (let pass = 0; pass < 2; pass++) await explain(name, text, params, pass === 1);
+      }
+      async function explain(name: string, text: string | undefined, params: unknown[], check: boolean) {
+        await pool.query('BEGIN');
+        try {
+          const explained = await pool.query<{ 'QUERY PLAN': Array<{ Plan: Record<string, number> }> }>(
+            `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${text}`,
+            params,
+          );
+          const plan = explained.rows[0]?.['QUERY PLAN'][0]?.Plan ?? {};
+          const buffers = (plan['Shared Hit Blocks'] ?? 0) + (plan['Shared Read Blocks'] ?? 0);
+          expect(plan['Actual Rows'], name).toBe(name === 'claim' ? 10 : 20);
+          if (check) {
+            expect(buffers, `${name}: ${buffers} buffers for ${heapPages} heap pages`).toBeLessThan(heapPages / 2);
+          }
+        } finally {
+          await pool.query('ROLLBACK');
+        }
+      }
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('migrates a schema made by version 1 and keeps its jobs and change feed', async () => {
     const schema = fresh.next();
     const client = new pg.Client({ connectionString: pgUrl() });

@@ -166,6 +166,41 @@ DROP INDEX IF EXISTS jobs_owner_idx;
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS trace_context text;
 `,
   },
+  {
+    version: 6,
+    name: 'claim function',
+    // A claim: the due jobs of the given names, oldest first on jobs_claim_idx, locked FOR UPDATE SKIP LOCKED and
+    // taken, in one function (its lock and its update see the same rows). Left to the planner, a table whose
+    // statistics predate a backlog (a fresh schema, or one analyzed while nearly every job was finished) gets a
+    // plan that reads and sorts every queued row for each claim, so a drain slows as its backlog grows; the
+    // function's own settings rule those plans out. `skip`: jobs the calling statement completes. Processes of
+    // the previous version keep working during a rolling upgrade: their statements do not call it.
+    sql: `
+CREATE FUNCTION claim_jobs(names text[], worker text, lim integer, lease_ms bigint, skip text[]) RETURNS SETOF jobs
+  LANGUAGE sql VOLATILE
+  SET search_path FROM CURRENT
+  SET enable_seqscan = off
+  SET enable_bitmapscan = off
+AS $fn$
+  WITH picked AS MATERIALIZED (
+    SELECT c.id FROM jobs c
+    WHERE c.name = ANY(names) AND c.status IN ('queued', 'processing')
+      AND ((c.status = 'queued' AND c.run_at <= floor(extract(epoch from now()) * 1000)::bigint)
+        OR (c.status = 'processing' AND c.lease_until < floor(extract(epoch from now()) * 1000)::bigint))
+      AND c.id <> ALL(skip)
+    ORDER BY c.run_at
+    LIMIT lim
+    FOR UPDATE SKIP LOCKED
+  )
+  UPDATE jobs j SET status = 'processing', attempt = j.attempt + 1,
+    lease_owner = worker, lease_until = floor(extract(epoch from now()) * 1000)::bigint + lease_ms,
+    started_at = COALESCE(j.started_at, floor(extract(epoch from now()) * 1000)::bigint),
+    updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+  FROM picked WHERE j.id = picked.id
+  RETURNING j.*
+$fn$;
+`,
+  },
 ];
 
 /** The newest migration this version knows: a schema migrated further was written by a newer respond-async. */

@@ -191,30 +191,19 @@ const SQL = {
       LIMIT $2) s`,
 
   // $1 names, $2 worker, $3 limit, $4 lease ms. Due jobs of those names, oldest first: queued ones, and
-  // processing ones whose lease lapsed.
+  // processing ones whose lease lapsed (claim_jobs, migration 6).
   claim: (schema: string) => `
-    WITH picked AS MATERIALIZED (
-      SELECT c.id FROM ${schema}.jobs c
-      WHERE c.name = ANY($1::text[]) AND c.status IN ('queued', 'processing')
-        AND ((c.status = 'queued' AND c.run_at <= floor(extract(epoch from now()) * 1000)::bigint)
-          OR (c.status = 'processing' AND c.lease_until < floor(extract(epoch from now()) * 1000)::bigint))
-      ORDER BY c.run_at
-      LIMIT $3
-      FOR UPDATE SKIP LOCKED
-    )
-    UPDATE ${schema}.jobs j SET status = 'processing', attempt = j.attempt + 1,
-      lease_owner = $2, lease_until = floor(extract(epoch from now()) * 1000)::bigint + $4::bigint,
-      started_at = COALESCE(j.started_at, floor(extract(epoch from now()) * 1000)::bigint),
-      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
-    FROM picked WHERE j.id = picked.id
-    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+    SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
-      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context
+    FROM ${schema}.claim_jobs($1::text[], $2::text, $3::integer, $4::bigint, '{}'::text[]) j`,
 
   // completeMany's parameters ($1..$5) and claim's ($6 names, $7 worker, $8 limit, $9 lease ms): the completions
   // waiting in this turn and the claim of the next jobs in one statement (one round trip, one commit). The jobs
-  // being completed are left out of the claim: one statement may not update a row twice.
+  // being completed are left out of the claim: one statement may not update a row twice. The rows to complete are
+  // found by id (`= ANY`, on the primary key); the status check is written `IS TRUE` (status is NOT NULL, so it
+  // means the same) so that the planner does not also read the whole partial claim index to check it.
   completeAndClaim: (schema: string) => `
     WITH done AS (
       UPDATE ${schema}.jobs j SET
@@ -231,32 +220,18 @@ const SQL = {
         updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
         AS u(id, worker, result, result_url, retention)
-      WHERE j.id = u.id AND j.status = 'processing' AND j.lease_owner = u.worker
+      WHERE j.id = ANY($1::text[]) AND j.id = u.id AND (j.status = 'processing') IS TRUE AND j.lease_owner = u.worker
       RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
         j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
         j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
         j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context, true AS done
     ),
-    picked AS MATERIALIZED (
-      SELECT c.id FROM ${schema}.jobs c
-      WHERE c.name = ANY($6::text[]) AND c.status IN ('queued', 'processing')
-        AND ((c.status = 'queued' AND c.run_at <= floor(extract(epoch from now()) * 1000)::bigint)
-          OR (c.status = 'processing' AND c.lease_until < floor(extract(epoch from now()) * 1000)::bigint))
-        AND c.id <> ALL($1::text[])
-      ORDER BY c.run_at
-      LIMIT $8
-      FOR UPDATE SKIP LOCKED
-    ),
     claimed AS (
-      UPDATE ${schema}.jobs j SET status = 'processing', attempt = j.attempt + 1,
-        lease_owner = $7, lease_until = floor(extract(epoch from now()) * 1000)::bigint + $9::bigint,
-        started_at = COALESCE(j.started_at, floor(extract(epoch from now()) * 1000)::bigint),
-        updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
-      FROM picked WHERE j.id = picked.id
-      RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
         j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
         j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
         j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context, false AS done
+      FROM ${schema}.claim_jobs($6::text[], $7::text, $8::integer, $9::bigint, $1::text[]) j
     )
     SELECT * FROM done UNION ALL SELECT * FROM claimed`,
 
@@ -298,6 +273,7 @@ const SQL = {
 
   // complete's parameters as parallel arrays ($1 ids, $2 workers, $3 results, $4 result URLs, $5 retentions):
   // the completions of one event-loop turn (distinct ids) in one statement, each row with its own lease check.
+  // Rows found by id, as in completeAndClaim.
   completeMany: (schema: string) => `
     UPDATE ${schema}.jobs j SET
       result = CASE WHEN j.cancel_requested THEN j.result ELSE u.result END,
@@ -313,7 +289,7 @@ const SQL = {
       updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
       AS u(id, worker, result, result_url, retention)
-    WHERE j.id = u.id AND j.status = 'processing' AND j.lease_owner = u.worker
+    WHERE j.id = ANY($1::text[]) AND j.id = u.id AND (j.status = 'processing') IS TRUE AND j.lease_owner = u.worker
     RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,

@@ -1,0 +1,125 @@
+// What a drain costs the database, per job: statements and round trips the contender's clients send, commits,
+// notifications its LISTEN connections receive, and row updates on the job table (how many were HOT).
+//
+//   npx tsx bench/profile-drain.ts [contender …]     (default respond-async:postgres pg-boss:batch graphile-worker)
+//
+// Each contender in this process, on a fresh schema: BENCH_JOBS (5000) jobs are queued with no worker running,
+// then one worker with BENCH_CONCURRENCY (10) slots drains them; only the drain is counted. Counting wraps
+// pg.Client#query and the 'notification' event, so it sees every library that uses `pg` (all three do).
+import pg from 'pg';
+import { libraryDir } from './lib/build.js';
+import { type ContenderKind, openContender } from './lib/contenders.js';
+import { dropSchemas, startPostgres } from './lib/pg.js';
+
+const JOBS = Number(process.env.BENCH_JOBS ?? 5000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 10);
+const kinds = (
+  process.argv.slice(2).length > 0
+    ? process.argv.slice(2)
+    : ['respond-async:postgres', 'pg-boss:batch', 'graphile-worker']
+) as ContenderKind[];
+
+const counts = { queries: 0, notifications: 0, byStatement: new Map<string, number>() };
+const originalQuery = pg.Client.prototype.query;
+pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+  counts.queries += 1;
+  const first = args[0] as string | { text?: string; name?: string };
+  const text = typeof first === 'string' ? first : (first?.name ?? first?.text ?? '?');
+  const key = text.replace(/\s+/g, ' ').trim().slice(0, 60);
+  counts.byStatement.set(key, (counts.byStatement.get(key) ?? 0) + 1);
+  return (originalQuery as (...a: unknown[]) => unknown).apply(this, args);
+} as typeof pg.Client.prototype.query;
+const originalEmit = pg.Client.prototype.emit;
+pg.Client.prototype.emit = function (this: pg.Client, event: string | symbol, ...args: unknown[]) {
+  if (event === 'notification') counts.notifications += 1;
+  return originalEmit.call(this, event, ...args);
+};
+
+interface TableStats {
+  upd: number;
+  hot: number;
+  commits: number;
+}
+async function tableStats(db: pg.Client): Promise<TableStats> {
+  // The statistics collector reports with a delay; ask for a fresh snapshot.
+  await db.query('SELECT pg_stat_clear_snapshot()');
+  const t = await db.query<{ upd: string; hot: string }>(
+    'SELECT coalesce(sum(n_tup_upd), 0) AS upd, coalesce(sum(n_tup_hot_upd), 0) AS hot FROM pg_stat_user_tables',
+  );
+  const d = await db.query<{ commits: string }>(
+    'SELECT xact_commit AS commits FROM pg_stat_database WHERE datname = current_database()',
+  );
+  return { upd: Number(t.rows[0]?.upd), hot: Number(t.rows[0]?.hot), commits: Number(d.rows[0]?.commits) };
+}
+
+async function main(): Promise<void> {
+  process.env.BENCH_SRC = await libraryDir(process.env.BENCH_SRC);
+  const server = await startPostgres();
+  const db = new originalClient(server.url);
+  await db.connect();
+  try {
+    for (const kind of kinds) {
+      const schema = `bench_pd_${kind.replace(/[^a-z]/g, '')}`;
+      const submitter = await openContender(kind, { url: server.url, schema, concurrency: 0 });
+      for (let i = 0; i < JOBS; i += 10)
+        await Promise.all(Array.from({ length: 10 }, (_, j) => submitter.submit({ i: i + j })));
+      await submitter.close();
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      if (process.env.PD_NO_TRIGGER === '1' && kind === 'respond-async:postgres') {
+        await db.query(`ALTER TABLE "${schema}".jobs DISABLE TRIGGER USER`);
+      }
+      if (process.env.PD_ANALYZE === '1') await db.query(`ANALYZE`);
+      const before = await tableStats(db);
+      const q0 = counts.queries;
+      const n0 = counts.notifications;
+      counts.byStatement.clear();
+      let ran = 0;
+      let started = 0;
+      const worker = await openContender(kind, {
+        url: server.url,
+        schema,
+        concurrency: CONCURRENCY,
+        onRun: () => {
+          if (ran === 0) started = performance.now();
+          ran += 1;
+        },
+      });
+      const sql = worker.remainingSql;
+      for (;;) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        const left = sql ? Number((await db.query<{ n: number }>(sql)).rows[0]?.n) : JOBS - ran;
+        if (left === 0) break;
+      }
+      const ms = performance.now() - started;
+      const queries = counts.queries - q0;
+      const notifications = counts.notifications - n0;
+      await worker.close();
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      const after = await tableStats(db);
+      const upd = after.upd - before.upd;
+      const per = (n: number) => (n / JOBS).toFixed(2);
+      console.log(
+        `\n== ${kind}: ${JOBS} jobs drained in ${ms.toFixed(0)} ms (${((JOBS / ms) * 1000).toFixed(0)} jobs/s)`,
+      );
+      console.log(`  statements per job   ${per(queries)}   (${queries})`);
+      console.log(`  notifications / job  ${per(notifications)}   (${notifications} received)`);
+      console.log(`  commits per job      ${per(after.commits - before.commits)}   (whole database, polling included)`);
+      console.log(`  row updates per job  ${per(upd)}   (${after.hot - before.hot} of ${upd} HOT)`);
+      const top = [...counts.byStatement].sort((a, b) => b[1] - a[1]).slice(0, 8);
+      for (const [text, n] of top) console.log(`    ${String(n).padStart(6)}  ${text}`);
+      await dropSchemas(server, schema);
+    }
+  } finally {
+    await db.end();
+    await server.stop();
+  }
+}
+
+// The database's own probes run on a client the counting does not see.
+class originalClient extends pg.Client {}
+originalClient.prototype.query = originalQuery;
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
