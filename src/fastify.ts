@@ -4,6 +4,7 @@ import type {
   FastifyPluginAsync,
   FastifyReply,
   FastifyRequest,
+  FastifySchema,
   preParsingAsyncHookHandler,
   RequestPayload,
   RouteShorthandOptionsWithHandler,
@@ -11,6 +12,7 @@ import type {
 import fp from 'fastify-plugin';
 import type { JobDefinition, Jobs } from './core/runtime.js';
 import { nodeHeader, pathOf, readNodeBody, sendNode } from './http/node.js';
+import { fastifyOpenApiSchemas, type OpenApiOptions } from './http/openapi.js';
 import {
   HttpProtocol,
   type ProtocolRequest,
@@ -21,7 +23,13 @@ import {
 } from './http/protocol.js';
 import { type HttpResponse, writableResponse } from './http/response.js';
 
-export type FastifyRespondAsyncOptions = RespondAsyncOptions<FastifyRequest>;
+export interface FastifyRespondAsyncOptions extends RespondAsyncOptions<FastifyRequest> {
+  /**
+   * For the route schemas `@fastify/swagger` reads: the JSON Schema of a Standard Schema that does not give its own
+   * (valibot: `@valibot/to-json-schema`), as `openapiDocument`'s option of that name.
+   */
+  toJsonSchema?: OpenApiOptions['toJsonSchema'];
+}
 export type FastifyRouteOptions<Input> = RouteOptions<FastifyRequest, Input>;
 
 export interface FastifyRespondAsync {
@@ -44,6 +52,18 @@ export interface FastifyRespondAsync {
  */
 export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {}): FastifyRespondAsync {
   const protocol = new HttpProtocol<FastifyRequest>(jobs, options);
+  // Route schemas for documentation (`@fastify/swagger`) only: these compilers neither validate nor serialize, so
+  // Fastify answers exactly as the other adapters do (the library validates with the route's Standard Schemas).
+  const docs = fastifyOpenApiSchemas({
+    basePath: protocol.basePath,
+    owner: protocol.listsJobs,
+    webhooks: options.webhooks !== undefined,
+    toJsonSchema: options.toJsonSchema,
+  });
+  const documentationOnly = {
+    validatorCompiler: () => () => true,
+    serializerCompiler: () => (data: unknown) => JSON.stringify(data),
+  };
 
   // Where the plugin is registered (the registering instance's `prefix`): the Location of every wrapped route.
   let mount = '';
@@ -115,22 +135,34 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
     // base path still register, and anything else there reaches the app's 404. Every method on a job's paths, so
     // that those it does not take answer 405 with Allow; their bodies are never parsed (nor read).
     const common = {
-      exposeHeadRoutes: false,
+      exposeHeadRoute: false,
       errorHandler,
       handler: statusHandler(app.prefix),
       preParsing: (request: FastifyRequest, _reply: FastifyReply, payload: RequestPayload) =>
         Promise.resolve(skipParsing(request, payload)),
     };
-    const methods = ['GET', 'HEAD', 'DELETE', 'POST', 'PUT', 'PATCH', 'OPTIONS', 'TRACE'];
-    app.route({ ...common, method: methods, url: `${base}/:jobId` });
-    app.route({ ...common, method: methods, url: `${base}/:jobId/events` });
-    if (protocol.listsJobs) app.route({ ...common, method: ['GET', 'HEAD'], url: base });
+    // The documented operations carry their schema; the methods that only answer 405 are hidden from the document.
+    const others = ['HEAD', 'POST', 'PUT', 'PATCH', 'OPTIONS', 'TRACE'];
+    const documented = { ...common, ...documentationOnly };
+    // `hide` is @fastify/swagger's; a fresh object per route, since Fastify marks the schemas it has seen.
+    const hidden = () => ({ hide: true }) as FastifySchema;
+    app.route({ ...documented, method: 'GET', url: `${base}/:jobId`, schema: docs.status });
+    app.route({ ...documented, method: 'DELETE', url: `${base}/:jobId`, schema: docs.cancel });
+    app.route({ ...common, method: others, url: `${base}/:jobId`, schema: hidden() });
+    app.route({ ...documented, method: 'GET', url: `${base}/:jobId/events`, schema: docs.events });
+    app.route({ ...common, method: ['DELETE', ...others], url: `${base}/:jobId/events`, schema: hidden() });
+    if (protocol.listsJobs) {
+      app.route({ ...documented, method: 'GET', url: base, schema: docs.list });
+      app.route({ ...common, method: 'HEAD', url: base, schema: hidden() });
+    }
   };
 
   return {
     plugin: fp(plugin, { fastify: '5.x', name: 'respond-async' }),
     route<Input>(job: JobDefinition<Input, unknown>, routeOptions?: FastifyRouteOptions<Input>) {
       return {
+        ...documentationOnly,
+        schema: docs.submit({ job, schema: routeOptions?.schema }),
         errorHandler,
         preParsing: readBody,
         handler: async (request, reply) => {

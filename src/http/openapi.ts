@@ -89,12 +89,10 @@ export function jsonSchemaOf(
 export function openapiDocument(options: OpenApiOptions): OpenApiDocument {
   const basePath = (options.basePath ?? '/jobs').replace(/\/+$/, '');
   const convert = options.toJsonSchema;
-  const results = options.routes.map((route) => route.schema?.result);
-  // The status document's `result`: any of the routes' results when each route has a result schema, else open.
-  const result =
-    results.length > 0 && results.every((schema) => schema !== undefined)
-      ? anyOf(results.map((schema) => jsonSchemaOf(schema, 'output', convert)))
-      : {};
+  const result = resultSchema(
+    options.routes.map((route) => route.schema?.result),
+    convert,
+  );
   const paths: Record<string, Record<string, unknown>> = {};
   const operationIds = new Set<string>();
   for (const route of options.routes) {
@@ -113,8 +111,17 @@ export function openapiDocument(options: OpenApiOptions): OpenApiDocument {
     openapi: '3.1.0',
     info: options.info ?? { title: 'API', version: '1.0.0' },
     paths,
-    components: components(result),
+    components: components({ description: RESULT_DESCRIPTION, ...result }),
   };
+}
+
+const RESULT_DESCRIPTION = 'The handler’s return value, when `complete`.';
+
+/** The status document's `result`: any of the routes' results when each route has a result schema, else open. */
+function resultSchema(results: Array<StandardSchemaV1 | undefined>, convert: OpenApiOptions['toJsonSchema']) {
+  return results.length > 0 && results.every((schema) => schema !== undefined)
+    ? anyOf(results.map((schema) => jsonSchemaOf(schema, 'output', convert)))
+    : {};
 }
 
 /**
@@ -142,7 +149,7 @@ function anyOf(schemas: JsonObject[]): JsonObject {
   return schemas.length === 1 ? schemas[0] : { anyOf: schemas };
 }
 
-function submitOperation(route: OpenApiRoute, options: OpenApiOptions): JsonObject {
+function submitOperation(route: OpenApiRoute, options: Pick<OpenApiOptions, 'toJsonSchema' | 'webhooks'>): JsonObject {
   const convert = options.toJsonSchema;
   const schema = route.schema ?? {};
   const jobName = typeof route.job === 'string' ? route.job : route.job?.name;
@@ -380,7 +387,7 @@ function components(result: JsonObject): Record<string, Record<string, unknown>>
   };
 }
 
-/** The documents: accepted, status, list and problem. */
+/** The documents: accepted, status, list and problem; `result` is the status document's `result` member. */
 function componentSchemas(result: JsonObject): Record<string, unknown> {
   const time = { type: 'string', format: 'date-time' };
   const status = { type: 'string', enum: ['queued', 'processing', 'complete', 'failed', 'canceled'] };
@@ -405,7 +412,7 @@ function componentSchemas(result: JsonObject): Record<string, unknown> {
         statusUrl: { type: 'string' },
         progress: { type: 'number', minimum: 0, maximum: 100 },
         message: { type: 'string' },
-        result: { description: 'The handler’s return value, when `complete`.', ...result },
+        result,
         resultUrl: { type: 'string' },
         error: {
           type: 'object',
@@ -454,4 +461,104 @@ function componentSchemas(result: JsonObject): Record<string, unknown> {
       },
     },
   };
+}
+
+/** The route `schema`s the Fastify adapter gives its routes, for `@fastify/swagger` (see `fastifyOpenApiSchemas`). */
+export interface FastifyOpenApiSchemas {
+  /** The schema of a wrapped route; its result schema joins the status document's `result`. */
+  submit(route: Omit<OpenApiRoute, 'path' | 'method'>): JsonObject;
+  /** `GET {basePath}/:jobId`, `DELETE {basePath}/:jobId`, `GET {basePath}/:jobId/events`, `GET {basePath}`. */
+  status: JsonObject;
+  cancel: JsonObject;
+  events: JsonObject;
+  list: JsonObject;
+}
+
+/**
+ * Fastify route `schema`s with the operations of `openapiDocument`, `$ref`s inlined (Fastify resolves no
+ * `#/components/…`), parameters under `params`/`querystring`/`headers`, responses with their `content`: the form
+ * `@fastify/swagger` turns back into the same operations. Documentation only: the adapter pairs them with
+ * compilers that neither validate nor serialize, so Fastify answers as the other adapters do.
+ */
+export function fastifyOpenApiSchemas(options: Omit<OpenApiOptions, 'routes' | 'info'>): FastifyOpenApiSchemas {
+  const basePath = (options.basePath ?? '/jobs').replace(/\/+$/, '');
+  const convert = options.toJsonSchema;
+  // The status routes are registered before the wrapped routes whose results they report, and Fastify keeps the
+  // schema objects it was given (swagger reads them when the document is asked for): `result` is filled in place.
+  const result: JsonObject = { description: RESULT_DESCRIPTION };
+  const results: Array<StandardSchemaV1 | undefined> = [];
+  const shared = components(result);
+  const fastify = (operation: JsonObject, parts = shared) => fastifySchema(inline(operation, parts, result));
+  const status = statusPath();
+  const events = eventsPath();
+  return {
+    submit(route) {
+      results.push(route.schema?.result);
+      for (const key of Object.keys(result)) if (key !== 'description') delete result[key];
+      Object.assign(result, resultSchema(results, convert));
+      // With `Prefer: wait`, this route's own result: the status document with its result schema.
+      const own = jsonSchemaOf(route.schema?.result, 'output', convert);
+      const parts = components({ description: RESULT_DESCRIPTION, ...own });
+      const schema = fastify(submitOperation({ ...route, path: '' }, options), parts);
+      // Fastify names the path parameters from the route's URL; a params schema describes them.
+      if (route.schema?.params) schema.params = jsonSchemaOf(route.schema.params, 'input', convert);
+      return schema;
+    },
+    status: fastify(status.get as JsonObject),
+    cancel: fastify(status.delete as JsonObject),
+    events: fastify(events.get as JsonObject),
+    list: fastify(listOperation(basePath)),
+  };
+}
+
+/** `node` with every `#/components/…` `$ref` replaced by a copy of its target; `keep` is kept as is (not copied). */
+function inline(node: unknown, parts: Record<string, Record<string, unknown>>, keep: JsonObject): any {
+  if (node === keep || typeof node !== 'object' || node === null) return node;
+  if (Array.isArray(node)) return node.map((item) => inline(item, parts, keep));
+  const ref = (node as JsonObject).$ref;
+  if (typeof ref === 'string' && ref.startsWith('#/components/')) {
+    const [, , section, name] = ref.split('/');
+    return inline(parts[section][name], parts, keep);
+  }
+  return Object.fromEntries(Object.entries(node).map(([key, value]) => [key, inline(value, parts, keep)]));
+}
+
+type Parameter = { name: string; in: string; required?: boolean; description?: string; schema?: JsonObject };
+type Response = { description: string; headers?: Record<string, JsonObject>; content?: JsonObject };
+
+/** An OpenAPI operation (refs inlined) as a Fastify route schema. */
+function fastifySchema(operation: JsonObject): JsonObject {
+  const { parameters, requestBody, responses, ...rest } = operation as JsonObject & {
+    parameters?: Parameter[];
+    requestBody?: { content: JsonObject };
+    responses: Record<string, Response>;
+  };
+  const schema: JsonObject = { ...rest };
+  const where = { path: 'params', query: 'querystring', header: 'headers' } as const;
+  for (const [location, key] of Object.entries(where)) {
+    const found = (parameters ?? []).filter((parameter) => parameter.in === location);
+    if (found.length === 0) continue;
+    schema[key] = {
+      type: 'object',
+      properties: Object.fromEntries(found.map((p) => [p.name, withDescription(p.schema ?? {}, p.description)])),
+      required: found.filter((p) => p.required).map((p) => p.name),
+    };
+  }
+  if (requestBody) schema.body = { content: requestBody.content };
+  schema.response = Object.fromEntries(
+    Object.entries(responses).map(([code, response]) => {
+      const headers = Object.entries(response.headers ?? {}).map(([name, header]) => [
+        name,
+        withDescription(header.schema as JsonObject, header.description as string | undefined),
+      ]);
+      const out: JsonObject = { description: response.description, content: response.content };
+      if (headers.length > 0) out.headers = Object.fromEntries(headers);
+      return [code, out];
+    }),
+  );
+  return schema;
+}
+
+function withDescription(schema: JsonObject, description: string | undefined): JsonObject {
+  return description ? { ...schema, description } : schema;
 }
