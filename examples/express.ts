@@ -5,7 +5,17 @@ import { build } from 'esbuild';
 import express from 'express';
 import { respondAsync } from '../src/express.js';
 import { otelFromEnv } from './otel.js';
-import { createDemo, NOT_FOUND, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
+import {
+  createDemo,
+  NOT_FOUND,
+  port,
+  ReportBody,
+  reportInput,
+  reportOpenApi,
+  shutdownOnSignal,
+  userOf,
+  webhooksFromEnv,
+} from './report.js';
 
 await otelFromEnv();
 
@@ -17,8 +27,13 @@ const ra = respondAsync(jobs, {
   webhooks: webhooksFromEnv(),
 });
 
-app.post('/reports', ra.route(report, { input: (_req, snapshot) => reportInput(snapshot) }));
+// The body is validated by its schema (400 problem+json with `errors`), then turned into the job input.
+app.post(
+  '/reports',
+  ra.route(report, { schema: { body: ReportBody }, input: (_req, snapshot) => reportInput(snapshot) }),
+);
 app.use(ra.routes());
+app.get('/openapi.json', (_req, res) => void res.json(reportOpenApi(report)));
 
 // The demo page at / (examples/public) and the client library as an ES module, built once at startup.
 const client = await build({

@@ -1,9 +1,20 @@
 // Fastify example: POST /reports runs the `report` job; status, cancel and events under /jobs. Scoped by X-User.
 // Run: npx tsx examples/fastify.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
+import swagger from '@fastify/swagger';
 import Fastify from 'fastify';
 import { respondAsync } from '../src/fastify.js';
 import { otelFromEnv } from './otel.js';
-import { createDemo, NOT_FOUND, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
+import {
+  createDemo,
+  NOT_FOUND,
+  port,
+  ReportBody,
+  ReportResult,
+  reportInput,
+  shutdownOnSignal,
+  userOf,
+  webhooksFromEnv,
+} from './report.js';
 
 await otelFromEnv();
 
@@ -16,8 +27,15 @@ const ra = respondAsync(jobs, {
   webhooks: webhooksFromEnv(),
 });
 
+// @fastify/swagger lists the wrapped route and the status endpoints from their route schemas (documentation only).
+await app.register(swagger, {
+  openapi: { openapi: '3.1.0', info: { title: 'respond-async example', version: '1.0.0' } },
+});
+app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
 await app.register(ra.plugin);
-app.post('/reports', ra.route(report, { input: (_req, snapshot) => reportInput(snapshot) }));
+// The body is validated by its schema (400 problem+json with `errors`), then turned into the job input.
+const schema = { body: ReportBody, result: ReportResult };
+app.post('/reports', ra.route(report, { schema, input: (_req, snapshot) => reportInput(snapshot) }));
 // Anything no route answered: 404 problem+json.
 app.setNotFoundHandler((_request, reply) => reply.code(404).type('application/problem+json').send(NOT_FOUND));
 

@@ -3,7 +3,17 @@
 import Koa from 'koa';
 import { respondAsync } from '../src/koa.js';
 import { otelFromEnv } from './otel.js';
-import { createDemo, NOT_FOUND, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
+import {
+  createDemo,
+  NOT_FOUND,
+  port,
+  ReportBody,
+  reportInput,
+  reportOpenApi,
+  shutdownOnSignal,
+  userOf,
+  webhooksFromEnv,
+} from './report.js';
 
 await otelFromEnv();
 
@@ -16,7 +26,14 @@ const ra = respondAsync(jobs, {
 });
 
 app.use(ra.routes());
-app.use(ra.post('/reports', report, { input: (_ctx, snapshot) => reportInput(snapshot) }));
+// The body is validated by its schema (400 problem+json with `errors`), then turned into the job input.
+app.use(
+  ra.post('/reports', report, { schema: { body: ReportBody }, input: (_ctx, snapshot) => reportInput(snapshot) }),
+);
+app.use((ctx, next) => {
+  if (ctx.method !== 'GET' || ctx.path !== '/openapi.json') return next();
+  ctx.body = reportOpenApi(report);
+});
 // Anything no route answered: 404 problem+json.
 app.use((ctx) => {
   ctx.status = 404;

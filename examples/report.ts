@@ -1,5 +1,6 @@
 // The demo shared by the three examples: the `report` job, the store chosen by STORE, and webhook settings.
 // In your own app, import from 'respond-async' (and 'respond-async/sqlite', …) instead of '../src/…'.
+import { z } from 'zod';
 import {
   createJobs,
   InputError,
@@ -7,20 +8,35 @@ import {
   type JobStore,
   type Jobs,
   MemoryStore,
+  type OpenApiDocument,
+  openapiDocument,
   type RequestSnapshot,
 } from '../src/index.js';
 
-export interface ReportBody {
-  steps?: number;
-  stepMs?: number;
-  fail?: boolean;
-  value?: unknown;
-  callbackUrl?: string;
-}
+/**
+ * The body of `POST /reports` (a Standard Schema: zod here; valibot or arktype do as well). Each field optional,
+ * other fields ignored (dropped); anything else is `400` problem+json with `errors`, nothing queued.
+ */
+export const ReportBody = z.object({
+  steps: z.number().int().min(1).max(1000).optional(),
+  stepMs: z.number().int().min(0).max(60_000).optional(),
+  fail: z.boolean().optional(),
+  callbackUrl: z.string().optional(),
+  // Any JSON: the body was parsed from JSON already.
+  value: z.unknown().optional(),
+});
+export type ReportBody = z.output<typeof ReportBody>;
 
-export interface ReportResult {
-  value: unknown;
+/** What the `report` job returns (documented as the status document's `result`). */
+export const ReportResult = z.object({ value: z.unknown(), steps: z.number().int() });
+export type ReportResult = z.output<typeof ReportResult>;
+
+/** The `report` job's input: the validated body with its defaults. */
+export interface ReportInput {
   steps: number;
+  stepMs: number;
+  fail: boolean;
+  value?: unknown;
 }
 
 /** The problem+json body the examples answer for any path no route answered (DESIGN.md, examples contract). */
@@ -72,26 +88,21 @@ export function userOf(header: string | string[] | undefined): string | null {
   return value || null;
 }
 
-function integer(value: unknown, fallback: number, min: number, max: number, name: string): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InputError(`${name} must be an integer from ${min} to ${max}`);
-  }
-  return value;
+/** The job input from the validated body (`ReportBody` checked it at submit): the defaults filled in. */
+export function reportInput(snapshot: RequestSnapshot): ReportInput {
+  const body = snapshot.body as ReportBody;
+  return { steps: body.steps ?? 3, stepMs: body.stepMs ?? 100, fail: body.fail ?? false, value: body.value };
 }
 
-/** Validate the body at submit (400 on bad input) and keep only what the job needs. */
-export function reportInput(snapshot: RequestSnapshot): ReportBody {
-  const body = snapshot.body ?? {};
-  if (typeof body !== 'object' || Array.isArray(body)) throw new InputError('The body must be a JSON object');
-  const raw = body as ReportBody;
-  if (raw.fail !== undefined && typeof raw.fail !== 'boolean') throw new InputError('fail must be a boolean');
-  return {
-    steps: integer(raw.steps, 3, 1, 1000, 'steps'),
-    stepMs: integer(raw.stepMs, 100, 0, 60_000, 'stepMs'),
-    fail: raw.fail ?? false,
-    value: raw.value,
-  };
+/** The OpenAPI 3.1 document the examples serve at `GET /openapi.json`. */
+export function reportOpenApi(report: { readonly name: string }): OpenApiDocument {
+  return openapiDocument({
+    info: { title: 'respond-async example', version: '1.0.0' },
+    routes: [{ path: '/reports', job: report, schema: { body: ReportBody, result: ReportResult } }],
+    basePath: '/jobs',
+    owner: true,
+    webhooks: webhooksFromEnv() !== undefined,
+  });
 }
 
 /** The runtime with the `report` job registered. */
@@ -107,11 +118,11 @@ export async function createDemo(): Promise<{ jobs: Jobs; report: ReturnType<typ
 }
 
 function defineReport(jobs: Jobs) {
-  return jobs.define('report', async (input: ReportBody, ctx): Promise<ReportResult> => {
+  return jobs.define('report', async (input: ReportInput, ctx): Promise<ReportResult> => {
     if (input.fail) throw new JobError('report failed', { retry: false });
-    const steps = input.steps ?? 3;
+    const steps = input.steps;
     for (let i = 1; i <= steps; i++) {
-      await sleep(input.stepMs ?? 100, ctx.signal);
+      await sleep(input.stepMs, ctx.signal);
       await ctx.progress((100 * i) / steps, `step ${i} of ${steps}`);
     }
     return { value: input.value, steps };

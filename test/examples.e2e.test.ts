@@ -8,6 +8,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Validator } from '@seriousme/openapi-schema-validator';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ExampleFramework, type ExampleProcess, freePort, startExample } from './helpers/example-process.js';
@@ -298,11 +299,31 @@ function scenarios(kind: StoreKind, framework: ExampleFramework): void {
     const user = newUser();
     await expectProblem(await submit('{"steps": ', user), 400);
     await expectProblem(await submit({ value: 'x'.repeat(2 * 1024 * 1024) }, user), 413);
-    // Bad input the example validates is 400 too, and nothing was queued for this user.
+    // A body its schema refuses is 400 with the issues in `errors` (JSON Pointers), and nothing was queued.
     await expectProblem(await submit({ steps: 'many' }, user), 400);
+    const invalid = await expectProblem(await submit({ steps: 0, stepMs: 70_000, fail: 'yes', other: 1 }, user), 400);
+    expect(invalid.code).toBe('ERR_RESPOND_ASYNC_INVALID_REQUEST');
+    expect(invalid.errors.map((e: { pointer: string }) => e.pointer).sort()).toEqual(['/fail', '/stepMs', '/steps']);
     const list = await (await fetch(`${app.url}/jobs`, { headers: { 'x-user': user } })).json();
     expect(list.jobs).toEqual([]);
   });
+
+  if (!durable) {
+    it.sequential('GET /openapi.json validates as OpenAPI 3.1 and documents POST /reports and /jobs', async () => {
+      const res = await fetch(`${app.url}/openapi.json`);
+      expect(res.status).toBe(200);
+      const doc = await res.json();
+      const validation = await new Validator().validate(doc);
+      expect(validation.errors).toBeUndefined();
+      expect(validation.valid).toBe(true);
+      expect(Object.keys(doc.paths)).toEqual(
+        expect.arrayContaining(['/reports', '/jobs', '/jobs/{jobId}', '/jobs/{jobId}/events']),
+      );
+      const body = doc.paths['/reports'].post.requestBody.content['application/json'].schema;
+      expect(body.properties.steps).toMatchObject({ type: 'integer', minimum: 1, maximum: 1000 });
+      expect(body.properties.stepMs).toMatchObject({ type: 'integer', minimum: 0, maximum: 60_000 });
+    });
+  }
 
   it.sequential('200 concurrent submits (steps 1, stepMs 0) all reach complete', async () => {
     const user = newUser();
