@@ -24,9 +24,9 @@ export interface KoaRespondAsync {
     ...options: RouteOptionsArg<Context, Input>
   ): Middleware;
   /**
-   * Middleware serving the status endpoints under `basePath`. Mount it on the app (`app.use(ra.routes())`), not with a
-   * prefixed `@koa/router`'s `use()`, which runs middleware only on paths where one of its routes matched: for
-   * `/api/v1`, give the full `basePath: '/api/v1/jobs'`.
+   * Middleware serving the status endpoints under `basePath`: on the app (`app.use(ra.routes())`), or on a
+   * `@koa/router` (`v1.use(ra.routes())`), where they live under the router's prefix (`/api/v1/jobs/:id`) and so does
+   * the Location of the wrapped routes.
    */
   routes(): Middleware;
   /**
@@ -47,14 +47,17 @@ export interface KoaRespondAsync {
 export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): KoaRespondAsync {
   const protocol = new HttpProtocol<Context>(jobs, options);
 
-  const toRequest = (ctx: Context, body: unknown, bodyJson?: string): ProtocolRequest<Context> => {
+  // Where a `@koa/router` mounted `routes()` (its prefix, `router.use(ra.routes())`): the Location of wrapped routes.
+  let routerMount = '';
+  // `under`: the part of ctx.path before the status routes (a router's prefix), or routerMount for a wrapped route.
+  const toRequest = (ctx: Context, body: unknown, bodyJson?: string, under?: string): ProtocolRequest<Context> => {
     const params = (ctx as { params?: Record<string, string> }).params;
     return {
       raw: ctx,
       method: ctx.method,
-      path: ctx.path,
+      path: under === undefined ? ctx.path : ctx.path.slice(under.length),
       // koa-mount strips its prefix from ctx.path and keeps it here.
-      mount: mountOf(ctx),
+      mount: mountOf(ctx) + (under ?? routerMount),
       header: nodeHeader(ctx.req),
       body,
       bodyJson,
@@ -104,9 +107,9 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
       return (ctx, next) => (ctx.method === 'POST' && ctx.path === path ? handler(ctx, next) : next());
     },
     routes() {
-      const handle = async (ctx: Context, next: () => Promise<unknown>) => {
+      const handle = async (ctx: Context, next: () => Promise<unknown>, under = '') => {
         const response = await protocol
-          .handle(toRequest(ctx, undefined))
+          .handle(toRequest(ctx, undefined, undefined, under))
           .catch((error: unknown) => protocol.error(error));
         if (!response) return next();
         send(ctx, response);
@@ -114,11 +117,51 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
       // Not async itself: a request for another route (a wrapped POST among them) goes on without a promise more,
       // and without parsing its URL when the URL (origin-form, as clients send it) does not start with the base path.
       const base = protocol.basePath;
-      return (ctx, next) => {
+      const middleware: Middleware = (ctx, next) => {
         const url = ctx.url;
         const maybe = url.startsWith(base) || url.charCodeAt(0) !== 47; // 47: '/'
         return maybe && protocol.matches(ctx.path) ? handle(ctx, next) : next();
       };
+      // `router.use(ra.routes())` on a @koa/router: a router runs `use()` middleware only where one of its routes
+      // matched, so this middleware comes as a nested router of one route (what `router.use(other.routes())`
+      // takes), whose paths are the protocol's under the router's prefix. The router copies the layer and prefixes
+      // it (`setPrefix`, once per enclosing router); the copy's path is `{prefix}{basePath}`, which the router hands
+      // back as `ctx.routerPath` when it runs the layer.
+      const layer: KoaRouterLayer = {
+        mount: '',
+        path: base,
+        name: undefined,
+        methods: ['HEAD', 'GET', 'DELETE', 'POST', 'PUT', 'PATCH', 'OPTIONS', 'TRACE'],
+        paramNames: [],
+        opts: {},
+        stack: [
+          (ctx, next) => {
+            const path = (ctx as { routerPath?: string }).routerPath ?? base;
+            return handle(ctx, next, path.slice(0, path.length - base.length));
+          },
+        ],
+        setPrefix(prefix: string) {
+          this.mount = prefix.replace(/\/+$/, '') + this.mount;
+          this.path = this.mount + base;
+          routerMount = this.mount;
+          return this;
+        },
+        match(path: string) {
+          return path.startsWith(this.path) && protocol.matches(path.slice(this.mount.length));
+        },
+        captures: () => [],
+        params: (_path: string, _captures: string[], params?: Record<string, string>) => params ?? {},
+        param() {
+          return this;
+        },
+      };
+      const router = {
+        stack: [layer],
+        param() {
+          return this;
+        },
+      };
+      return Object.assign(middleware, { router });
     },
     errors() {
       return async (ctx, next) => {
@@ -133,6 +176,22 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
     },
     statusUrl: (id) => protocol.statusUrl(id),
   };
+}
+
+/** The members of a `@koa/router` layer (route) that a router reads when it mounts and runs a nested router's. */
+interface KoaRouterLayer {
+  mount: string;
+  path: string;
+  name: undefined;
+  methods: string[];
+  paramNames: string[];
+  opts: Record<string, unknown>;
+  stack: Middleware[];
+  setPrefix(prefix: string): KoaRouterLayer;
+  match(path: string): boolean;
+  captures(path: string): string[];
+  params(path: string, captures: string[], params?: Record<string, string>): Record<string, string>;
+  param(): KoaRouterLayer;
 }
 
 /** koa-mount's prefix (`ctx.mountPath`, stripped from `ctx.path`), without a trailing slash; `''` without it. */

@@ -1,7 +1,8 @@
-// Where the status routes live and what Location says: under an Express router's mount path, a Fastify prefix,
-// behind a proxy (publicUrl, trustProxy); and body errors next to the app's parsers, as problem+json.
+// Where the status routes live and what Location says: under an Express router's mount path, a Fastify prefix, a
+// @koa/router prefix, behind a proxy (publicUrl, trustProxy); and body errors next to the app's parsers, as problem+json.
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
+import Router from '@koa/router';
 import express from 'express';
 import Fastify from 'fastify';
 import Koa from 'koa';
@@ -128,6 +129,58 @@ describe('Fastify under a register prefix', () => {
       expect(status.json().statusUrl).toBe(location);
     }
   });
+});
+
+describe('Koa on a prefixed @koa/router', () => {
+  /** `v1.use(ra.routes())`, with the app's own `/jobs/:slug` route and a 404 fallback. */
+  async function koaApp(nest: boolean) {
+    const { jobs, task } = setup();
+    const ra = koaAdapter(jobs);
+    const app = new Koa();
+    const own = new Router();
+    own.get('/jobs/:slug', (ctx) => {
+      ctx.body = { app: ctx.params.slug };
+    });
+    const v1 = new Router({ prefix: nest ? '/v1' : '/api/v1' });
+    v1.post('/reports', ra.route(task));
+    v1.use(ra.routes());
+    let outer = v1;
+    if (nest) {
+      outer = new Router({ prefix: '/api' });
+      outer.use(v1.routes());
+    }
+    app.use(own.routes());
+    app.use(outer.routes());
+    app.use((ctx) => {
+      ctx.status = 404;
+      ctx.body = { fallback: true };
+    });
+    return listen(app.callback());
+  }
+
+  for (const nest of [false, true]) {
+    it(`serves the status routes under the router's prefix and says so in Location${nest ? ' (nested routers)' : ''}`, async () => {
+      const origin = await koaApp(nest);
+      const res = await fetch(`${origin}/api/v1/reports`, JSON_BODY);
+      expect(res.status).toBe(202);
+      const location = res.headers.get('location') ?? '';
+      expect(location).toMatch(/^\/api\/v1\/jobs\/[\w-]+$/);
+      expect((await res.json()).statusUrl).toBe(location);
+      const status = await fetch(`${origin}${location}`, { headers: { prefer: 'wait=5' } });
+      expect(status.status).toBe(200);
+      expect((await status.json()).statusUrl).toBe(location);
+      const events = await fetch(`${origin}${location}/events`);
+      expect(events.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      expect(await events.text()).toContain('event: complete');
+      // A method the job's path does not take: 405 with Allow, from the library.
+      const put = await fetch(`${origin}${location}`, { method: 'PUT' });
+      expect([put.status, put.headers.get('content-type')]).toEqual([405, 'application/problem+json; charset=utf-8']);
+      // Not the library's: a deeper path under the base path, and the app's own /jobs route at the root.
+      expect(await (await fetch(`${origin}${location}/deeper`)).json()).toEqual({ fallback: true });
+      const id = location.split('/').pop();
+      expect(await (await fetch(`${origin}/jobs/${id}`)).json()).toEqual({ app: id });
+    });
+  }
 });
 
 describe('a compressed body', () => {
