@@ -16,6 +16,8 @@ const LINKS = [
   'better-sqlite3',
   'pg',
   'helmet',
+  '@fastify/helmet',
+  'koa-helmet',
   'cors',
   'compression',
   '@fastify/cors',
@@ -117,6 +119,8 @@ describe.each(['express', 'fastify', 'koa'])('%s app from the packed tarball', (
     it('answers 202 with the Location where the status routes are mounted, and serves the job there', async () => {
       const res = await submit({ steps: 2, stepMs: 10 });
       expect(res.status).toBe(202);
+      // The app's helmet headers stay on the library's answers.
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff');
       const location = res.headers.get('location') ?? '';
       expect(location).toMatch(/^\/api\/v1\/jobs\/[\w-]+$/);
       const accepted = await res.json();

@@ -1,13 +1,15 @@
-// A Fastify 5 API as it exists before respond-async: cors, compress, an auth hook, its own `/jobs/:slug` route,
+// A Fastify 5 API as it exists before respond-async: helmet, cors, compress, an auth hook, its own `/jobs/:slug` route,
 // and routes registered under the prefix `/api/v1`, where one route is wrapped.
 import compress from '@fastify/compress';
 import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
 import Fastify from 'fastify';
 import { respondAsync } from 'respond-async/fastify';
 import { announce, createAppJobs, NOT_FOUND, UNAUTHORIZED, userOf } from './jobs.mjs';
 
 const { jobs, report } = await createAppJobs();
 const app = Fastify({ forceCloseConnections: true });
+await app.register(helmet);
 await app.register(cors, { exposedHeaders: ['Location', 'Retry-After'] });
 await app.register(compress);
 app.get('/jobs/:slug', async (request) => ({ page: request.params.slug }));

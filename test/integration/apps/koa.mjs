@@ -1,17 +1,18 @@
-// A Koa 3 API as it exists before respond-async: cors, compress, @koa/bodyparser, an auth middleware, its own
+// A Koa 3 API as it exists before respond-async: helmet, cors, compress, @koa/bodyparser, an auth middleware, its own
 // `/jobs/:slug` route, and an `/api/v1` router, where one route is wrapped.
 import bodyParser from '@koa/bodyparser';
 import cors from '@koa/cors';
 import Router from '@koa/router';
 import Koa from 'koa';
 import compress from 'koa-compress';
+import helmet from 'koa-helmet';
 import { respondAsync } from 'respond-async/koa';
 import { announce, createAppJobs, NOT_FOUND, UNAUTHORIZED, userOf } from './jobs.mjs';
 
 const { jobs, report } = await createAppJobs();
-// The status routes sit beside the router, at the router's prefix (Koa middleware has no mount path).
-const ra = respondAsync(jobs, { basePath: '/api/v1/jobs', owner: (ctx) => ctx.state.user, maxBodyBytes: 50_000 });
+const ra = respondAsync(jobs, { owner: (ctx) => ctx.state.user, maxBodyBytes: 50_000 });
 const app = new Koa();
+app.use(helmet());
 app.use(cors({ exposeHeaders: ['Location', 'Retry-After'] }));
 app.use(compress());
 app.use(ra.errors());
@@ -34,9 +35,9 @@ app.use(async (ctx, next) => {
   }
   await next();
 });
-app.use(ra.routes());
 const v1 = new Router({ prefix: '/api/v1' });
-v1.post('/reports', ra.route(report));
+v1.post('/reports', ra.route(report)); // Location: /api/v1/jobs/<id>
+v1.use(ra.routes()); // GET|DELETE /api/v1/jobs/:id, GET /api/v1/jobs/:id/events
 app.use(v1.routes());
 app.use((ctx) => {
   ctx.status = 404;
