@@ -3,7 +3,7 @@
 // process, for several rounds, and reports medians and their ratio. Writes the tables to bench/results.md.
 //
 // Settings (environment):
-//   BENCH_SECTIONS     accept,queue,latency,memory (default: all)
+//   BENCH_SECTIONS     accept,queue,latency,memory,sse (default: all)
 //   BENCH_REPEAT       run the whole queue section this many times, each with all its rounds, and report per
 //                      ratio the worst and the median of the runs (default 1; also `npm run bench -- --repeat 3`)
 //   BENCH_ROUNDS       rounds per comparison (default 3)
@@ -29,9 +29,10 @@ import { libraryDir } from './lib/build.js';
 import { BENCH_DIR, Child, ROOT_DIR, runChild } from './lib/child.js';
 import { type BenchPostgres, dropSchemas, startPostgres } from './lib/pg.js';
 import { bytes, int, median, ms, percentile, ratio, rotate, table } from './lib/stats.js';
+import { sseRelaySection } from './sse-relay.js';
 
 const env = process.env;
-const SECTIONS = (env.BENCH_SECTIONS ?? 'accept,queue,latency,memory').split(',').map((s) => s.trim());
+const SECTIONS = (env.BENCH_SECTIONS ?? 'accept,queue,latency,memory,sse').split(',').map((s) => s.trim());
 const ROUNDS = Number(env.BENCH_ROUNDS ?? 3);
 const REPEAT_ARG = process.argv.indexOf('--repeat');
 const REPEAT = Math.max(1, Number(REPEAT_ARG >= 0 ? process.argv[REPEAT_ARG + 1] : (env.BENCH_REPEAT ?? 1)) || 1);
@@ -682,7 +683,7 @@ async function main(): Promise<void> {
   const started = Date.now();
   const load0 = loadavg();
   const needPg = SECTIONS.some(
-    (s) => (s === 'accept' && ACCEPT_CHOSEN.includes('postgres')) || s === 'queue' || s === 'latency',
+    (s) => (s === 'accept' && ACCEPT_CHOSEN.includes('postgres')) || s === 'queue' || s === 'latency' || s === 'sse',
   );
   let db: BenchPostgres | undefined;
   if (needPg) {
@@ -727,6 +728,7 @@ async function main(): Promise<void> {
     const queue = queueRuns[0];
     if (accept && queue) acceptVsAddJob(accept, queue);
     if (SECTIONS.includes('latency')) await latencySection(db);
+    if (SECTIONS.includes('sse') && db) await sseRelaySection(db, emit);
     if (SECTIONS.includes('memory')) await memorySection();
   } finally {
     if (db) {
