@@ -72,7 +72,10 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
       }
       return undefined;
     }
-    return reply.code(response.status).headers(response.headers).send(response.body);
+    return reply
+      .code(response.status)
+      .headers(response.headers)
+      .send(response.bytes ? Buffer.from(response.bytes) : response.body);
   };
 
   const errorHandler = (error: unknown, _request: FastifyRequest, reply: FastifyReply) =>

@@ -75,7 +75,7 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
     // What ctx.set() does, without its per-call arrays: our names are lower case and our values strings already.
     const { res } = ctx;
     if (!res.headersSent) for (const name in response.headers) res.setHeader(name, response.headers[name]);
-    ctx.body = response.body;
+    ctx.body = response.bytes ? Buffer.from(response.bytes) : response.body;
   };
 
   const route =

@@ -116,11 +116,21 @@ function failure(error: unknown, facts: AttemptFacts): Outcome {
 /** The error as clients may see it: the message only when the error is marked public. @internal */
 export function publicError(error: unknown): JobErrorInfo {
   if (error instanceof TimeoutError) return { message: 'The job timed out', code: error.code };
-  const candidate = error as { message?: unknown; code?: unknown; expose?: unknown } | null;
+  const candidate = error as {
+    name?: unknown;
+    message?: unknown;
+    code?: unknown;
+    expose?: unknown;
+    status?: unknown;
+  } | null;
   if (candidate && candidate.expose === true && typeof candidate.message === 'string') {
-    return typeof candidate.code === 'string'
-      ? { message: candidate.message, code: candidate.code }
-      : { message: candidate.message };
+    const info: JobErrorInfo =
+      typeof candidate.code === 'string'
+        ? { message: candidate.message, code: candidate.code }
+        : { message: candidate.message };
+    // A wrapped handler's 4xx/5xx answer (HandlerAnswerError): its status is part of the public error.
+    if (candidate.name === 'HandlerAnswerError' && typeof candidate.status === 'number') info.status = candidate.status;
+    return info;
   }
   return { message: 'The job failed' };
 }
