@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import express from 'express';
 import { respondAsync } from '../src/express.js';
+import { expressExport } from './exports.js';
 import { otelFromEnv } from './otel.js';
 import { createDemo, NOT_FOUND, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
 
@@ -18,6 +19,8 @@ const ra = respondAsync(jobs, {
 });
 
 app.post('/reports', ra.route(report, { input: (_req, snapshot) => reportInput(snapshot) }));
+// An ordinary handler, wrapped unchanged: 202 here, run as job `export-express` (here or by examples/worker.ts).
+app.post('/exports', ra.wrap(expressExport, { name: 'export-express' }));
 app.use(ra.routes());
 
 // The demo page at / (examples/public) and the client library as an ES module, built once at startup.

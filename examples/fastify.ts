@@ -2,6 +2,7 @@
 // Run: npx tsx examples/fastify.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
 import Fastify from 'fastify';
 import { respondAsync } from '../src/fastify.js';
+import { fastifyExport } from './exports.js';
 import { otelFromEnv } from './otel.js';
 import { createDemo, NOT_FOUND, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
 
@@ -18,6 +19,8 @@ const ra = respondAsync(jobs, {
 
 await app.register(ra.plugin);
 app.post('/reports', ra.route(report, { input: (_req, snapshot) => reportInput(snapshot) }));
+// An ordinary handler, wrapped unchanged: 202 here, run as job `export-fastify` (here or by examples/worker.ts).
+app.post('/exports', ra.wrap(fastifyExport, { name: 'export-fastify' }));
 // Anything no route answered: 404 problem+json.
 app.setNotFoundHandler((_request, reply) => reply.code(404).type('application/problem+json').send(NOT_FOUND));
 

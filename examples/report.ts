@@ -95,13 +95,16 @@ export function reportInput(snapshot: RequestSnapshot): ReportBody {
 }
 
 /** The runtime with the `report` job registered. */
-export async function createDemo(): Promise<{ jobs: Jobs; report: ReturnType<typeof defineReport> }> {
+export async function createDemo(
+  // WORKER=false: an API-only process; examples/worker.ts runs the jobs.
+  { worker = process.env.WORKER !== 'false' }: { worker?: boolean } = {},
+): Promise<{ jobs: Jobs; report: ReturnType<typeof defineReport> }> {
   // LEASE_MS: how long a crashed process's jobs wait before another process takes them over (default 30 s).
   const leaseMs = process.env.LEASE_MS ? Number(process.env.LEASE_MS) : undefined;
   if (leaseMs !== undefined && !(Number.isInteger(leaseMs) && leaseMs >= 1000)) {
     throw new Error(`LEASE_MS must be an integer of at least 1000 (milliseconds), got ${process.env.LEASE_MS}`);
   }
-  const jobs = createJobs({ store: await storeFromEnv(), concurrency: 50, leaseMs });
+  const jobs = createJobs({ store: await storeFromEnv(), concurrency: 50, leaseMs, worker });
   await jobs.ready();
   return { jobs, report: defineReport(jobs) };
 }
