@@ -3,9 +3,22 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import bodyParser from '@koa/bodyparser';
 import Database from 'better-sqlite3';
+import express from 'express';
+import Koa from 'koa';
+import inject from 'light-my-request';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { createJobs, type JobRecord, type JobStore, type Jobs, MemoryStore } from '../src/index.js';
+import { respondAsync as expressAdapter } from '../src/express.js';
+import {
+  createJobs,
+  type JobRecord,
+  type JobStore,
+  type Jobs,
+  MemoryStore,
+  type RequestSnapshot,
+} from '../src/index.js';
+import { respondAsync as koaAdapter } from '../src/koa.js';
 import { SqliteStore } from '../src/sqlite.js';
 import { FRAMEWORKS, type WrapFramework, wrapApp } from './helpers/wrap-apps.js';
 
@@ -250,3 +263,110 @@ describe.each(FRAMEWORKS)('%s: a wrapped handler', (framework: WrapFramework) =>
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+describe('a wrapped handler in an existing app', () => {
+  it('Express: under a router at /api/v1, after a global express.json(): Location, baseUrl, path and body as the app saw them', async () => {
+    const jobs = newJobs();
+    const app = express();
+    app.use(express.json());
+    const api = express.Router();
+    const ra = expressAdapter(jobs, { owner: (req) => req.get('x-user') ?? null });
+    api.post(
+      '/exports/:kind',
+      ra.wrap(
+        (req, res) => void res.json({ baseUrl: req.baseUrl, path: req.path, kind: req.params.kind, body: req.body }),
+        {
+          name: 'mounted',
+        },
+      ),
+    );
+    api.use(ra.routes());
+    app.use('/api/v1', api);
+    const res = await inject(app, {
+      method: 'POST',
+      url: '/api/v1/exports/csv',
+      headers: { 'x-user': 'ann', 'content-type': 'application/json' },
+      payload: JSON.stringify({ rows: [1, 2] }),
+    });
+    expect(res.statusCode).toBe(202);
+    const { jobId, statusUrl } = res.json() as { jobId: string; statusUrl: string };
+    expect(statusUrl).toBe(`/api/v1/jobs/${jobId}`);
+    await settled(jobs, jobId);
+    const result = await inject(app, { method: 'GET', url: `${statusUrl}/result`, headers: { 'x-user': 'ann' } });
+    expect(result.json()).toEqual({ baseUrl: '/api/v1', path: '/exports/csv', kind: 'csv', body: { rows: [1, 2] } });
+  });
+
+  it('Koa: after @koa/bodyparser, the body it read is kept as the text that came', async () => {
+    const jobs = newJobs();
+    const app = new Koa();
+    const ra = koaAdapter(jobs, { owner: (ctx) => ctx.get('x-user') || null });
+    app.use(ra.routes());
+    app.use(bodyParser());
+    const route = ra.wrap(
+      async (ctx) => {
+        ctx.body = { body: (ctx.request as { body?: unknown }).body };
+      },
+      { name: 'parsed' },
+    );
+    app.use((ctx, next) => (ctx.path === '/exports' ? route(ctx, next) : next()));
+    const callback = app.callback();
+    const text = '{"rows":  [1, 2], "note": "spaces kept"}';
+    const res = await inject(callback, {
+      method: 'POST',
+      url: '/exports',
+      headers: { 'x-user': 'ann', 'content-type': 'application/json' },
+      payload: text,
+    });
+    expect(res.statusCode).toBe(202);
+    const { jobId } = res.json() as { jobId: string };
+    const job = await settled(jobs, jobId);
+    expect(Buffer.from((job.input as { body: string }).body, 'base64').toString()).toBe(text);
+    expect(job.result).toMatchObject({
+      status: 200,
+      body: JSON.stringify({ body: { rows: [1, 2], note: 'spaces kept' } }),
+    });
+  });
+
+  it('refuses a body over maxBodyBytes with 413 problem+json, and stores nothing', async () => {
+    const jobs = newJobs();
+    const app = express();
+    const ra = expressAdapter(jobs, { maxBodyBytes: 100 });
+    app.post(
+      '/exports',
+      ra.wrap((_req, res) => void res.end(), { name: 'small' }),
+    );
+    const res = await inject(app, {
+      method: 'POST',
+      url: '/exports',
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: Buffer.alloc(101),
+    });
+    expect(res.statusCode).toBe(413);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(await jobs.list(null, 10)).toHaveLength(0);
+  });
+});
+
+describe('GET {statusUrl}/result of a job that is not a wrapped handler', () => {
+  it('answers its result as JSON', async () => {
+    const jobs = newJobs();
+    const sum = jobs.define('sum', async (req: RequestSnapshot<{ a: number; b: number }>) => ({
+      sum: req.body.a + req.body.b,
+    }));
+    const app = express();
+    const ra = expressAdapter(jobs);
+    app.post('/sum', ra.route(sum));
+    app.use(ra.routes());
+    const res = await inject(app, {
+      method: 'POST',
+      url: '/sum',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"a":1,"b":2}',
+    });
+    const { jobId, statusUrl } = res.json() as { jobId: string; statusUrl: string };
+    await settled(jobs, jobId);
+    const result = await inject(app, { method: 'GET', url: `${statusUrl}/result` });
+    expect(result.statusCode).toBe(200);
+    expect(result.json()).toEqual({ sum: 3 });
+  });
+});
