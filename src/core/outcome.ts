@@ -117,19 +117,18 @@ function failure(error: unknown, facts: AttemptFacts): Outcome {
 export function publicError(error: unknown): JobErrorInfo {
   if (error instanceof TimeoutError) return { message: 'The job timed out', code: error.code };
   const candidate = error as {
-    name?: unknown;
     message?: unknown;
     code?: unknown;
     expose?: unknown;
-    status?: unknown;
+    publicStatus?: unknown;
   } | null;
   if (candidate && candidate.expose === true && typeof candidate.message === 'string') {
     const info: JobErrorInfo =
       typeof candidate.code === 'string'
         ? { message: candidate.message, code: candidate.code }
         : { message: candidate.message };
-    // A wrapped handler's 4xx/5xx answer (HandlerAnswerError): its status is part of the public error.
-    if (candidate.name === 'HandlerAnswerError' && typeof candidate.status === 'number') info.status = candidate.status;
+    // The HTTP status a wrapped handler answered with (HandlerAnswerError) is part of the public error.
+    if (typeof candidate.publicStatus === 'number') info.status = candidate.publicStatus;
     return info;
   }
   return { message: 'The job failed' };

@@ -262,6 +262,8 @@ export function capturedAnswer(response: CapturedResponse, extra: Record<string,
 /** A 4xx or 5xx answer of a wrapped handler, as the job's error: its status is public. */
 export class HandlerAnswerError extends JobError {
   readonly status: number;
+  /** Served as `error.status` (see `publicError`). */
+  readonly publicStatus: number;
   constructor(status: number) {
     const refused = status < 500;
     super(`The handler answered ${status}`, {
@@ -271,6 +273,7 @@ export class HandlerAnswerError extends JobError {
     });
     this.name = 'HandlerAnswerError';
     this.status = status;
+    this.publicStatus = status;
   }
 }
 
