@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bodyParser from '@koa/bodyparser';
+import { Validator } from '@seriousme/openapi-schema-validator';
 import Database from 'better-sqlite3';
 import express from 'express';
 import Koa from 'koa';
@@ -16,6 +17,7 @@ import {
   type JobStore,
   type Jobs,
   MemoryStore,
+  openapiDocument,
   type RequestSnapshot,
 } from '../src/index.js';
 import { respondAsync as koaAdapter } from '../src/koa.js';
@@ -368,5 +370,14 @@ describe('GET {statusUrl}/result of a job that is not a wrapped handler', () => 
     const result = await inject(app, { method: 'GET', url: `${statusUrl}/result` });
     expect(result.statusCode).toBe(200);
     expect(result.json()).toEqual({ sum: 3 });
+  });
+});
+
+describe('openapiDocument', () => {
+  it('documents GET {basePath}/{jobId}/result, and still validates as OpenAPI 3.1', async () => {
+    const doc = openapiDocument({ routes: [{ path: '/exports', job: 'export' }] });
+    const result = doc.paths?.['/jobs/{jobId}/result'] as { get: { responses: Record<string, unknown> } };
+    expect(Object.keys(result.get.responses)).toEqual(expect.arrayContaining(['default', '404', '409']));
+    expect((await new Validator().validate(doc as never)).valid).toBe(true);
   });
 });

@@ -109,6 +109,7 @@ export function openapiDocument(options: OpenApiOptions): OpenApiDocument {
   if (options.owner) paths[basePath] = { get: listOperation(basePath) };
   paths[`${basePath}/{jobId}`] = statusPath();
   paths[`${basePath}/{jobId}/events`] = eventsPath();
+  paths[`${basePath}/{jobId}/result`] = resultPath();
   return {
     openapi: '3.1.0',
     info: options.info ?? { title: 'API', version: '1.0.0' },
@@ -299,6 +300,31 @@ function eventsPath(): JsonObject {
           content: { 'text/event-stream': { schema: { type: 'string' } } },
         },
         404: REF('responses', 'NotFound'),
+        503: REF('responses', 'ServiceUnavailable'),
+      },
+    },
+  };
+}
+
+function resultPath(): JsonObject {
+  const problem = (description: string) => ({
+    description,
+    content: { [PROBLEM]: { schema: { $ref: '#/components/schemas/RespondAsyncProblem' } } },
+  });
+  return {
+    parameters: [REF('parameters', 'JobId')],
+    get: {
+      operationId: 'respond-async-result',
+      summary: 'The result of a complete job.',
+      description:
+        "A wrapped handler's response (`wrap()`), exactly as it answered: status, headers and body. Any other job's " +
+        'result as JSON, or `303 See Other` to the URL its handler returned with `seeOther()`.',
+      responses: {
+        default: { description: "The handler's response, or the job's result as JSON.", content: { '*/*': {} } },
+        404: problem(
+          'No such job, or it is not complete yet (`ERR_RESPOND_ASYNC_RESULT_NOT_READY`, with Retry-After).',
+        ),
+        409: problem('The job failed or was canceled: it has no result.'),
         503: REF('responses', 'ServiceUnavailable'),
       },
     },
