@@ -1,6 +1,8 @@
 // Wrapping unchanged Express, Fastify and Koa handlers: 202 at once, the handler replayed as a job, its response
 // served byte for byte from `{statusUrl}/result`; secrets never stored. Memory store, and a SQLite file for the rows.
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bodyParser from '@koa/bodyparser';
@@ -10,6 +12,7 @@ import express from 'express';
 import Koa from 'koa';
 import inject from 'light-my-request';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { submit, waitFor } from '../src/client.js';
 import { respondAsync as expressAdapter } from '../src/express.js';
 import {
   createJobs,
@@ -379,5 +382,29 @@ describe('openapiDocument', () => {
     const result = doc.paths?.['/jobs/{jobId}/result'] as { get: { responses: Record<string, unknown> } };
     expect(Object.keys(result.get.responses)).toEqual(expect.arrayContaining(['default', '404', '409']));
     expect((await new Validator().validate(doc as never)).valid).toBe(true);
+  });
+});
+
+describe('respond-async/client and a wrapped route', () => {
+  it('waitFor() resolves to the JSON the handler answered, read from resultUrl', async () => {
+    const jobs = newJobs();
+    const app = express();
+    const ra = expressAdapter(jobs, { owner: (req) => req.get('x-user') ?? null });
+    app.post(
+      '/exports',
+      ra.wrap((req, res) => void res.status(201).json({ rows: req.body.rows }), { name: 'client' }),
+    );
+    app.use(ra.routes());
+    const server = app.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const { port } = server.address() as AddressInfo;
+      const headers = { 'x-user': 'ann' };
+      const accepted = await submit(`http://127.0.0.1:${port}/exports`, { body: { rows: 7 }, headers });
+      expect(await waitFor(accepted, { headers, timeoutMs: 10_000 })).toEqual({ rows: 7 });
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });
