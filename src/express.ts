@@ -46,7 +46,12 @@ export interface ExpressRespondAsync {
    * job `options.name`, replayed with the request as it came (body bytes, headers but secrets, params, query, what
    * `capture` kept); its response becomes the job's result, served by `GET {statusUrl}/result`. A worker process
    * calls `wrap` with the same handler and name to run these jobs (and ignores the middleware it returns).
-   * @example app.post('/exports', auth, ra.wrap(exportHandler, { name: 'export', capture: (req) => ({ user: req.user }), restore: (req, c) => { req.user = c.user } }));
+   * @example
+   * app.post('/exports', auth, ra.wrap(exportHandler, {
+   *   name: 'export',
+   *   capture: (req) => ({ user: req.user }),
+   *   restore: (req, captured) => { req.user = captured.user },
+   * }));
    */
   wrap(handler: RequestHandler<any, any, any, any>, options: ExpressWrapOptions): RequestHandler;
   /**
@@ -130,7 +135,11 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
             // Express 5 parses the query from the URL with the app's parser: the snapshot holds what the route saw.
             Object.defineProperty(req, 'query', { value: snapshot.query, writable: true, configurable: true });
             if (wrapOptions.parse !== false)
-              req.body = parseReplayBody(snapshotBytes(snapshot), req.headers['content-type']);
+              req.body = parseReplayBody(
+                snapshotBytes(snapshot),
+                req.headers['content-type'],
+                req.headers['content-encoding'],
+              );
             req.job = wrappedJob(ctx);
             wrapOptions.restore?.(req, snapshot.captured);
             // Express 4 does not catch a rejected promise; a returned promise is caught here on both.
@@ -148,7 +157,8 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
       );
       const accept = async (req: Request): Promise<HttpResponse> => {
         try {
-          const body = parsedByApp(req, req.body)
+          const parsed = parsedByApp(req, req.body);
+          const body = parsed
             ? bytesOfParsedBody(req.body, req.headers['content-type'])
             : await readNodeBytes(req, req.headers, protocol as HttpProtocol<unknown>);
           if (body.byteLength > protocol.maxBodyBytes) return protocol.error({ status: 413 });
@@ -158,7 +168,7 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
             mount: req.baseUrl,
             params: { ...(req.params as Record<string, string>) },
             query: { ...(req.query as Record<string, unknown>) },
-            headers: selectHeaders(req.headers, wrapOptions.headers),
+            headers: selectHeaders(req.headers, wrapOptions.headers, parsed),
             body: body.byteLength === 0 ? null : body.toString('base64'),
             captured: wrapOptions.capture?.(req) ?? null,
           };

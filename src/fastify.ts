@@ -219,6 +219,7 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
             const read = raw.get(request);
             if (read?.error !== undefined) throw read.error;
             // No read: the app replaced the route's preParsing hook, so Fastify parsed the body.
+            const parsed = read === undefined;
             const body = read?.body ?? bytesOfParsedBody(request.body ?? '', request.raw.headers['content-type']);
             if (body.byteLength > protocol.maxBodyBytes) throw new ProblemError(protocol.error({ status: 413 }));
             const snapshot = {
@@ -227,7 +228,7 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
               mount: '',
               params: { ...(request.params as Record<string, string>) },
               query: { ...(request.query as Record<string, unknown>) },
-              headers: selectHeaders(request.raw.headers, wrapOptions.headers),
+              headers: selectHeaders(request.raw.headers, wrapOptions.headers, parsed),
               body: body.byteLength === 0 ? null : body.toString('base64'),
               captured: wrapOptions.capture?.(request) ?? null,
             };
@@ -272,7 +273,8 @@ function replayer(handler: RouteHandlerMethod<any, any, any, any>, options: Fast
     app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
       try {
         const bytes = body as Buffer;
-        done(null, options.parse === false ? bytes : parseReplayBody(bytes, request.headers['content-type']));
+        const { 'content-type': type, 'content-encoding': encoding } = request.headers;
+        done(null, options.parse === false ? bytes : parseReplayBody(bytes, type, encoding));
       } catch (error) {
         done(error as Error, undefined);
       }

@@ -174,7 +174,7 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
               if (wrapOptions.parse !== false) {
                 const bytes = snapshotBytes(snapshot);
                 const request = ctx.request as { body?: unknown; rawBody?: string };
-                request.body = parseReplayBody(bytes, ctx.get('content-type'));
+                request.body = parseReplayBody(bytes, ctx.get('content-type'), ctx.get('content-encoding'));
                 if (bytes !== undefined) request.rawBody = bytes.toString('utf8');
               }
               ctx.job = wrappedJob(jobContext);
@@ -195,7 +195,8 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
         try {
           const request = ctx.request as { body?: unknown; rawBody?: unknown };
           let body: Buffer;
-          if (parsedByApp(ctx.req, request.body)) {
+          const parsed = parsedByApp(ctx.req, request.body);
+          if (parsed) {
             // `@koa/bodyparser` keeps the text it parsed.
             body =
               typeof request.rawBody === 'string'
@@ -212,7 +213,7 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
             mount: mountOf(ctx),
             params: params === undefined ? {} : { ...params },
             query: { ...ctx.query },
-            headers: selectHeaders(ctx.req.headers, wrapOptions.headers),
+            headers: selectHeaders(ctx.req.headers, wrapOptions.headers, parsed),
             body: body.byteLength === 0 ? null : body.toString('base64'),
             captured: wrapOptions.capture?.(ctx) ?? null,
           };

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import bodyParser from '@koa/bodyparser';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import Database from 'better-sqlite3';
@@ -25,7 +26,7 @@ import {
 } from '../src/index.js';
 import { respondAsync as koaAdapter } from '../src/koa.js';
 import { SqliteStore } from '../src/sqlite.js';
-import { FRAMEWORKS, type WrapFramework, wrapApp } from './helpers/wrap-apps.js';
+import { expressDispatch, FRAMEWORKS, type WrapFramework, wrapApp } from './helpers/wrap-apps.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'respond-async-wrap-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -109,6 +110,22 @@ describe.each(FRAMEWORKS)('%s: a wrapped handler', (framework: WrapFramework) =>
     expect(result.statusCode).toBe(200);
     expect(result.headers['content-type']).toBe('application/octet-stream');
     expect(result.rawPayload.equals(BYTES)).toBe(true);
+  });
+
+  it('hands a gzip JSON body to the handler inflated and parsed', async () => {
+    const jobs = newJobs();
+    const app = await wrapApp(framework, jobs);
+    const res = await app.call({
+      method: 'POST',
+      url: '/json',
+      headers: { 'x-user': 'ann', 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      payload: gzipSync(JSON.stringify({ n: 5 })),
+    });
+    expect(res.statusCode).toBe(202);
+    const { jobId, statusUrl } = res.json() as { jobId: string; statusUrl: string };
+    expect((await settled(jobs, jobId)).status).toBe('complete');
+    const result = await app.call({ method: 'GET', url: `${statusUrl}/result`, headers: { 'x-user': 'ann' } });
+    expect(result.json()).toEqual({ ok: true, n: 5, method: 'POST' });
   });
 
   it('hands a form body to the handler parsed, as the app parser would', async () => {
@@ -270,7 +287,7 @@ function sleep(ms: number): Promise<void> {
 }
 
 describe('a wrapped handler in an existing app', () => {
-  it('Express: under a router at /api/v1, after a global express.json(): Location, baseUrl, path and body as the app saw them', async () => {
+  it('Express: under /api/v1 after a global express.json(): Location, baseUrl, path and body as the app saw', async () => {
     const jobs = newJobs();
     const app = express();
     app.use(express.json());
@@ -287,7 +304,7 @@ describe('a wrapped handler in an existing app', () => {
     );
     api.use(ra.routes());
     app.use('/api/v1', api);
-    const res = await inject(app, {
+    const res = await inject(expressDispatch(app), {
       method: 'POST',
       url: '/api/v1/exports/csv',
       headers: { 'x-user': 'ann', 'content-type': 'application/json' },
@@ -297,7 +314,11 @@ describe('a wrapped handler in an existing app', () => {
     const { jobId, statusUrl } = res.json() as { jobId: string; statusUrl: string };
     expect(statusUrl).toBe(`/api/v1/jobs/${jobId}`);
     await settled(jobs, jobId);
-    const result = await inject(app, { method: 'GET', url: `${statusUrl}/result`, headers: { 'x-user': 'ann' } });
+    const result = await inject(expressDispatch(app), {
+      method: 'GET',
+      url: `${statusUrl}/result`,
+      headers: { 'x-user': 'ann' },
+    });
     expect(result.json()).toEqual({ baseUrl: '/api/v1', path: '/exports/csv', kind: 'csv', body: { rows: [1, 2] } });
   });
 
@@ -340,7 +361,7 @@ describe('a wrapped handler in an existing app', () => {
       '/exports',
       ra.wrap((_req, res) => void res.end(), { name: 'small' }),
     );
-    const res = await inject(app, {
+    const res = await inject(expressDispatch(app), {
       method: 'POST',
       url: '/exports',
       headers: { 'content-type': 'application/octet-stream' },
@@ -362,7 +383,7 @@ describe('GET {statusUrl}/result of a job that is not a wrapped handler', () => 
     const ra = expressAdapter(jobs);
     app.post('/sum', ra.route(sum));
     app.use(ra.routes());
-    const res = await inject(app, {
+    const res = await inject(expressDispatch(app), {
       method: 'POST',
       url: '/sum',
       headers: { 'content-type': 'application/json' },
@@ -370,7 +391,7 @@ describe('GET {statusUrl}/result of a job that is not a wrapped handler', () => 
     });
     const { jobId, statusUrl } = res.json() as { jobId: string; statusUrl: string };
     await settled(jobs, jobId);
-    const result = await inject(app, { method: 'GET', url: `${statusUrl}/result` });
+    const result = await inject(expressDispatch(app), { method: 'GET', url: `${statusUrl}/result` });
     expect(result.statusCode).toBe(200);
     expect(result.json()).toEqual({ sum: 3 });
   });

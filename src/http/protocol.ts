@@ -190,7 +190,8 @@ export class HttpProtocol<Req> {
     const quotaRetryAfter = options.limits?.retryAfterSeconds ?? DEFAULTS.quotaRetryAfterSeconds;
     if (!(quotaRetryAfter >= 0)) throw new TypeError('respond-async: limits.retryAfterSeconds must be at least 0');
     this.#quotaRetryAfter = String(Math.max(1, Math.ceil(quotaRetryAfter)));
-    // `B`, `B/{id}`, `B/{id}/events` and `B/{id}/result`, `{id}` one non-empty segment: every other path under `B` is the app's.
+    // `B`, `B/{id}`, `B/{id}/events` and `B/{id}/result`, `{id}` one non-empty segment: every other path under `B`
+    // is the app's.
     this.#statusPattern = new RegExp(`^${escapeRegExp(basePath)}(?:/([^/]+)(/events|/result)?)?$`);
     if (options.webhooks) {
       validateWebhookOptions(options.webhooks);

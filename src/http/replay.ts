@@ -50,6 +50,8 @@ export async function replayInto(
 ): Promise<CapturedResponse> {
   const { default: inject } = await loadInjector();
   const bounded = (req: IncomingMessage, res: ServerResponse) => {
+    pinOwnMethods(req);
+    pinOwnMethods(res);
     const over = limitResponseBody(res, maxBytes);
     res.once('finish', () => {
       if (over()) failure.tooLarge = true;
@@ -72,6 +74,22 @@ export function settleInjected(response: InjectedResponse, failure: ReplayFailur
   }
   if (failure.tooLarge || response.rawPayload.byteLength > maxBytes) throw new ResultTooLargeError(maxBytes);
   return settleReplay(captureResponse(response.statusCode, response.headers, response.rawPayload));
+}
+
+/**
+ * Copy the methods of `target`'s own class (light-my-request's request and response) onto it. Express gives every
+ * request and response it handles its own prototypes (`Object.setPrototypeOf`), which would drop light-my-request's
+ * `writeHead`, `write` and `end`, and so the response it collects. (Handed an Express app rather than a function,
+ * light-my-request would instead re-parent Express's shared prototypes onto its classes, for every app in the
+ * process, breaking the app's real server.) @internal
+ */
+export function pinOwnMethods(target: object): void {
+  const proto = Object.getPrototypeOf(target) as object;
+  for (const name of Object.getOwnPropertyNames(proto)) {
+    const descriptor = Object.getOwnPropertyDescriptor(proto, name);
+    if (name === 'constructor' || typeof descriptor?.value !== 'function' || Object.hasOwn(target, name)) continue;
+    Object.defineProperty(target, name, { value: descriptor.value, writable: true, configurable: true });
+  }
 }
 
 /** `promise`, or a rejection with the signal's reason once it aborts (a handler that never answers a canceled job). */

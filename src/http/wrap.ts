@@ -1,4 +1,5 @@
 // Wrapping an unchanged route handler: the request snapshot a job keeps, and the handler's response kept as its result.
+import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
 import type { Backoff } from '../core/backoff.js';
 import { JobError } from '../core/errors.js';
 import type { DefineOptions } from '../core/jobs.js';
@@ -35,7 +36,7 @@ export interface CapturedResponse {
   /** Marks a job result as a handler's response (the status document then names `resultUrl`). */
   type: 'http-response';
   status: number;
-  /** The headers the handler set, by lower-case name: hop-by-hop ones, `Date`, `Content-Length`, `Set-Cookie` dropped. */
+  /** The headers the handler set, by lower-case name (hop-by-hop, `Date`, `Content-Length`, `Set-Cookie` dropped). */
   headers: Record<string, string>;
   contentType: string | null;
   /** `text` for a textual content type in valid UTF-8, `base64` otherwise. */
@@ -65,7 +66,10 @@ export interface WrapOptions<Req> {
    * submit, its value (JSON) is stored with the job and handed to `restore`.
    */
   capture?: (req: Req) => unknown;
-  /** Put what `capture` returned back on the replayed request before the handler runs: `(req, c) => { req.user = c.user }`. */
+  /**
+   * Put what `capture` returned back on the replayed request before the handler runs:
+   * `(req, c) => { req.user = c.user }`.
+   */
   restore?: (req: Req, captured: any) => void;
   /**
    * Secret request headers to store and replay all the same. `Authorization`, `Proxy-Authorization` and `Cookie` are
@@ -146,10 +150,14 @@ export function defineOptionsOf(options: WrapOptions<never>): DefineOptions {
   return out;
 }
 
-/** The request headers to store: all but the secret (unless named in `keep`) and connection ones. @internal */
+/**
+ * The request headers to store: all but the secret (unless named in `keep`) and connection ones; without
+ * `Content-Encoding` when the body is `decoded` (an app's parser inflated it before the wrapped route). @internal
+ */
 export function selectHeaders(
   headers: Readonly<Record<string, string | string[] | number | undefined>>,
   keep: readonly string[] = [],
+  decoded = false,
 ): Record<string, string> {
   const named = new Set(keep.map((name) => name.toLowerCase()));
   const out: Record<string, string> = {};
@@ -158,6 +166,7 @@ export function selectHeaders(
     const value = headers[name];
     if (value === undefined || DROPPED_REQUEST_HEADERS.has(lower)) continue;
     if (SECRET_HEADERS.has(lower) && !named.has(lower)) continue;
+    if (decoded && lower === 'content-encoding') continue;
     out[lower] = Array.isArray(value) ? value.join(', ') : String(value);
   }
   return out;
@@ -183,7 +192,8 @@ export function bytesOfParsedBody(body: unknown, contentType: string | undefined
   }
   throw Object.assign(
     new TypeError(
-      `respond-async: a body parser of the app read this ${type || 'untyped'} body before the wrapped route; mount it after the route`,
+      `respond-async: a body parser of the app read this ${type || 'untyped'} body before the wrapped route; ` +
+        'mount it after the route',
     ),
     { code: 'ERR_RESPOND_ASYNC_BODY_ALREADY_PARSED' },
   );
@@ -297,7 +307,7 @@ export function settleReplay(response: CapturedResponse): CapturedResponse {
   return response;
 }
 
-/** The status an error a handler threw would answer with in its framework (`status`, `statusCode`), if 4xx. @internal */
+/** The 4xx status an error a handler threw would answer with in its framework (`status`, `statusCode`). @internal */
 export function clientErrorStatus(error: unknown): number | undefined {
   const candidate = error as { status?: unknown; statusCode?: unknown } | null;
   const status = candidate?.statusCode ?? candidate?.status;
@@ -312,11 +322,18 @@ export function jsonResult(result: unknown): HttpResponse {
 /**
  * The body a replayed handler finds already parsed (`req.body`, Koa `ctx.request.body`), as the usual body parsers
  * of its framework would leave it: JSON parsed, a form as an object (a repeated field as an array), text as a
- * string, anything else as a Buffer; `undefined` without a body. Bad JSON throws an error with status 400, which
- * fails the job as the app's parser would have refused the request. @internal
+ * string, anything else as a Buffer; `undefined` without a body. A gzip, deflate or br body is inflated first (as
+ * `express.json()` and `@koa/bodyparser` do), up to MAX_INFLATED_BYTES. Bad JSON, or a body that does not inflate,
+ * throws an error with a 4xx status, which fails the job as the app's parser would have refused the request.
+ * @internal
  */
-export function parseReplayBody(bytes: Buffer | undefined, contentType: string | undefined): unknown {
-  if (bytes === undefined || bytes.byteLength === 0) return undefined;
+export function parseReplayBody(
+  raw: Buffer | undefined,
+  contentType: string | undefined,
+  contentEncoding?: string,
+): unknown {
+  if (raw === undefined || raw.byteLength === 0) return undefined;
+  const bytes = inflate(raw, contentEncoding);
   const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
   if (/^application\/(?:[\w.+-]+\+)?json$/.test(type)) {
     try {
@@ -335,6 +352,23 @@ export function parseReplayBody(bytes: Buffer | undefined, contentType: string |
   }
   if (type.startsWith('text/')) return bytes.toString('utf8');
   return bytes;
+}
+
+/** Largest body a replay inflates a compressed request body to. */
+const MAX_INFLATED_BYTES = 16 * 1024 * 1024;
+
+function inflate(bytes: Buffer, contentEncoding: string | undefined): Buffer {
+  const encoding = (contentEncoding ?? '').trim().toLowerCase();
+  const options = { maxOutputLength: MAX_INFLATED_BYTES };
+  try {
+    if (encoding === 'gzip' || encoding === 'x-gzip') return gunzipSync(bytes, options);
+    if (encoding === 'deflate') return inflateSync(bytes, options);
+    if (encoding === 'br') return brotliDecompressSync(bytes, options);
+  } catch (cause) {
+    throw Object.assign(new Error(`The ${encoding} body cannot be inflated`, { cause }), { status: 400, expose: true });
+  }
+  if (encoding === '' || encoding === 'identity') return bytes;
+  throw Object.assign(new Error(`Unsupported Content-Encoding ${encoding}`), { status: 415, expose: true });
 }
 
 /** The body bytes of a snapshot, `undefined` when it had none. @internal */

@@ -1,5 +1,6 @@
 // The same unchanged handlers written for Express, Fastify and Koa, each wrapped with `ra.wrap`, for test/wrap.test.ts.
 
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import Fastify, { type FastifyRequest } from 'fastify';
@@ -9,9 +10,23 @@ import inject, { type InjectOptions, type Response as InjectResponse } from 'lig
 import type { Jobs } from '../../src/core/runtime.js';
 import { respondAsync as expressAdapter } from '../../src/express.js';
 import { respondAsync as fastifyAdapter } from '../../src/fastify.js';
+import { pinOwnMethods } from '../../src/http/replay.js';
 import { respondAsync as koaAdapter } from '../../src/koa.js';
 
 export const FRAMEWORKS = ['express', 'fastify', 'koa'] as const;
+
+/**
+ * An Express app as light-my-request's dispatch function. Given the app itself, light-my-request detects Express
+ * and re-parents Express's shared request and response prototypes onto its own classes, for the whole process:
+ * a real Express server there then fails every request. A plain function is not detected.
+ */
+export function expressDispatch(app: express.Express) {
+  return (req: IncomingMessage, res: ServerResponse) => {
+    pinOwnMethods(req);
+    pinOwnMethods(res);
+    app(req, res);
+  };
+}
 export type WrapFramework = (typeof FRAMEWORKS)[number];
 
 export interface WrapTestApp {
@@ -170,7 +185,7 @@ async function expressApp(jobs: Jobs, extra: { streams?: boolean }): Promise<Wra
     }),
   );
   app.use(ra.routes());
-  return caller((options) => inject(app, options));
+  return caller((options) => inject(expressDispatch(app), options));
 }
 
 async function fastifyApp(jobs: Jobs, extra: { streams?: boolean }): Promise<WrapTestApp> {
