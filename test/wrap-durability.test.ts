@@ -83,7 +83,7 @@ const BYTES = Buffer.from([0, 1, 2, 127, 128, 200, 255, 0xef, 0xbb, 0xbf]);
 const ANN = { 'x-user': 'ann' };
 
 /** Submit the three requests the durability tests replay elsewhere; returns their status URLs. */
-async function submitAll(app: WrapTestApp): Promise<Record<'user' | 'echo' | 'created', string>> {
+async function submitAll(app: WrapTestApp) {
   const user = await app.call({
     method: 'POST',
     url: '/users/42/exports?format=csv',
@@ -96,13 +96,16 @@ async function submitAll(app: WrapTestApp): Promise<Record<'user' | 'echo' | 'cr
     payload: BYTES,
   });
   const created = await app.call({ method: 'POST', url: '/created', headers: ANN });
-  for (const res of [user, echo, created]) expect(res.statusCode).toBe(202);
+  const refuse = await app.call({ method: 'POST', url: '/refuse', headers: ANN });
+  for (const res of [user, echo, created, refuse]) expect(res.statusCode).toBe(202);
   const url = (res: { json(): unknown }) => (res.json() as { statusUrl: string }).statusUrl;
-  return { user: url(user), echo: url(echo), created: url(created) };
+  return { user: url(user), echo: url(echo), created: url(created), refuse: url(refuse) };
 }
 
+type Urls = Awaited<ReturnType<typeof submitAll>>;
+
 /** The three results, served by `app` byte for byte as the handlers (in the other process) produced them. */
-async function expectResults(app: WrapTestApp, urls: Record<'user' | 'echo' | 'created', string>): Promise<void> {
+async function expectResults(app: WrapTestApp, urls: Urls): Promise<void> {
   const user = await app.call({ method: 'GET', url: `${urls.user}/result`, headers: ANN });
   expect(user.statusCode).toBe(200);
   expect(user.json()).toEqual({ user: { name: 'ann', role: 'admin' }, id: '42', format: 'csv' });
@@ -113,6 +116,11 @@ async function expectResults(app: WrapTestApp, urls: Record<'user' | 'echo' | 'c
   expect(created.statusCode).toBe(201);
   expect(created.headers['x-report']).toBe('r1');
   expect(created.body).toBe('created r1');
+  // The 4xx the handler answered in the other process failed the job at once, its status public.
+  const refused = await app.call({ method: 'GET', url: urls.refuse, headers: ANN });
+  expect(refused.json()).toMatchObject({ status: 'failed', attempt: 1, error: { status: 422 } });
+  const noResult = await app.call({ method: 'GET', url: `${urls.refuse}/result`, headers: ANN });
+  expect(noResult.statusCode).toBe(409);
 }
 
 describe.each(FRAMEWORKS)('%s: a wrapped handler, durably', (framework: WrapFramework) => {
@@ -126,10 +134,7 @@ describe.each(FRAMEWORKS)('%s: a wrapped handler, durably', (framework: WrapFram
 
     await spawnWorker(framework, `sqlite:${path}`);
     const second = await apiProcess(framework, new SqliteStore({ path }));
-    for (const url of Object.values(urls)) {
-      const job = await ended(second.jobs, url.split('/').pop() as string);
-      expect(job.status).toBe('complete');
-    }
+    for (const url of Object.values(urls)) await ended(second.jobs, url.split('/').pop() as string);
     await expectResults(second.app, urls);
   });
 
@@ -143,10 +148,7 @@ describe.each(FRAMEWORKS)('%s: a wrapped handler, durably', (framework: WrapFram
     expect(waited.body).toBe('created r1');
 
     const urls = await submitAll(app);
-    for (const url of Object.values(urls)) {
-      const job = await ended(jobs, url.split('/').pop() as string);
-      expect(job.status).toBe('complete');
-    }
+    for (const url of Object.values(urls)) await ended(jobs, url.split('/').pop() as string);
     await expectResults(app, urls);
   });
 });
