@@ -267,7 +267,8 @@ function replayer(handler: RouteHandlerMethod<any, any, any, any>, options: Fast
   const byRequest = new WeakMap<FastifyRequest, Replay & { over: () => boolean }>();
   let instance: Promise<FastifyInstance> | undefined;
   const build = async (): Promise<FastifyInstance> => {
-    const app = Fastify();
+    // The body was held to `maxBodyBytes` at submit: the replay takes it whole, whatever Fastify's default limit.
+    const app = Fastify({ bodyLimit: 2 ** 30 });
     app.decorateRequest('job', undefined);
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
