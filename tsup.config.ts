@@ -20,5 +20,5 @@ export default defineConfig({
   splitting: true,
   treeshake: true,
   shims: true,
-  external: ['express', 'fastify', 'koa', 'better-sqlite3', 'pg', 'fastify-plugin'],
+  external: ['express', 'fastify', 'koa', 'better-sqlite3', 'pg', 'fastify-plugin', 'light-my-request'],
 });

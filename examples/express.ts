@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import express from 'express';
 import { respondAsync } from '../src/express.js';
+import { expressExport } from './exports.js';
 import { otelFromEnv } from './otel.js';
 import {
   createDemo,
@@ -32,8 +33,10 @@ app.post(
   '/reports',
   ra.route(report, { schema: { body: ReportBody }, input: (_req, snapshot) => reportInput(snapshot) }),
 );
+// An ordinary handler, wrapped unchanged: 202 here, run as job `export-express` (here or by examples/worker.ts).
+app.post('/exports', ra.wrap(expressExport, { name: 'export-express' }));
 app.use(ra.routes());
-app.get('/openapi.json', (_req, res) => void res.json(reportOpenApi(report)));
+app.get('/openapi.json', (_req, res) => void res.json(reportOpenApi(report, 'export-express')));
 
 // The demo page at / (examples/public) and the client library as an ES module, built once at startup.
 const client = await build({

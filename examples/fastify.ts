@@ -3,6 +3,7 @@
 import swagger from '@fastify/swagger';
 import Fastify from 'fastify';
 import { respondAsync } from '../src/fastify.js';
+import { fastifyExport } from './exports.js';
 import { otelFromEnv } from './otel.js';
 import {
   createDemo,
@@ -36,6 +37,8 @@ await app.register(ra.plugin);
 // The body is validated by its schema (400 problem+json with `errors`), then turned into the job input.
 const schema = { body: ReportBody, result: ReportResult };
 app.post('/reports', ra.route(report, { schema, input: (_req, snapshot) => reportInput(snapshot) }));
+// An ordinary handler, wrapped unchanged: 202 here, run as job `export-fastify` (here or by examples/worker.ts).
+app.post('/exports', ra.wrap(fastifyExport, { name: 'export-fastify' }));
 // Anything no route answered: 404 problem+json.
 app.setNotFoundHandler((_request, reply) => reply.code(404).type('application/problem+json').send(NOT_FOUND));
 

@@ -2,6 +2,7 @@
 // Run: npx tsx examples/koa.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
 import Koa from 'koa';
 import { respondAsync } from '../src/koa.js';
+import { koaExport } from './exports.js';
 import { otelFromEnv } from './otel.js';
 import {
   createDemo,
@@ -32,8 +33,11 @@ app.use(
 );
 app.use((ctx, next) => {
   if (ctx.method !== 'GET' || ctx.path !== '/openapi.json') return next();
-  ctx.body = reportOpenApi(report);
+  ctx.body = reportOpenApi(report, 'export-koa');
 });
+// An ordinary middleware, wrapped unchanged: 202 here, run as job `export-koa` (here or by examples/worker.ts).
+const exportRoute = ra.wrap(koaExport, { name: 'export-koa' });
+app.use((ctx, next) => (ctx.method === 'POST' && ctx.path === '/exports' ? exportRoute(ctx, next) : next()));
 // Anything no route answered: 404 problem+json.
 app.use((ctx) => {
   ctx.status = 404;

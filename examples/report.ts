@@ -95,10 +95,13 @@ export function reportInput(snapshot: RequestSnapshot): ReportInput {
 }
 
 /** The OpenAPI 3.1 document the examples serve at `GET /openapi.json`. */
-export function reportOpenApi(report: { readonly name: string }): OpenApiDocument {
+export function reportOpenApi(report: { readonly name: string }, exportJob: string): OpenApiDocument {
   return openapiDocument({
     info: { title: 'respond-async example', version: '1.0.0' },
-    routes: [{ path: '/reports', job: report, schema: { body: ReportBody, result: ReportResult } }],
+    routes: [
+      { path: '/reports', job: report, schema: { body: ReportBody, result: ReportResult } },
+      { path: '/exports', job: exportJob, summary: 'An ordinary handler, wrapped: its response is the result.' },
+    ],
     basePath: '/jobs',
     owner: true,
     webhooks: webhooksFromEnv() !== undefined,
@@ -106,13 +109,16 @@ export function reportOpenApi(report: { readonly name: string }): OpenApiDocumen
 }
 
 /** The runtime with the `report` job registered. */
-export async function createDemo(): Promise<{ jobs: Jobs; report: ReturnType<typeof defineReport> }> {
+export async function createDemo(
+  // WORKER=false: an API-only process; examples/worker.ts runs the jobs.
+  { worker = process.env.WORKER !== 'false' }: { worker?: boolean } = {},
+): Promise<{ jobs: Jobs; report: ReturnType<typeof defineReport> }> {
   // LEASE_MS: how long a crashed process's jobs wait before another process takes them over (default 30 s).
   const leaseMs = process.env.LEASE_MS ? Number(process.env.LEASE_MS) : undefined;
   if (leaseMs !== undefined && !(Number.isInteger(leaseMs) && leaseMs >= 1000)) {
     throw new Error(`LEASE_MS must be an integer of at least 1000 (milliseconds), got ${process.env.LEASE_MS}`);
   }
-  const jobs = createJobs({ store: await storeFromEnv(), concurrency: 50, leaseMs });
+  const jobs = createJobs({ store: await storeFromEnv(), concurrency: 50, leaseMs, worker });
   await jobs.ready();
   return { jobs, report: defineReport(jobs) };
 }

@@ -21,7 +21,7 @@ export interface StatusDocument<Result = unknown> {
   /** Where the result lives, when the handler answered with a result URL. */
   resultUrl?: string;
   /** When `failed`, or `queued` for a retry: the (last) attempt's error. */
-  error?: { message: string; code?: string };
+  error?: { message: string; code?: string; status?: number };
   /** When `queued` for a retry: when the next attempt may start. */
   retryAt?: string;
   createdAt: string;

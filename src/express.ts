@@ -1,7 +1,8 @@
 // respond-async/express: wrap an Express route so it answers 202, and serve the status endpoints. Translation only.
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
+import express from 'express';
 import type { JobDefinition, Jobs } from './core/runtime.js';
-import { nodeHeader, parsedByApp, pathOf, readNodeBody, sendNode } from './http/node.js';
+import { nodeHeader, parsedByApp, pathOf, readNodeBody, readNodeBytes, sendNode } from './http/node.js';
 import {
   HttpProtocol,
   type ProtocolRequest,
@@ -9,14 +10,50 @@ import {
   type RouteOptions,
   type RouteOptionsArg,
 } from './http/protocol.js';
+import { type ReplayFailure, replayInto } from './http/replay.js';
 import type { HttpResponse } from './http/response.js';
+import {
+  bytesOfParsedBody,
+  checkWrapOptions,
+  defineOptionsOf,
+  parseReplayBody,
+  selectHeaders,
+  snapshotBytes,
+  type WrapOptions,
+  type WrappedJob,
+  type WrappedRequestSnapshot,
+  wrappedJob,
+} from './http/wrap.js';
+
+declare global {
+  namespace Express {
+    interface Request {
+      /** Set while a wrapped handler replays (`ra.wrap`): the job's progress reporter and cancel signal. */
+      job?: WrappedJob;
+    }
+  }
+}
 
 export type ExpressRespondAsyncOptions = RespondAsyncOptions<Request>;
 export type ExpressRouteOptions<Input> = RouteOptions<Request, Input>;
+export type ExpressWrapOptions = WrapOptions<Request>;
 
 export interface ExpressRespondAsync {
   /** A handler for a route that answers 202 and runs `job` in the background. */
   route<Input>(job: JobDefinition<Input, unknown>, ...options: RouteOptionsArg<Request, Input>): RequestHandler;
+  /**
+   * Wrap an existing handler unchanged: the route answers 202 as every wrapped route does, and the handler runs as
+   * job `options.name`, replayed with the request as it came (body bytes, headers but secrets, params, query, what
+   * `capture` kept); its response becomes the job's result, served by `GET {statusUrl}/result`. A worker process
+   * calls `wrap` with the same handler and name to run these jobs (and ignores the middleware it returns).
+   * @example
+   * app.post('/exports', auth, ra.wrap(exportHandler, {
+   *   name: 'export',
+   *   capture: (req) => ({ user: req.user }),
+   *   restore: (req, captured) => { req.user = captured.user },
+   * }));
+   */
+  wrap(handler: RequestHandler<any, any, any, any>, options: ExpressWrapOptions): RequestHandler;
   /**
    * Middleware serving `GET|DELETE {basePath}/:jobId`, `GET {basePath}/:jobId/events` and `GET {basePath}`, relative
    * to where it is mounted: `api.use(ra.routes()); app.use('/api/v1', api)` serves `/api/v1/jobs/:jobId`.
@@ -85,6 +122,73 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
           .catch(() => res.destroy());
       };
     },
+    wrap(handler, wrapOptions) {
+      checkWrapOptions(wrapOptions);
+      const definition = jobs.define(
+        wrapOptions.name,
+        (snapshot: WrappedRequestSnapshot, ctx) => {
+          const failure: ReplayFailure = {};
+          const app = express();
+          app.disable('x-powered-by');
+          app.use(snapshot.mount || '/', (req: Request, res: Response, next: NextFunction) => {
+            req.params = snapshot.params;
+            // Express 5 parses the query from the URL with the app's parser: the snapshot holds what the route saw.
+            Object.defineProperty(req, 'query', { value: snapshot.query, writable: true, configurable: true });
+            if (wrapOptions.parse !== false)
+              req.body = parseReplayBody(
+                snapshotBytes(snapshot),
+                req.headers['content-type'],
+                req.headers['content-encoding'],
+              );
+            req.job = wrappedJob(ctx);
+            wrapOptions.restore?.(req, snapshot.captured);
+            // Express 4 does not catch a rejected promise; a returned promise is caught here on both.
+            const returned: unknown = handler(req, res, next);
+            if (returned instanceof Promise) returned.catch(next);
+          });
+          app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+            failure.error = error ?? new Error('next() was called with a falsy error');
+            if (res.headersSent) res.end();
+            else res.status(500).end();
+          });
+          return replayInto(app, snapshot, ctx, jobs.options.maxResultBytes, failure);
+        },
+        defineOptionsOf(wrapOptions),
+      );
+      const accept = async (req: Request): Promise<HttpResponse> => {
+        try {
+          const parsed = parsedByApp(req, req.body);
+          const body = parsed
+            ? bytesOfParsedBody(req.body, req.headers['content-type'])
+            : await readNodeBytes(req, req.headers, protocol as HttpProtocol<unknown>);
+          if (body.byteLength > protocol.maxBodyBytes) return protocol.error({ status: 413 });
+          const snapshot = {
+            method: req.method,
+            url: req.originalUrl,
+            mount: req.baseUrl,
+            params: { ...(req.params as Record<string, string>) },
+            query: { ...(req.query as Record<string, unknown>) },
+            headers: selectHeaders(req.headers, wrapOptions.headers, parsed),
+            body: body.byteLength === 0 ? null : body.toString('base64'),
+            captured: wrapOptions.capture?.(req) ?? null,
+          };
+          const path = pathOf(req.originalUrl);
+          return await protocol.submitWrapped(
+            definition,
+            toRequest(req, undefined, undefined, path),
+            snapshot,
+            wrapOptions.estimatedSeconds,
+          );
+        } catch (error) {
+          return protocol.error(error);
+        }
+      };
+      return (req: Request, res: Response) => {
+        accept(req)
+          .then((response) => sendNode(res, response))
+          .catch(() => res.destroy());
+      };
+    },
     routes() {
       return (req: Request, res: Response, next: NextFunction) => {
         // Relative to where the app mounted this middleware (`api.use(ra.routes()); app.use('/api/v1', api)`).
@@ -110,3 +214,4 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
 }
 
 export type { RespondAsyncOptions, RouteOptions } from './http/protocol.js';
+export type { CapturedResponse, WrappedJob, WrappedRequestSnapshot } from './http/wrap.js';

@@ -1,18 +1,22 @@
 // respond-async/fastify: a Fastify 5 plugin serving the status endpoints, and route options for wrapped routes.
-import type {
-  FastifyInstance,
-  FastifyPluginAsync,
-  FastifyReply,
-  FastifyRequest,
-  FastifySchema,
-  preParsingAsyncHookHandler,
-  RequestPayload,
-  RouteShorthandOptionsWithHandler,
+import { randomUUID } from 'node:crypto';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifySchema,
+  type preParsingAsyncHookHandler,
+  type RequestPayload,
+  type RouteHandlerMethod,
+  type RouteShorthandOptionsWithHandler,
 } from 'fastify';
 import fp from 'fastify-plugin';
 import type { JobDefinition, Jobs } from './core/runtime.js';
-import { nodeHeader, pathOf, readNodeBody, sendNode } from './http/node.js';
+import type { JobContext } from './core/types.js';
+import { limitResponseBody, nodeHeader, pathOf, readNodeBody, readNodeBytes, sendNode } from './http/node.js';
 import { fastifyOpenApiSchemas, type OpenApiOptions } from './http/openapi.js';
+import { ProblemError } from './http/problem.js';
 import {
   HttpProtocol,
   type ProtocolRequest,
@@ -21,7 +25,26 @@ import {
   type RouteOptions,
   type RouteOptionsArg,
 } from './http/protocol.js';
+import { injectOptions, type ReplayFailure, settleInjected, untilAborted } from './http/replay.js';
 import { type HttpResponse, writableResponse } from './http/response.js';
+import {
+  bytesOfParsedBody,
+  checkWrapOptions,
+  defineOptionsOf,
+  parseReplayBody,
+  selectHeaders,
+  type WrapOptions,
+  type WrappedJob,
+  type WrappedRequestSnapshot,
+  wrappedJob,
+} from './http/wrap.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set while a wrapped handler replays (`ra.wrap`): the job's progress reporter and cancel signal. */
+    job?: WrappedJob;
+  }
+}
 
 export interface FastifyRespondAsyncOptions extends RespondAsyncOptions<FastifyRequest> {
   /**
@@ -32,6 +55,16 @@ export interface FastifyRespondAsyncOptions extends RespondAsyncOptions<FastifyR
 }
 export type FastifyRouteOptions<Input> = RouteOptions<FastifyRequest, Input>;
 
+/** Options of `ra.wrap(handler, options)` on Fastify. */
+export interface FastifyWrapOptions extends WrapOptions<FastifyRequest> {
+  /**
+   * The handler replays on a Fastify instance of its own (its `this`), where nothing of the app's is registered:
+   * decorate it, or register the plugins the handler relies on, here. Its body parsers are replaced by the replay's
+   * (see `parse`).
+   */
+  setup?: (instance: FastifyInstance) => void | Promise<void>;
+}
+
 export interface FastifyRespondAsync {
   /** Register with `await app.register(ra.plugin)`: serves the status endpoints under `basePath`. */
   plugin: FastifyPluginAsync;
@@ -40,6 +73,14 @@ export interface FastifyRespondAsync {
     job: JobDefinition<Input, unknown>,
     ...options: RouteOptionsArg<FastifyRequest, Input>
   ): RouteShorthandOptionsWithHandler;
+  /**
+   * Route options wrapping an existing handler unchanged: `app.post('/exports', ra.wrap(exportHandler, { name }))`.
+   * The route answers 202 as every wrapped route does, and the handler runs as job `name`, replayed by `inject()` with
+   * the request as it came (body bytes, headers but secrets, params, query, what `capture` kept); its response
+   * becomes the job's result, served by `GET {statusUrl}/result`. A worker process calls `wrap` with the same
+   * handler and name to run these jobs.
+   */
+  wrap(handler: RouteHandlerMethod<any, any, any, any>, options: FastifyWrapOptions): RouteShorthandOptionsWithHandler;
   statusUrl(jobId: string): string;
 }
 
@@ -92,7 +133,10 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
       }
       return undefined;
     }
-    return reply.code(response.status).headers(response.headers).send(response.body);
+    return reply
+      .code(response.status)
+      .headers(response.headers)
+      .send(response.bytes ? Buffer.from(response.bytes) : response.body);
   };
 
   const errorHandler = (error: unknown, _request: FastifyRequest, reply: FastifyReply) =>
@@ -151,6 +195,8 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
     app.route({ ...common, method: others, url: `${base}/:jobId`, schema: hidden() });
     app.route({ ...documented, method: 'GET', url: `${base}/:jobId/events`, schema: docs.events });
     app.route({ ...common, method: ['DELETE', ...others], url: `${base}/:jobId/events`, schema: hidden() });
+    app.route({ ...documented, method: 'GET', url: `${base}/:jobId/result`, schema: docs.result });
+    app.route({ ...common, method: ['DELETE', ...others], url: `${base}/:jobId/result`, schema: hidden() });
     if (protocol.listsJobs) {
       app.route({ ...documented, method: 'GET', url: base, schema: docs.list });
       app.route({ ...common, method: 'HEAD', url: base, schema: hidden() });
@@ -182,7 +228,138 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
         },
       };
     },
+    wrap(handler, wrapOptions) {
+      checkWrapOptions(wrapOptions);
+      const replay = replayer(handler, wrapOptions, jobs.options.maxResultBytes);
+      const definition = jobs.define(wrapOptions.name, replay, defineOptionsOf(wrapOptions));
+      const raw = new WeakMap<FastifyRequest, { body?: Buffer; error?: unknown }>();
+      const readRaw: preParsingAsyncHookHandler = async (request, _reply, payload) => {
+        try {
+          raw.set(request, {
+            body: await readNodeBytes(payload, request.raw.headers, protocol as HttpProtocol<unknown>),
+          });
+        } catch (error) {
+          raw.set(request, { error });
+        }
+        return skipParsing(request, payload);
+      };
+      return {
+        ...documentationOnly,
+        schema: docs.submit({ job: definition }),
+        errorHandler,
+        preParsing: readRaw,
+        handler: async (request, reply) => {
+          let response: HttpResponse;
+          try {
+            const read = raw.get(request);
+            if (read?.error !== undefined) throw read.error;
+            // No read: the app replaced the route's preParsing hook, so Fastify parsed the body.
+            const parsed = read === undefined;
+            const body = read?.body ?? bytesOfParsedBody(request.body ?? '', request.raw.headers['content-type']);
+            if (body.byteLength > protocol.maxBodyBytes) throw new ProblemError(protocol.error({ status: 413 }));
+            const snapshot = {
+              method: request.method,
+              url: request.url,
+              mount: '',
+              params: { ...(request.params as Record<string, string>) },
+              query: { ...(request.query as Record<string, unknown>) },
+              headers: selectHeaders(request.raw.headers, wrapOptions.headers, parsed),
+              body: body.byteLength === 0 ? null : body.toString('base64'),
+              captured: wrapOptions.capture?.(request) ?? null,
+            };
+            response = await protocol.submitWrapped(
+              definition,
+              toRequest(request),
+              snapshot,
+              wrapOptions.estimatedSeconds,
+            );
+          } catch (error) {
+            response = protocol.error(error);
+          }
+          return send(reply, response);
+        },
+      };
+    },
     statusUrl: (id) => protocol.statusUrl(id),
+  };
+}
+
+/** Marks a replay's injected request, so that the replay instance finds its snapshot and job. */
+const REPLAY_HEADER = 'x-respond-async-replay';
+
+interface Replay {
+  snapshot: WrappedRequestSnapshot;
+  ctx: JobContext;
+  failure: ReplayFailure;
+}
+
+/**
+ * The job handler of a wrapped Fastify route: each replay is a `inject()` into one Fastify instance, built on first
+ * use, whose only route runs `handler` with the snapshot's params, body and restored context.
+ */
+function replayer(handler: RouteHandlerMethod<any, any, any, any>, options: FastifyWrapOptions, maxBytes: number) {
+  const replays = new Map<string, Replay>();
+  const byRequest = new WeakMap<FastifyRequest, Replay & { over: () => boolean }>();
+  let instance: Promise<FastifyInstance> | undefined;
+  const build = async (): Promise<FastifyInstance> => {
+    // The body was held to `maxBodyBytes` at submit: the replay takes it whole, whatever Fastify's default limit.
+    const app = Fastify({ bodyLimit: 2 ** 30 });
+    app.decorateRequest('job', undefined);
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
+      try {
+        const bytes = body as Buffer;
+        const { 'content-type': type, 'content-encoding': encoding } = request.headers;
+        done(null, options.parse === false ? bytes : parseReplayBody(bytes, type, encoding));
+      } catch (error) {
+        done(error as Error, undefined);
+      }
+    });
+    app.addHook('onRequest', async (request, reply) => {
+      const token = request.raw.headers[REPLAY_HEADER];
+      delete request.raw.headers[REPLAY_HEADER];
+      const replay = typeof token === 'string' ? replays.get(token) : undefined;
+      if (!replay) throw new Error('respond-async: a request reached the replay instance of a wrapped route unbidden');
+      byRequest.set(request, { ...replay, over: limitResponseBody(reply.raw, maxBytes) });
+      request.job = wrappedJob(replay.ctx);
+    });
+    app.addHook('preHandler', async (request) => {
+      const replay = byRequest.get(request);
+      if (!replay) return;
+      request.params = replay.snapshot.params;
+      options.restore?.(request, replay.snapshot.captured);
+    });
+    app.addHook('onResponse', async (request) => {
+      const replay = byRequest.get(request);
+      if (replay?.over()) replay.failure.tooLarge = true;
+    });
+    app.setErrorHandler((error, request, reply) => {
+      const replay = byRequest.get(request);
+      if (replay) replay.failure.error = error;
+      return reply.code(500).send('');
+    });
+    app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url: '*', handler });
+    await options.setup?.(app);
+    await app.ready();
+    return app;
+  };
+  return async (snapshot: WrappedRequestSnapshot, ctx: JobContext) => {
+    instance ??= build().catch((error: unknown) => {
+      instance = undefined;
+      throw error;
+    });
+    const app = await instance;
+    const token = randomUUID();
+    const failure: ReplayFailure = {};
+    replays.set(token, { snapshot, ctx, failure });
+    try {
+      const request = injectOptions(snapshot);
+      request.headers = { ...request.headers, [REPLAY_HEADER]: token };
+      const response = await untilAborted(app.inject(request), ctx.signal);
+      return settleInjected(response, failure, maxBytes);
+    } finally {
+      replays.delete(token);
+    }
   };
 }
 
@@ -196,3 +373,4 @@ function skipParsing(request: FastifyRequest, payload: RequestPayload): RequestP
 }
 
 export type { RespondAsyncOptions, RouteOptions } from './http/protocol.js';
+export type { CapturedResponse, WrappedJob, WrappedRequestSnapshot } from './http/wrap.js';

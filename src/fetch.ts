@@ -112,7 +112,10 @@ function toResponse(response: HttpResponse): Response {
 /** A Web Response from a protocol answer; an event stream becomes a ReadableStream that stops when canceled. */
 function webResponse(response: HttpResponse): Response {
   const { stream } = response;
-  if (!stream) return new Response(response.body ?? null, { status: response.status, headers: response.headers });
+  if (!stream) {
+    const body = response.bytes ? new Uint8Array(response.bytes) : (response.body ?? null);
+    return new Response(body, { status: response.status, headers: response.headers });
+  }
   const encoder = new TextEncoder();
   let stop: (() => void) | undefined;
   const body = new ReadableStream<Uint8Array>({

@@ -1,7 +1,8 @@
 // respond-async/koa: Koa middleware for wrapped routes and status endpoints, with or without @koa/router.
-import type { Context, Middleware } from 'koa';
+import Koa, { type Context, type Middleware } from 'koa';
 import type { JobDefinition, Jobs } from './core/runtime.js';
-import { nodeHeader, parsedByApp, readNodeBody, sendNode } from './http/node.js';
+import { nodeHeader, parsedByApp, readNodeBody, readNodeBytes, sendNode } from './http/node.js';
+import { ProblemError } from './http/problem.js';
 import {
   HttpProtocol,
   type ProtocolRequest,
@@ -9,10 +10,31 @@ import {
   type RouteOptions,
   type RouteOptionsArg,
 } from './http/protocol.js';
+import { type ReplayFailure, replayInto } from './http/replay.js';
 import { type HttpResponse, writableResponse } from './http/response.js';
+import {
+  bytesOfParsedBody,
+  checkWrapOptions,
+  defineOptionsOf,
+  parseReplayBody,
+  selectHeaders,
+  snapshotBytes,
+  type WrapOptions,
+  type WrappedJob,
+  type WrappedRequestSnapshot,
+  wrappedJob,
+} from './http/wrap.js';
+
+declare module 'koa' {
+  interface DefaultContext {
+    /** Set while a wrapped middleware replays (`ra.wrap`): the job's progress reporter and cancel signal. */
+    job?: WrappedJob;
+  }
+}
 
 export type KoaRespondAsyncOptions = RespondAsyncOptions<Context>;
 export type KoaRouteOptions<Input> = RouteOptions<Context, Input>;
+export type KoaWrapOptions = WrapOptions<Context>;
 
 export interface KoaRespondAsync {
   /** Middleware for a route (e.g. `router.post('/reports', ra.route(report))`): answers 202 and runs `job`. */
@@ -34,6 +56,14 @@ export interface KoaRespondAsync {
    * (bad JSON, too large, unsupported encoding) into problem+json; other errors are rethrown.
    */
   errors(): Middleware;
+  /**
+   * Wrap an existing route middleware unchanged: `router.post('/exports', auth, ra.wrap(exportMiddleware, { name }))`.
+   * The route answers 202 as every wrapped route does, and the middleware runs as job `name`, replayed into a Koa
+   * app of its own with the request as it came (body bytes, headers but secrets, params, query, what `capture`
+   * kept); its response becomes the job's result, served by `GET {statusUrl}/result`. A worker process calls `wrap`
+   * with the same middleware and name to run these jobs.
+   */
+  wrap(middleware: Middleware<any, any>, options: KoaWrapOptions): Middleware;
   statusUrl(jobId: string): string;
 }
 
@@ -78,7 +108,7 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
     // What ctx.set() does, without its per-call arrays: our names are lower case and our values strings already.
     const { res } = ctx;
     if (!res.headersSent) for (const name in response.headers) res.setHeader(name, response.headers[name]);
-    ctx.body = response.body;
+    ctx.body = response.bytes ? Buffer.from(response.bytes) : response.body;
   };
 
   const route =
@@ -174,6 +204,74 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
         }
       };
     },
+    wrap(middleware, wrapOptions) {
+      checkWrapOptions(wrapOptions);
+      const definition = jobs.define(
+        wrapOptions.name,
+        (snapshot: WrappedRequestSnapshot, jobContext) => {
+          const failure: ReplayFailure = {};
+          const app = new Koa();
+          app.use(async (ctx, next) => {
+            try {
+              (ctx as { params?: Record<string, string> }).params = snapshot.params;
+              if (wrapOptions.parse !== false) {
+                const bytes = snapshotBytes(snapshot);
+                const request = ctx.request as { body?: unknown; rawBody?: string };
+                request.body = parseReplayBody(bytes, ctx.get('content-type'), ctx.get('content-encoding'));
+                if (bytes !== undefined) request.rawBody = bytes.toString('utf8');
+              }
+              ctx.job = wrappedJob(jobContext);
+              wrapOptions.restore?.(ctx, snapshot.captured);
+              await middleware(ctx, next);
+            } catch (error) {
+              failure.error = error ?? new Error('the middleware threw a falsy value');
+              ctx.status = 500;
+              ctx.body = '';
+            }
+          });
+          return replayInto(app.callback(), snapshot, jobContext, jobs.options.maxResultBytes, failure);
+        },
+        defineOptionsOf(wrapOptions),
+      );
+      return async (ctx) => {
+        let response: HttpResponse;
+        try {
+          const request = ctx.request as { body?: unknown; rawBody?: unknown };
+          let body: Buffer;
+          const parsed = parsedByApp(ctx.req, request.body);
+          if (parsed) {
+            // `@koa/bodyparser` keeps the text it parsed.
+            body =
+              typeof request.rawBody === 'string'
+                ? Buffer.from(request.rawBody)
+                : bytesOfParsedBody(request.body, ctx.get('content-type'));
+          } else {
+            body = await readNodeBytes(ctx.req, ctx.req.headers, protocol as HttpProtocol<unknown>);
+          }
+          if (body.byteLength > protocol.maxBodyBytes) throw new ProblemError(protocol.error({ status: 413 }));
+          const params = (ctx as { params?: Record<string, string> }).params;
+          const snapshot = {
+            method: ctx.method,
+            url: ctx.url,
+            mount: mountOf(ctx),
+            params: params === undefined ? {} : { ...params },
+            query: { ...ctx.query },
+            headers: selectHeaders(ctx.req.headers, wrapOptions.headers, parsed),
+            body: body.byteLength === 0 ? null : body.toString('base64'),
+            captured: wrapOptions.capture?.(ctx) ?? null,
+          };
+          response = await protocol.submitWrapped(
+            definition,
+            toRequest(ctx, undefined),
+            snapshot,
+            wrapOptions.estimatedSeconds,
+          );
+        } catch (error) {
+          response = protocol.error(error);
+        }
+        send(ctx, response);
+      };
+    },
     statusUrl: (id) => protocol.statusUrl(id),
   };
 }
@@ -201,3 +299,4 @@ function mountOf(ctx: Context): string {
 }
 
 export type { RespondAsyncOptions, RouteOptions } from './http/protocol.js';
+export type { CapturedResponse, WrappedJob, WrappedRequestSnapshot } from './http/wrap.js';

@@ -2,6 +2,7 @@
 // examples contract says (tsx, PORT, STORE, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS), driven over real sockets.
 // The same scenarios run on STORE=memory, sqlite:<file> and a postgres:// URL; on the durable stores the example is
 // also SIGKILLed with jobs in flight and restarted, and every job must still complete.
+import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
@@ -309,7 +310,7 @@ function scenarios(kind: StoreKind, framework: ExampleFramework): void {
   });
 
   if (!durable) {
-    it.sequential('GET /openapi.json validates as OpenAPI 3.1 and documents POST /reports and /jobs', async () => {
+    it.sequential('GET /openapi.json validates as OpenAPI 3.1 and documents POST /reports, /exports and /jobs', async () => {
       const res = await fetch(`${app.url}/openapi.json`);
       expect(res.status).toBe(200);
       const doc = await res.json();
@@ -317,7 +318,14 @@ function scenarios(kind: StoreKind, framework: ExampleFramework): void {
       expect(validation.errors).toBeUndefined();
       expect(validation.valid).toBe(true);
       expect(Object.keys(doc.paths)).toEqual(
-        expect.arrayContaining(['/reports', '/jobs', '/jobs/{jobId}', '/jobs/{jobId}/events']),
+        expect.arrayContaining([
+          '/reports',
+          '/exports',
+          '/jobs',
+          '/jobs/{jobId}',
+          '/jobs/{jobId}/events',
+          '/jobs/{jobId}/result',
+        ]),
       );
       const body = doc.paths['/reports'].post.requestBody.content['application/json'].schema;
       expect(body.properties.steps).toMatchObject({ type: 'integer', minimum: 1, maximum: 1000 });
@@ -376,6 +384,22 @@ function scenarios(kind: StoreKind, framework: ExampleFramework): void {
     expect(res.status, text).toBe(200);
     expect(res.headers.get('preference-applied')).toBe('wait=5');
     expect(JSON.parse(text)).toMatchObject({ status: 'complete', result: { value: 'fast', steps: 1 } });
+  });
+
+  it.sequential('POST /exports: a wrapped handler; {statusUrl}/result answers exactly its 201 response', async () => {
+    const user = newUser();
+    const res = await fetch(`${app.url}/exports`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-user': user },
+      body: JSON.stringify({ rows: 3, ms: 50 }),
+    });
+    const { statusUrl } = await accepted(res);
+    const { doc } = await untilDone(statusUrl, user);
+    expect(doc).toMatchObject({ status: 'complete', resultUrl: `${statusUrl}/result` });
+    const result = await fetch(`${app.url}${doc.resultUrl}`, { headers: { 'x-user': user } });
+    expect(result.status).toBe(201);
+    expect(result.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(await result.text()).toBe(JSON.stringify({ user, rows: 3 }));
   });
 
   it.sequential('Idempotency-Key replays the same job (Idempotent-Replayed: true); another body is 422', async () => {
@@ -478,6 +502,90 @@ function countBy(values: string[]): Record<string, number> {
 describe('examples with STORE=memory', () => {
   describe.concurrent.each(FRAMEWORKS)('%s', (framework) => scenarios('memory', framework));
 });
+
+describe('examples split into API processes (WORKER=false) and examples/worker.ts on one SQLite file', () => {
+  it('the worker runs `report` and every `export-*` job the API processes accept, and exits on SIGTERM', async () => {
+    const STORE = `sqlite:${join(dir, 'split.db')}`;
+    const apis = await Promise.all(FRAMEWORKS.map((framework) => startExample(framework, { STORE, WORKER: 'false' })));
+    const worker = await startWorkerExample(STORE);
+    try {
+      const user = newUser();
+      for (const [i, api] of apis.entries()) {
+        const post = (path: string, body: unknown) =>
+          fetch(`${api.url}${path}`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'x-user': user },
+            body: JSON.stringify(body),
+          });
+        const exported = (await (await post('/exports', { rows: i, ms: 10 })).json()) as { statusUrl: string };
+        const reported = (await (await post('/reports', { steps: 1, stepMs: 0 })).json()) as { statusUrl: string };
+        const result = await until(async () => {
+          const res = await fetch(`${api.url}${exported.statusUrl}/result`, { headers: { 'x-user': user } });
+          return res.status === 404 ? undefined : res;
+        });
+        expect(result.status).toBe(201);
+        expect(await result.json()).toEqual({ user, rows: i });
+        const doc = await until(async () => {
+          const res = await fetch(`${api.url}${reported.statusUrl}`, { headers: { 'x-user': user } });
+          const body = (await res.json()) as { status: string };
+          return body.status === 'complete' ? body : undefined;
+        });
+        expect(doc).toMatchObject({ status: 'complete', result: { steps: 1 } });
+      }
+    } finally {
+      for (const api of apis) await api.kill('SIGTERM');
+    }
+    expect(await worker.stop(), worker.output()).toEqual({ code: 0, signal: null });
+  }, 90_000);
+});
+
+/** Poll `check` until it returns a value (every 50 ms, up to 20 s). */
+async function until<T>(check: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error('condition not met in 20 s');
+    await sleep(50);
+  }
+}
+
+/** Start examples/worker.ts on `STORE`, resolved once it runs jobs; `stop()` sends SIGTERM and waits for the exit. */
+async function startWorkerExample(STORE: string) {
+  const child = spawn(join(import.meta.dirname, '..', 'node_modules', '.bin', 'tsx'), ['examples/worker.ts'], {
+    cwd: join(import.meta.dirname, '..'),
+    env: { ...process.env, STORE, LEASE_MS: '3000' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    output += chunk;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`examples/worker.ts did not start: ${output}`)), 30_000);
+    child.stdout?.on('data', (chunk: Buffer) => {
+      output += chunk;
+      if (/^worker \d+ runs:/m.test(output)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    void exited.then(() => reject(new Error(`examples/worker.ts exited: ${output}`)));
+  });
+  return {
+    output: () => output,
+    async stop() {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const info = await exited;
+      clearTimeout(timer);
+      return info;
+    },
+  };
+}
 
 describe('examples with a durable STORE', () => {
   describe.concurrent.each(['sqlite', 'postgres'] as const)('STORE=%s', (kind) => {

@@ -65,11 +65,13 @@ describe('@fastify/swagger', () => {
       '/api/v1/jobs',
       '/api/v1/jobs/{jobId}',
       '/api/v1/jobs/{jobId}/events',
+      '/api/v1/jobs/{jobId}/result',
       '/api/v1/reports',
     ]);
     // Only the operations the contract documents: the methods that answer 405 are hidden.
     expect(Object.keys(doc.paths['/api/v1/jobs/{jobId}']).sort()).toEqual(['delete', 'get']);
     expect(Object.keys(doc.paths['/api/v1/jobs/{jobId}/events'])).toEqual(['get']);
+    expect(Object.keys(doc.paths['/api/v1/jobs/{jobId}/result'])).toEqual(['get']);
     expect(Object.keys(doc.paths['/api/v1/jobs'])).toEqual(['get']);
   });
 

@@ -116,11 +116,20 @@ function failure(error: unknown, facts: AttemptFacts): Outcome {
 /** The error as clients may see it: the message only when the error is marked public. @internal */
 export function publicError(error: unknown): JobErrorInfo {
   if (error instanceof TimeoutError) return { message: 'The job timed out', code: error.code };
-  const candidate = error as { message?: unknown; code?: unknown; expose?: unknown } | null;
+  const candidate = error as {
+    message?: unknown;
+    code?: unknown;
+    expose?: unknown;
+    publicStatus?: unknown;
+  } | null;
   if (candidate && candidate.expose === true && typeof candidate.message === 'string') {
-    return typeof candidate.code === 'string'
-      ? { message: candidate.message, code: candidate.code }
-      : { message: candidate.message };
+    const info: JobErrorInfo =
+      typeof candidate.code === 'string'
+        ? { message: candidate.message, code: candidate.code }
+        : { message: candidate.message };
+    // The HTTP status a wrapped handler answered with (HandlerAnswerError) is part of the public error.
+    if (typeof candidate.publicStatus === 'number') info.status = candidate.publicStatus;
+    return info;
   }
   return { message: 'The job failed' };
 }

@@ -11,6 +11,8 @@ export function isTerminal(status: JobStatus): boolean {
 export interface JobErrorInfo {
   message: string;
   code?: string;
+  /** The HTTP status a wrapped handler answered with, when that failed the job (4xx) or the attempt (5xx). */
+  status?: number;
 }
 
 /** Where a job's webhook delivery stands. `null` when the job has no callback URL. */

@@ -1,5 +1,6 @@
 // The status document: the one JSON shape the status endpoint, SSE events and webhooks all serve.
 import type { JobErrorInfo, JobRecord, JobStatus } from '../core/types.js';
+import { isCapturedResponse } from './wrap.js';
 
 /** The status document of the HTTP contract. `Result` is the handler's return type. */
 export interface StatusDocument<Result = unknown> {
@@ -10,7 +11,10 @@ export interface StatusDocument<Result = unknown> {
   message?: string;
   /** The handler's return value, when `complete`. */
   result?: Result;
-  /** Where the result lives, when the handler returned `seeOther(url)`. */
+  /**
+   * Where the result lives: when the handler returned `seeOther(url)`, or `{statusUrl}/result` for a wrapped
+   * handler's response (the document then has no `result`).
+   */
   resultUrl?: string;
   /**
    * When `failed`, or `queued` for a retry: the (last) attempt's error as clients may see it (a generic message
@@ -43,7 +47,9 @@ export function toStatusDocument<Result = unknown>(job: JobRecord, statusUrl: st
   if (job.progress !== null && !retrying) doc.progress = Math.round(job.progress * 100) / 100;
   if (job.message !== null && !retrying) doc.message = job.message;
   if (job.status === 'complete') {
-    if (job.result !== undefined) doc.result = job.result as Result;
+    // A wrapped handler's response is served at its own URL, byte for byte, rather than inside this document.
+    if (isCapturedResponse(job.result)) doc.resultUrl = `${statusUrl}/result`;
+    else if (job.result !== undefined) doc.result = job.result as Result;
     if (job.resultUrl !== null) doc.resultUrl = job.resultUrl;
   }
   if ((job.status === 'failed' || retrying) && job.error) {

@@ -14,7 +14,6 @@ export function readNodeBody(
   headers: IncomingHttpHeaders,
   protocol: HttpProtocol<unknown>,
 ): Promise<RequestBody> {
-  const limit = protocol.maxBodyBytes;
   if (headers['content-encoding'] !== undefined) {
     try {
       protocol.checkEncoding(headers['content-encoding']);
@@ -22,10 +21,32 @@ export function readNodeBody(
       return Promise.reject(error);
     }
   }
+  return readNode(req, headers, protocol, (raw) => protocol.readBody(raw, headers['content-type']));
+}
+
+/**
+ * Read a request body from a Node stream as the bytes that came, whatever their type or encoding, stopping at the
+ * protocol's size limit (413): the body of a wrapped handler. @internal
+ */
+export function readNodeBytes(
+  req: Readable,
+  headers: IncomingHttpHeaders,
+  protocol: HttpProtocol<unknown>,
+): Promise<Buffer> {
+  return readNode(req, headers, protocol, (raw) => raw);
+}
+
+function readNode<T>(
+  req: Readable,
+  headers: IncomingHttpHeaders,
+  protocol: HttpProtocol<unknown>,
+  finish: (raw: Buffer) => T,
+): Promise<T> {
+  const limit = protocol.maxBodyBytes;
   const declared = Number(headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) return tooLarge(req, protocol, 0);
   // A stream already read or torn down: the async iterator below knows how each of those ends.
-  if (req.readableEnded || req.destroyed || req.readableFlowing !== null) return readByIterator(req, headers, protocol);
+  if (req.readableEnded || req.destroyed || req.readableFlowing !== null) return readByIterator(req, protocol, finish);
   // Plain listeners, not `for await`: this runs on every submit, and a body usually arrives in one chunk, which an
   // async iterator per request would wrap in extra promises.
   return new Promise((resolve, reject) => {
@@ -53,7 +74,7 @@ export function readNodeBody(
       ended = true;
       try {
         const raw = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-        resolve(protocol.readBody(raw, headers['content-type']));
+        resolve(finish(raw));
       } catch (error) {
         reject(error);
       }
@@ -109,11 +130,11 @@ function tooLarge(req: Readable, protocol: HttpProtocol<unknown>, alreadyRead: n
   });
 }
 
-async function readByIterator(
+async function readByIterator<T>(
   req: Readable,
-  headers: IncomingHttpHeaders,
   protocol: HttpProtocol<unknown>,
-): Promise<RequestBody> {
+  finish: (raw: Buffer) => T,
+): Promise<T> {
   const limit = protocol.maxBodyBytes;
   const chunks: Buffer[] = [];
   let size = 0;
@@ -122,7 +143,7 @@ async function readByIterator(
     if (size > limit) throw new ProblemError(protocol.error({ status: 413 }));
     chunks.push(chunk);
   }
-  return protocol.readBody(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), headers['content-type']);
+  return finish(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
 }
 
 /**
@@ -149,7 +170,7 @@ export function sendNode(res: ServerResponse, response: HttpResponse): (() => vo
 function writeNode(res: ServerResponse, response: HttpResponse): (() => void) | undefined {
   if (!response.stream) {
     res.writeHead(response.status, response.headers);
-    res.end(response.body);
+    res.end(response.bytes ?? response.body);
     return undefined;
   }
   res.writeHead(response.status, response.headers);
@@ -188,4 +209,38 @@ export function nodeHeader(req: IncomingMessage): (name: string) => string | und
     const value = req.headers[name];
     return Array.isArray(value) ? value.join(', ') : value;
   };
+}
+
+/**
+ * Bound what a handler writes to `res` to `maxBytes`: past it, further chunks are dropped (so a handler that streams
+ * a large file holds no more than the limit in memory) and the returned function says the limit was passed. @internal
+ */
+export function limitResponseBody(res: ServerResponse, maxBytes: number): () => boolean {
+  let size = 0;
+  let over = false;
+  const count = (chunk: unknown, encoding: unknown): boolean => {
+    if (chunk === undefined || chunk === null || typeof chunk === 'function') return true;
+    size +=
+      typeof chunk === 'string'
+        ? Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+        : (chunk as Uint8Array).byteLength;
+    over ||= size > maxBytes;
+    return !over;
+  };
+  const write = res.write;
+  const end = res.end;
+  res.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
+    if (count(chunk, rest[0])) return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+    const callback = rest.find((arg) => typeof arg === 'function') as (() => void) | undefined;
+    if (callback) process.nextTick(callback);
+    return true;
+  } as ServerResponse['write'];
+  res.end = function (this: ServerResponse, chunk?: unknown, ...rest: unknown[]) {
+    if (count(chunk, rest[0])) return (end as (...args: unknown[]) => ServerResponse).call(this, chunk, ...rest);
+    return (end as (...args: unknown[]) => ServerResponse).call(
+      this,
+      ...rest.filter((arg) => typeof arg === 'function'),
+    );
+  } as ServerResponse['end'];
+  return () => over;
 }

@@ -107,6 +107,7 @@ export function openapiDocument(options: OpenApiOptions): OpenApiDocument {
   if (options.owner) paths[basePath] = { get: listOperation(basePath) };
   paths[`${basePath}/{jobId}`] = statusPath();
   paths[`${basePath}/{jobId}/events`] = eventsPath();
+  paths[`${basePath}/{jobId}/result`] = resultPath();
   return {
     openapi: '3.1.0',
     info: options.info ?? { title: 'API', version: '1.0.0' },
@@ -312,6 +313,34 @@ function eventsPath(): JsonObject {
   };
 }
 
+function resultPath(): JsonObject {
+  const problem = (description: string) => ({
+    description,
+    content: { [PROBLEM]: { schema: { $ref: '#/components/schemas/RespondAsyncProblem' } } },
+  });
+  return {
+    parameters: [REF('parameters', 'JobId')],
+    get: {
+      operationId: 'respond-async-result',
+      summary: 'The result of a complete job.',
+      description:
+        "A wrapped handler's response (`wrap()`), exactly as it answered: status, headers and body. Any other job's " +
+        'result as JSON, or `303 See Other` to the URL its handler returned with `seeOther()`.',
+      responses: {
+        default: {
+          description: "The handler's response, or the job's result as JSON.",
+          content: { '*/*': { schema: {} } },
+        },
+        404: problem(
+          'No such job, or it is not complete yet (`ERR_RESPOND_ASYNC_RESULT_NOT_READY`, with Retry-After).',
+        ),
+        409: problem('The job failed or was canceled: it has no result.'),
+        503: REF('responses', 'ServiceUnavailable'),
+      },
+    },
+  };
+}
+
 function listOperation(basePath: string): JsonObject {
   return {
     operationId: 'respond-async-list',
@@ -467,10 +496,14 @@ function componentSchemas(result: JsonObject): Record<string, unknown> {
 export interface FastifyOpenApiSchemas {
   /** The schema of a wrapped route; its result schema joins the status document's `result`. */
   submit(route: Omit<OpenApiRoute, 'path' | 'method'>): JsonObject;
-  /** `GET {basePath}/:jobId`, `DELETE {basePath}/:jobId`, `GET {basePath}/:jobId/events`, `GET {basePath}`. */
+  /**
+   * `GET {basePath}/:jobId`, `DELETE {basePath}/:jobId`, `GET {basePath}/:jobId/events`,
+   * `GET {basePath}/:jobId/result`, `GET {basePath}`.
+   */
   status: JsonObject;
   cancel: JsonObject;
   events: JsonObject;
+  result: JsonObject;
   list: JsonObject;
 }
 
@@ -507,6 +540,7 @@ export function fastifyOpenApiSchemas(options: Omit<OpenApiOptions, 'routes' | '
     status: fastify(status.get as JsonObject),
     cancel: fastify(status.delete as JsonObject),
     events: fastify(events.get as JsonObject),
+    result: fastify(resultPath().get as JsonObject),
     list: fastify(listOperation(basePath)),
   };
 }

@@ -14,6 +14,7 @@ import { jobEventStream } from './sse.js';
 import { checkCallbackUrl } from './ssrf.js';
 import { type RouteSchema, validateRequest } from './validation.js';
 import { startWebhookDeliveries, validateWebhookOptions, type WebhookOptions } from './webhooks.js';
+import { capturedAnswer, isCapturedResponse, jsonResult, type WrappedRequestSnapshot } from './wrap.js';
 
 /** Options shared by every adapter: where the status endpoints live, who owns a job, limits. */
 export interface RespondAsyncOptions<Req> {
@@ -189,8 +190,9 @@ export class HttpProtocol<Req> {
     const quotaRetryAfter = options.limits?.retryAfterSeconds ?? DEFAULTS.quotaRetryAfterSeconds;
     if (!(quotaRetryAfter >= 0)) throw new TypeError('respond-async: limits.retryAfterSeconds must be at least 0');
     this.#quotaRetryAfter = String(Math.max(1, Math.ceil(quotaRetryAfter)));
-    // `B`, `B/{id}` and `B/{id}/events`, `{id}` one non-empty segment: every other path under `B` is the app's.
-    this.#statusPattern = new RegExp(`^${escapeRegExp(basePath)}(?:/([^/]+)(/events)?)?$`);
+    // `B`, `B/{id}`, `B/{id}/events` and `B/{id}/result`, `{id}` one non-empty segment: every other path under `B`
+    // is the app's.
+    this.#statusPattern = new RegExp(`^${escapeRegExp(basePath)}(?:/([^/]+)(/events|/result)?)?$`);
     if (options.webhooks) {
       validateWebhookOptions(options.webhooks);
       startWebhookDeliveries(jobs, { webhooks: options.webhooks, statusUrl: (id: string) => this.statusUrl(id) });
@@ -237,13 +239,7 @@ export class HttpProtocol<Req> {
   ): Promise<HttpResponse> {
     const keyHeader = req.header('idempotency-key');
     const idempotencyKey = keyHeader === undefined ? null : parseIdempotencyKey(keyHeader);
-    if (keyHeader !== undefined && idempotencyKey === null) {
-      return problem(
-        400,
-        'ERR_RESPOND_ASYNC_BAD_IDEMPOTENCY_KEY',
-        'Idempotency-Key must be a quoted string (or a token) of 1 to 255 printable ASCII characters',
-      );
-    }
+    if (keyHeader !== undefined && idempotencyKey === null) return badIdempotencyKey();
     // No body (nothing sent) is the empty object, whatever the adapter: a handler reading `body.field` never throws.
     const received = req.body === undefined ? {} : req.body;
     const checked = await validateRequest(route.schema, received, req.params ?? {}, req.query ?? {});
@@ -279,6 +275,58 @@ export class HttpProtocol<Req> {
     const owner = this.#options.owner ? await this.#owner(req.raw) : null;
     const requestHash =
       idempotencyKey === null ? null : hashRequest(req.method, req.path, received, owner, snapshot.query);
+    return this.#enqueue(definition, req, input, {
+      owner,
+      idempotencyKey,
+      requestHash,
+      callbackUrl,
+      inputJson,
+      estimatedSeconds: route.estimatedSeconds,
+    });
+  }
+
+  /**
+   * Submit a wrapped handler's job: its input is the request as it came (`snapshot`, the owner added here), the body
+   * the bytes that came, whatever their type. 202 as every wrapped route, or the handler's own response when
+   * `Prefer: wait` sees the job complete.
+   */
+  async submitWrapped(
+    definition: JobDefinition<WrappedRequestSnapshot, unknown>,
+    req: ProtocolRequest<Req>,
+    snapshot: Omit<WrappedRequestSnapshot, 'owner'>,
+    estimatedSeconds?: number,
+  ): Promise<HttpResponse> {
+    const keyHeader = req.header('idempotency-key');
+    const idempotencyKey = keyHeader === undefined ? null : parseIdempotencyKey(keyHeader);
+    if (keyHeader !== undefined && idempotencyKey === null) return badIdempotencyKey();
+    const owner = this.#options.owner ? await this.#owner(req.raw) : null;
+    const input: WrappedRequestSnapshot = { ...snapshot, owner };
+    const requestHash =
+      idempotencyKey === null ? null : hashRequest(req.method, req.path, snapshot.body, owner, snapshot.query);
+    return this.#enqueue(definition, req, input, {
+      owner,
+      idempotencyKey,
+      requestHash,
+      callbackUrl: null,
+      estimatedSeconds,
+    });
+  }
+
+  /** Store a job (quota, idempotency) and answer: 202, or the terminal answer when `Prefer: wait` sees it end. */
+  async #enqueue<Input>(
+    definition: JobDefinition<Input, unknown>,
+    req: ProtocolRequest<Req>,
+    input: Input,
+    submit: {
+      owner: string | null;
+      idempotencyKey: string | null;
+      requestHash: string | null;
+      callbackUrl: string | null;
+      inputJson?: string;
+      estimatedSeconds: number | undefined;
+    },
+  ): Promise<HttpResponse> {
+    const { owner, idempotencyKey, requestHash, callbackUrl, inputJson } = submit;
     let result: { job: JobRecord; created: boolean };
     try {
       if (owner !== null && (await this.#overQuota(owner, idempotencyKey))) {
@@ -324,6 +372,10 @@ export class HttpProtocol<Req> {
     if (wait > 0) {
       const latest = isTerminal(job.status) ? job : await this.jobs.waitFor(job.id, wait * 1000).catch(() => job);
       if (latest && isTerminal(latest.status)) {
+        // A wrapped handler's job answers with the handler's own response.
+        if (latest.status === 'complete' && isCapturedResponse(latest.result)) {
+          return capturedAnswer(latest.result, { ...extra, 'preference-applied': `wait=${wait}` });
+        }
         return this.#statusResponse(latest, req, { ...extra, 'preference-applied': `wait=${wait}` });
       }
       status = latest?.status ?? status;
@@ -336,9 +388,9 @@ export class HttpProtocol<Req> {
       createdAt: new Date(job.createdAt).toISOString(),
     };
     let retryAfter = this.#retryAfter;
-    if (route.estimatedSeconds !== undefined) {
-      accepted.estimatedSeconds = route.estimatedSeconds;
-      retryAfter = String(Math.max(Number(retryAfter), Math.ceil(route.estimatedSeconds)));
+    if (submit.estimatedSeconds !== undefined) {
+      accepted.estimatedSeconds = submit.estimatedSeconds;
+      retryAfter = String(Math.max(Number(retryAfter), Math.ceil(submit.estimatedSeconds)));
     }
     return jsonResponse(202, accepted, { location: statusUrl, 'retry-after': retryAfter, ...extra });
   }
@@ -351,12 +403,13 @@ export class HttpProtocol<Req> {
   async handle(req: ProtocolRequest<Req>): Promise<HttpResponse | undefined> {
     const match = this.#statusPattern.exec(req.path);
     if (!match) return undefined;
-    const [, id, events] = match;
+    const [, id, sub] = match;
+    const events = sub === '/events';
     const method = req.method.toUpperCase();
     if (id === undefined) {
       return this.#options.owner && (method === 'GET' || method === 'HEAD') ? this.#list(req) : undefined;
     }
-    const allowed = events ? 'GET, HEAD' : 'GET, HEAD, DELETE';
+    const allowed = sub ? 'GET, HEAD' : 'GET, HEAD, DELETE';
     if (!allowed.split(', ').includes(method)) {
       return problem(405, 'ERR_RESPOND_ASYNC_METHOD_NOT_ALLOWED', undefined, { allow: allowed });
     }
@@ -385,8 +438,27 @@ export class HttpProtocol<Req> {
         }),
       };
     }
+    if (sub === '/result') return this.#result(job);
     if (method === 'DELETE') return this.#cancel(job, req);
     return this.#statusResponse(job, req);
+  }
+
+  /**
+   * `GET {statusUrl}/result`: a wrapped handler's response byte for byte (any other job's result as JSON, or its
+   * `seeOther()` redirect); 404 problem before the job completes, 409 when it failed or was canceled.
+   */
+  #result(job: JobRecord): HttpResponse {
+    if (!isTerminal(job.status)) {
+      return problem(404, 'ERR_RESPOND_ASYNC_RESULT_NOT_READY', `The job is ${job.status}; its result is not ready`, {
+        'retry-after': this.#retryAfter,
+      });
+    }
+    if (job.status !== 'complete') {
+      return problem(409, 'ERR_RESPOND_ASYNC_NO_RESULT', `The job ${job.status}: it has no result`);
+    }
+    if (isCapturedResponse(job.result)) return capturedAnswer(job.result);
+    if (job.resultUrl !== null) return { status: 303, headers: { location: job.resultUrl, 'cache-control': NO_STORE } };
+    return jsonResult(job.result);
   }
 
   /** Turn anything thrown while handling a request into a problem answer; never leaks a stack or internal message. */
@@ -620,6 +692,14 @@ function unsupportedEncoding(): HttpResponse {
     'ERR_RESPOND_ASYNC_UNSUPPORTED_ENCODING',
     'The body must not be compressed: send it without Content-Encoding',
     { 'accept-encoding': 'identity' },
+  );
+}
+
+function badIdempotencyKey(): HttpResponse {
+  return problem(
+    400,
+    'ERR_RESPOND_ASYNC_BAD_IDEMPOTENCY_KEY',
+    'Idempotency-Key must be a quoted string (or a token) of 1 to 255 printable ASCII characters',
   );
 }
 

@@ -11,6 +11,8 @@ export interface HttpResponse {
   headers: Record<string, string>;
   /** Serialized body; absent for an event stream or an empty answer. */
   body?: string;
+  /** A body of bytes (a wrapped handler's response), sent instead of `body`. */
+  bytes?: Uint8Array;
   stream?: EventStream;
 }
 

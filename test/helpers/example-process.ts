@@ -11,6 +11,8 @@ export interface ExampleEnv {
   STORE?: string;
   WEBHOOK_SECRET?: string;
   WEBHOOK_ALLOW_ORIGINS?: string;
+  /** `false` makes an API-only process (examples/worker.ts runs the jobs). */
+  WORKER?: string;
   /** Lease in ms (the examples read LEASE_MS); the helper defaults it to 3000. */
   LEASE_MS?: string;
 }
@@ -72,7 +74,7 @@ export async function startExample(
     // A short lease, so that jobs of a SIGKILLed example are taken over in seconds, not the default 30 s.
     LEASE_MS: env.LEASE_MS ?? '3000',
   };
-  for (const name of ['WEBHOOK_SECRET', 'WEBHOOK_ALLOW_ORIGINS'] as const) {
+  for (const name of ['WEBHOOK_SECRET', 'WEBHOOK_ALLOW_ORIGINS', 'WORKER'] as const) {
     if (env[name] === undefined) delete childEnv[name];
     else childEnv[name] = env[name];
   }
