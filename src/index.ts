@@ -26,14 +26,21 @@ export {
   seeOther,
 } from './core/runtime.js';
 export type {
+  AdminListOptions,
+  AdminOutcome,
+  AttemptRecord,
   CancelOutcome,
   ClaimOptions,
   CreateResult,
   DeliveryUpdate,
+  JobCount,
   JobStore,
+  JobTimings,
   LeaseState,
   ListOptions,
   ListPosition,
+  Percentiles,
+  ThroughputBucket,
 } from './core/store.js';
 export {
   type DeliveryStatus,

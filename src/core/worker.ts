@@ -491,7 +491,18 @@ export class Worker {
         // Told before the write: once it is stored, the next attempt may start (and be told) at once.
         if (retryAt !== null)
           this.#emitEnded(entry, { outcome: 'retrying', event: { kind: 'retrying', error, retryAt } });
-        await this.#settle(() => store.fail(job.id, workerId, { error, retryAt, retentionMs }), controller.signal);
+        // The attempt for the job's history, seen by operators only: the full server-side error, not the public one.
+        const attempt = {
+          attempt: job.attempt,
+          startedAt: entry.startedAt,
+          finishedAt: Date.now(),
+          error: serverError(outcome.cause),
+          retried: retryAt !== null,
+        };
+        await this.#settle(
+          () => store.fail(job.id, workerId, { error, retryAt, retentionMs, attempt }),
+          controller.signal,
+        );
       }
     }
   }
@@ -559,6 +570,23 @@ export class Worker {
       this.#host.outages.failed('renew', 'respond-async: renewing leases failed', error);
     }
   }
+}
+
+/** The longest error message kept in a job's attempt history. */
+const MAX_ERROR_MESSAGE = 4000;
+
+/** The error as the server sees it (message and code, no stack), for the attempt history. */
+function serverError(error: unknown): JobErrorInfo {
+  const candidate = error as { message?: unknown; code?: unknown } | null;
+  let message = 'The job failed';
+  try {
+    message = typeof candidate?.message === 'string' ? candidate.message : String(error);
+  } catch {
+    // A thrown value that cannot be turned into text keeps the generic message.
+  }
+  const info: JobErrorInfo = { message: message.slice(0, MAX_ERROR_MESSAGE) };
+  if (typeof candidate?.code === 'string') info.code = candidate.code;
+  return info;
 }
 
 /** The structured fields of a log line about the attempt of `entry`. */

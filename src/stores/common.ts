@@ -1,6 +1,7 @@
 // What every store shares: building the record of a new job, the scope of an idempotency key, JSON text in and
 // out of a column, and a table row mapped to a JobRecord. @internal
 import { JsonRefusedError } from '../core/errors.js';
+import type { AttemptRecord, Percentiles } from '../core/store.js';
 import type { DeliveryStatus, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
 
 /** @internal Build the record a store inserts for a new job. Shared by every store. */
@@ -138,4 +139,19 @@ export function rowToRecord(row: JobRow): JobRecord {
 
 function numberOrNull(value: number | string | null): number | null {
   return value === null ? null : Number(value);
+}
+
+/**
+ * @internal Nearest-rank percentiles (the smallest value with at least p of the values at or under it: what
+ * PostgreSQL's `percentile_disc` returns), so that every store reports the same figures for the same jobs.
+ */
+export function percentiles(values: number[]): Percentiles {
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = (p: number) => (sorted.length === 0 ? null : sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]);
+  return { count: sorted.length, p50: rank(0.5), p95: rank(0.95), p99: rank(0.99), max: rank(1) };
+}
+
+/** @internal A job's failed attempts, from the JSON text of its `attempts` column (an array). */
+export function parseAttempts(text: string | null | undefined): AttemptRecord[] {
+  return text === null || text === undefined ? [] : (JSON.parse(text) as AttemptRecord[]);
 }
