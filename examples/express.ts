@@ -1,9 +1,10 @@
 // Express example: POST /reports runs the `report` job; status, cancel and events under /jobs. Scoped by X-User.
-// Run: npx tsx examples/express.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
+// Run: npx tsx examples/express.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS, ADMIN_TOKEN)
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import express from 'express';
 import { respondAsync } from '../src/express.js';
+import { adminFromEnv } from './admin.js';
 import { otelFromEnv } from './otel.js';
 import { createDemo, NOT_FOUND, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
 
@@ -19,6 +20,9 @@ const ra = respondAsync(jobs, {
 
 app.post('/reports', ra.route(report, { input: (_req, snapshot) => reportInput(snapshot) }));
 app.use(ra.routes());
+// The operator dashboard at /admin, when ADMIN_TOKEN is set (examples/admin.ts).
+const admin = adminFromEnv<express.Request>((req) => req.get('authorization'));
+if (admin) app.use('/admin', ra.admin(admin));
 
 // The demo page at / (examples/public) and the client library as an ES module, built once at startup.
 const client = await build({

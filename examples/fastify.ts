@@ -1,7 +1,8 @@
 // Fastify example: POST /reports runs the `report` job; status, cancel and events under /jobs. Scoped by X-User.
-// Run: npx tsx examples/fastify.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
-import Fastify from 'fastify';
+// Run: npx tsx examples/fastify.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS, ADMIN_TOKEN)
+import Fastify, { type FastifyRequest } from 'fastify';
 import { respondAsync } from '../src/fastify.js';
+import { adminFromEnv } from './admin.js';
 import { otelFromEnv } from './otel.js';
 import { createDemo, NOT_FOUND, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
 
@@ -17,6 +18,9 @@ const ra = respondAsync(jobs, {
 });
 
 await app.register(ra.plugin);
+// The operator dashboard at /admin, when ADMIN_TOKEN is set (examples/admin.ts).
+const admin = adminFromEnv<FastifyRequest>((req) => req.headers.authorization);
+if (admin) await app.register(ra.admin(admin), { prefix: '/admin' });
 app.post('/reports', ra.route(report, { input: (_req, snapshot) => reportInput(snapshot) }));
 // Anything no route answered: 404 problem+json.
 app.setNotFoundHandler((_request, reply) => reply.code(404).type('application/problem+json').send(NOT_FOUND));

@@ -1,7 +1,8 @@
 // Koa example: POST /reports runs the `report` job; status, cancel and events under /jobs. Scoped by X-User.
-// Run: npx tsx examples/koa.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
-import Koa from 'koa';
+// Run: npx tsx examples/koa.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS, ADMIN_TOKEN)
+import Koa, { type Context } from 'koa';
 import { respondAsync } from '../src/koa.js';
+import { adminFromEnv } from './admin.js';
 import { otelFromEnv } from './otel.js';
 import { createDemo, NOT_FOUND, port, reportInput, shutdownOnSignal, userOf, webhooksFromEnv } from './report.js';
 
@@ -16,6 +17,9 @@ const ra = respondAsync(jobs, {
 });
 
 app.use(ra.routes());
+// The operator dashboard at /admin, when ADMIN_TOKEN is set (examples/admin.ts).
+const admin = adminFromEnv<Context>((ctx) => ctx.get('authorization') || undefined);
+if (admin) app.use(ra.admin({ ...admin, path: '/admin' }));
 app.use(ra.post('/reports', report, { input: (_ctx, snapshot) => reportInput(snapshot) }));
 // Anything no route answered: 404 problem+json.
 app.use((ctx) => {
