@@ -224,6 +224,7 @@
       for (const selector of ['#input', '#result']) $(selector).textContent = '';
       $('#attempts tbody').replaceChildren();
       $('#delivery').replaceChildren();
+      $('#deliveries tbody').replaceChildren();
       for (const button of document.querySelectorAll('#actions button')) button.disabled = true;
       return;
     }
@@ -267,12 +268,31 @@
     if (job.attempts.length === 0) attempts.append(el('tr', {}, el('td', { colspan: 6, class: 'muted' }, 'None')));
     const delivery = $('#delivery');
     delivery.replaceChildren();
+    const deliveries = $('#deliveries tbody');
+    deliveries.replaceChildren();
+    $('#deliveries').hidden = job.delivery === null;
     if (job.delivery === null) field(delivery, 'Callback', 'none');
     else {
       field(delivery, 'Callback URL', job.delivery.callbackUrl);
       field(delivery, 'Status', job.delivery.status || 'not yet due');
       field(delivery, 'Attempts', job.delivery.attempts);
       if (job.delivery.nextAt !== null) field(delivery, 'Next attempt', time(job.delivery.nextAt));
+      for (const attempt of job.delivery.history) {
+        deliveries.append(
+          el(
+            'tr',
+            { 'data-outcome': attempt.outcome },
+            el('td', { class: 'num' }, attempt.attempt),
+            el('td', {}, time(attempt.at)),
+            el('td', {}, attempt.outcome),
+            el('td', { class: 'num' }, attempt.httpStatus === null ? '—' : attempt.httpStatus),
+            el('td', {}, attempt.reason || ''),
+          ),
+        );
+      }
+      if (job.delivery.history.length === 0) {
+        deliveries.append(el('tr', {}, el('td', { colspan: 5, class: 'muted' }, 'No attempt yet')));
+      }
     }
     const finished = job.status === 'complete' || job.status === 'failed' || job.status === 'canceled';
     const enabled = {

@@ -1,6 +1,8 @@
 // The admin API contract (the operator's dashboard), on Express, Fastify, Koa and the Fetch adapter, over every store:
 // authorization (401 with the app's challenge, 403), filters and stable paging, each action, the live feed, the page.
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,7 +29,32 @@ type Framework = (typeof FRAMEWORKS)[number];
 
 const fresh = schemas('admin');
 const dir = mkdtempSync(join(tmpdir(), 'respond-async-admin-'));
+
+/** A webhook receiver that answers 503 to a job's first delivery and 204 to the others. */
+const seen = new Map<string, number>();
+const receiver = createServer((req, res) => {
+  const id = req.headers['webhook-id'] as string;
+  seen.set(id, (seen.get(id) ?? 0) + 1);
+  req.resume();
+  req.on('end', () => {
+    res.statusCode = seen.get(id) === 1 ? 503 : 204;
+    res.end();
+  });
+});
+let hookUrl = '';
+beforeAll(async () => {
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+});
+const webhooks = () => ({
+  secret: `whsec_${randomBytes(32).toString('base64')}`,
+  allowOrigins: [new URL(hookUrl).origin],
+  backoff: { delayMs: 20, maxDelayMs: 50 },
+});
+
 afterAll(async () => {
+  receiver.closeAllConnections();
+  await new Promise((resolve) => receiver.close(resolve));
   await fresh.dropAll();
   await closeAdmin();
   rmSync(dir, { recursive: true, force: true });
@@ -58,13 +85,13 @@ async function startAdminApp(framework: Framework, jobs: Jobs) {
   switch (framework) {
     case 'express': {
       const app = express();
-      const ra = expressAdapter(jobs);
+      const ra = expressAdapter(jobs, { webhooks: webhooks() });
       app.use('/admin', ra.admin(options((req) => req.get('authorization'))));
       return listen(app.listen(0, '127.0.0.1'));
     }
     case 'fastify': {
       const app = Fastify({ forceCloseConnections: true });
-      const ra = fastifyAdapter(jobs);
+      const ra = fastifyAdapter(jobs, { webhooks: webhooks() });
       await app.register(ra.admin(options((req) => req.headers.authorization)), { prefix: '/admin' });
       await app.listen({ port: 0, host: '127.0.0.1' });
       const { port } = app.server.address() as AddressInfo;
@@ -72,13 +99,13 @@ async function startAdminApp(framework: Framework, jobs: Jobs) {
     }
     case 'koa': {
       const app = new Koa();
-      const ra = koaAdapter(jobs);
+      const ra = koaAdapter(jobs, { webhooks: webhooks() });
       app.use(ra.admin({ path: '/admin', ...options((ctx) => ctx.get('authorization')) }));
       return listen(app.listen(0, '127.0.0.1'));
     }
     case 'fetch': {
       const app = new Hono();
-      const ra = fetchAdapter(jobs);
+      const ra = fetchAdapter(jobs, { webhooks: webhooks() });
       const admin = ra.admin({ path: '/admin', ...options((req) => req.headers.get('authorization')) });
       app.use('*', async (c, next) => (await admin(c.req.raw)) ?? next());
       const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
@@ -308,19 +335,23 @@ for (const storeKind of STORES) {
         expect(audit.map((line) => line.message)).toContain(`respond-async admin: delete job ${running.id}: deleted`);
       });
 
-      it('redelivers a finished job’s webhook', async () => {
-        // A job with a callback URL, as the webhook option records it; no delivery loop runs in this app.
-        const { job: hooked } = await jobs.submit('quick', { n: 1 }, { callbackUrl: 'https://example.com/hook' });
-        await eventually(async () => (await jobs.get(hooked.id))?.status === 'complete');
-        await jobs.store.recordDelivery(hooked.id, { status: 'failed', attempts: 8, nextAt: null });
+      it('shows each webhook delivery attempt, and redelivers a finished job’s webhook', async () => {
+        const { job: hooked } = await jobs.submit('quick', { n: 1 }, { callbackUrl: hookUrl });
+        await eventually(async () => (await jobs.get(hooked.id))?.deliveryStatus === 'delivered');
+        const delivered = (await job(hooked.id)).delivery;
+        expect(delivered).toMatchObject({ callbackUrl: hookUrl, status: 'delivered', attempts: 2 });
+        expect(delivered.history).toMatchObject([
+          { attempt: 1, outcome: 'retrying', httpStatus: 503, reason: 'the receiver answered 503' },
+          { attempt: 2, outcome: 'delivered', httpStatus: 204, reason: null },
+        ]);
         const response = await post(`/api/jobs/${hooked.id}/redeliver`);
         expect(response.status).toBe(200);
-        expect(((await response.json()) as any).outcome).toBe('redelivering');
-        expect((await job(hooked.id)).delivery).toMatchObject({
-          callbackUrl: 'https://example.com/hook',
-          status: 'pending',
-          attempts: 0,
-        });
+        const body = (await response.json()) as any;
+        expect(body.outcome).toBe('redelivering');
+        expect(body.job.deliveryStatus).toBe('pending');
+        await eventually(async () => (await job(hooked.id)).delivery.history.length === 3);
+        expect((await job(hooked.id)).delivery).toMatchObject({ status: 'delivered', attempts: 1 });
+        expect(seen.get(`msg_${hooked.id}`)).toBe(3);
       });
 
       it('reports counts by job name and status that match the store, and timing percentiles', async () => {

@@ -43,6 +43,26 @@ export interface DeliveryUpdate {
   attempts: number;
   /** Next attempt time while `pending`; null otherwise. */
   nextAt: number | null;
+  /** The attempt this update records, for the job's delivery history (`history()`), where the store keeps one. */
+  attempt?: DeliveryAttempt;
+}
+
+/** One webhook delivery attempt, as the sender saw it. */
+export interface DeliveryAttempt {
+  /** 1 for the first attempt (counting again from 1 after `redeliver()`). */
+  attempt: number;
+  at: number;
+  outcome: 'delivered' | 'retrying' | 'failed';
+  /** The receiver's HTTP status, when it answered. */
+  httpStatus: number | null;
+  /** Why it was not delivered. */
+  reason: string | null;
+}
+
+/** What a job went through: its failed attempts and its webhook delivery attempts, oldest first. */
+export interface JobHistory {
+  attempts: AttemptRecord[];
+  deliveries: DeliveryAttempt[];
 }
 
 /** A place in an owner's list (see `JobStore.list`): the `createdAt` and `id` of a listed job. */
@@ -210,7 +230,7 @@ export interface JobStore {
       error: JobErrorInfo;
       retryAt: number | null;
       retentionMs: number;
-      /** The attempt for the job's history (`attempts()`), where the store keeps one. */
+      /** The attempt for the job's history (`history()`), where the store keeps one. */
       attempt?: AttemptRecord;
     },
   ): Promise<JobRecord | undefined>;
@@ -281,8 +301,11 @@ export interface JobStore {
    */
   redeliver?(id: string): Promise<AdminOutcome<'redelivering'>>;
 
-  /** Optional. The failed attempts of a job recorded by `fail()`, oldest first; empty when none or missing. */
-  attempts?(id: string): Promise<AttemptRecord[]>;
+  /**
+   * Optional. The failed attempts of a job recorded by `fail()` and its delivery attempts recorded by
+   * `recordDelivery()`, oldest first; both empty when none, or when the job is missing.
+   */
+  history?(id: string): Promise<JobHistory>;
 
   /** Release connections and timers. The store is not used afterwards. */
   close(): Promise<void>;

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { RespondAsyncError } from '../core/errors.js';
 import { isJobId } from '../core/ids.js';
 import type { Jobs } from '../core/runtime.js';
-import type { AdminListOptions, JobStore, ListPosition } from '../core/store.js';
+import type { AdminListOptions, JobHistory, JobStore, ListPosition } from '../core/store.js';
 import type { JobRecord, JobStatus } from '../core/types.js';
 import { problem } from './problem.js';
 import { type EventStream, type HttpResponse, jsonResponse } from './response.js';
@@ -50,7 +50,7 @@ export interface AdminRequest<Req> {
 export const ADMIN_HEADER = 'x-respond-async-admin';
 
 const STATUSES: readonly JobStatus[] = ['queued', 'processing', 'complete', 'failed', 'canceled'];
-const OPERATIONS = ['adminList', 'countJobs', 'throughput', 'timings', 'retry', 'remove', 'redeliver', 'attempts'];
+const OPERATIONS = ['adminList', 'countJobs', 'throughput', 'timings', 'retry', 'remove', 'redeliver', 'history'];
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 200;
 
@@ -228,8 +228,8 @@ export class AdminProtocol<Req> {
   async #job(id: string): Promise<HttpResponse> {
     const job = isJobId(id) ? await this.#jobs.get(id) : undefined;
     if (!job) return notFound();
-    const attempts = await this.#jobs.store.attempts!(id);
-    return jsonResponse(200, detail(job, attempts));
+    const history = await this.#jobs.store.history!(id);
+    return jsonResponse(200, detail(job, history));
   }
 
   async #action(
@@ -355,8 +355,8 @@ function summary(job: JobRecord) {
   };
 }
 
-/** A job in full: its input and result, its failed attempts and its webhook delivery. */
-function detail(job: JobRecord, attempts: unknown[]) {
+/** A job in full: its input and result, its failed attempts and its webhook delivery with each attempt. */
+function detail(job: JobRecord, history: JobHistory) {
   return {
     ...summary(job),
     input: job.input,
@@ -367,7 +367,7 @@ function detail(job: JobRecord, attempts: unknown[]) {
     leaseOwner: job.leaseOwner,
     leaseUntil: job.leaseUntil,
     expiresAt: job.expiresAt,
-    attempts,
+    attempts: history.attempts,
     delivery:
       job.callbackUrl === null
         ? null
@@ -376,6 +376,7 @@ function detail(job: JobRecord, attempts: unknown[]) {
             status: job.deliveryStatus,
             attempts: job.deliveryAttempts,
             nextAt: job.deliveryNextAt,
+            history: history.deliveries,
           },
   };
 }

@@ -1,7 +1,7 @@
 // What every store shares: building the record of a new job, the scope of an idempotency key, JSON text in and
 // out of a column, and a table row mapped to a JobRecord. @internal
 import { JsonRefusedError } from '../core/errors.js';
-import type { AttemptRecord, Percentiles } from '../core/store.js';
+import type { AttemptRecord, DeliveryAttempt, JobHistory, Percentiles } from '../core/store.js';
 import type { DeliveryStatus, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
 
 /** @internal Build the record a store inserts for a new job. Shared by every store. */
@@ -151,7 +151,8 @@ export function percentiles(values: number[]): Percentiles {
   return { count: sorted.length, p50: rank(0.5), p95: rank(0.95), p99: rank(0.99), max: rank(1) };
 }
 
-/** @internal A job's failed attempts, from the JSON text of its `attempts` column (an array). */
-export function parseAttempts(text: string | null | undefined): AttemptRecord[] {
-  return text === null || text === undefined ? [] : (JSON.parse(text) as AttemptRecord[]);
+/** @internal A job's history, from the JSON texts (arrays) of its `attempts` and `delivery_log` columns. */
+export function parseHistory(row: { attempts: string | null; delivery_log: string | null } | undefined): JobHistory {
+  const list = <T>(text: string | null | undefined): T[] => (text ? (JSON.parse(text) as T[]) : []);
+  return { attempts: list<AttemptRecord>(row?.attempts), deliveries: list<DeliveryAttempt>(row?.delivery_log) };
 }

@@ -5,8 +5,10 @@ import type {
   AdminOutcome,
   AttemptRecord,
   ClaimOptions,
+  DeliveryAttempt,
   DeliveryUpdate,
   JobCount,
+  JobHistory,
   JobStore,
   JobTimings,
   ListOptions,
@@ -49,6 +51,8 @@ interface Held {
   error: string | undefined;
   /** The failed attempts recorded by `fail()`, as JSON texts. */
   attempts: string[];
+  /** The delivery attempts recorded by `recordDelivery()`, as JSON texts. */
+  deliveries: string[];
   /** What it counts against `maxBytes`. */
   bytes: number;
 }
@@ -95,7 +99,7 @@ export class MemoryStore implements JobStore {
     const record = newRecord(job, now);
     record.input = undefined; // kept as text, so that the caller's value is neither held nor shared
     const input = job.inputJson ?? JSON.stringify(job.input);
-    const held: Held = { record, input, result: undefined, error: undefined, attempts: [], bytes: 0 };
+    const held: Held = { record, input, result: undefined, error: undefined, attempts: [], deliveries: [], bytes: 0 };
     held.bytes = sizeOf(held);
     this.#makeRoom(held.bytes, now);
     this.#jobs.set(job.id, held);
@@ -245,6 +249,10 @@ export class MemoryStore implements JobStore {
     if (held === undefined) return;
     held.record.deliveryStatus = update.status;
     held.record.deliveryAttempts = update.attempts;
+    if (update.attempt) {
+      held.deliveries.push(JSON.stringify(update.attempt));
+      this.#resize(held);
+    }
     held.record.deliveryNextAt = update.nextAt;
     if (update.status === 'pending') this.#deliveries.add(held);
     else this.#deliveries.delete(held);
@@ -366,10 +374,13 @@ export class MemoryStore implements JobStore {
     return { outcome: 'redelivering', job: copy(held) };
   }
 
-  async attempts(id: string): Promise<AttemptRecord[]> {
+  async history(id: string): Promise<JobHistory> {
     const held = this.#jobs.get(id);
-    if (held === undefined || expired(held, Date.now())) return [];
-    return held.attempts.map((text) => JSON.parse(text) as AttemptRecord);
+    if (held === undefined || expired(held, Date.now())) return { attempts: [], deliveries: [] };
+    return {
+      attempts: held.attempts.map((text) => JSON.parse(text) as AttemptRecord),
+      deliveries: held.deliveries.map((text) => JSON.parse(text) as DeliveryAttempt),
+    };
   }
 
   async close(): Promise<void> {}
@@ -498,8 +509,9 @@ function touch(record: JobRecord, now: number): void {
   record.seq += 1;
 }
 
-function sizeOf({ record: r, input, result, error, attempts }: Held): number {
-  const json = (input?.length ?? 0) + (result?.length ?? 0) + (error?.length ?? 0) + attempts.join('').length;
+function sizeOf({ record: r, input, result, error, attempts, deliveries }: Held): number {
+  const history = attempts.join('').length + deliveries.join('').length;
+  const json = (input?.length ?? 0) + (result?.length ?? 0) + (error?.length ?? 0) + history;
   const texts = [r.id, r.name, r.owner, r.idempotencyKey, r.requestHash, r.callbackUrl, r.message, r.resultUrl];
   return texts.reduce((bytes, text) => bytes + (text?.length ?? 0), RECORD_BYTES + json);
 }

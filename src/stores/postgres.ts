@@ -17,6 +17,7 @@ import type {
   CreateResult,
   DeliveryUpdate,
   JobCount,
+  JobHistory,
   JobStore,
   JobTimings,
   LeaseState,
@@ -26,7 +27,7 @@ import type {
 } from '../core/store.js';
 import type { JobChange, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
 import { isTerminal } from '../core/types.js';
-import { type JobRow, keyScope, parseAttempts, rowToRecord, toJsonText } from './common.js';
+import { type JobRow, keyScope, parseHistory, rowToRecord, toJsonText } from './common.js';
 import { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION } from './postgres-migrations.js';
 
 export interface PostgresStoreOptions {
@@ -418,9 +419,12 @@ const SQL = {
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
       j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
-  // $1 id, $2 status, $3 attempts, $4 next at (epoch ms)
+  // $1 id, $2 status, $3 attempts, $4 next at (epoch ms), $5 the attempt for the history (JSON text, or NULL), appended
+  // to the JSON array in `delivery_log` as text, as failFinal does with `attempts`.
   recordDelivery: (schema: string) => `
-    UPDATE ${schema}.jobs j SET delivery_status = $2, delivery_attempts = $3, delivery_next_at = $4::bigint
+    UPDATE ${schema}.jobs j SET delivery_status = $2, delivery_attempts = $3, delivery_next_at = $4::bigint,
+      delivery_log = CASE WHEN $5::text IS NULL THEN j.delivery_log WHEN j.delivery_log IS NULL THEN '[' || $5::text || ']'
+        ELSE left(j.delivery_log, -1) || ',' || $5::text || ']' END
     WHERE j.id = $1`,
 
   // The operator's views (migration 8). $1 $2 the position to list after (created_at, id), $3 statuses, $4 name,
@@ -493,8 +497,8 @@ const SQL = {
       j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
   // $1 id
-  attempts: (schema: string) => `
-    SELECT j.attempts FROM ${schema}.jobs j WHERE j.id = $1 AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)`,
+  history: (schema: string) => `
+    SELECT j.attempts, j.delivery_log FROM ${schema}.jobs j WHERE j.id = $1 AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)`,
 };
 
 type StatementName = keyof typeof SQL;
@@ -608,12 +612,13 @@ const PARAMS = {
   release: (p: { id: string; worker: string }) => [p.id, p.worker],
   purge: (p: { limit: number }) => [p.limit],
   claimDeliveries: (p: { limit: number; leaseMs: number }) => [p.limit, ms(p.leaseMs)],
-  recordDelivery: (p: { id: string; status: string; attempts: number; nextAt: number | null }) => [
-    p.id,
-    p.status,
-    p.attempts,
-    p.nextAt === null ? null : ms(p.nextAt),
-  ],
+  recordDelivery: (p: {
+    id: string;
+    status: string;
+    attempts: number;
+    nextAt: number | null;
+    attempt: string | null;
+  }) => [p.id, p.status, p.attempts, p.nextAt === null ? null : ms(p.nextAt), p.attempt],
   adminList: (p: AdminListOptions) => [
     // Without a position, one after every job: the largest bigint, and '' (no id sorts before it).
     p.before?.createdAt ?? '9223372036854775807',
@@ -632,7 +637,7 @@ const PARAMS = {
   retry: (p: { id: string }) => [p.id],
   remove: (p: { id: string }) => [p.id],
   redeliver: (p: { id: string }) => [p.id],
-  attempts: (p: { id: string }) => [p.id],
+  history: (p: { id: string }) => [p.id],
 } satisfies Record<StatementName, (params: never) => unknown[]>;
 
 type Params<N extends StatementName> = Parameters<(typeof PARAMS)[N]>[0];
@@ -1009,6 +1014,7 @@ export class PostgresStore implements JobStore {
       status: update.status,
       attempts: update.attempts,
       nextAt: update.nextAt,
+      attempt: toJsonText(update.attempt, 'attempt'),
     });
   }
 
@@ -1061,9 +1067,12 @@ export class PostgresStore implements JobStore {
     return job ? { outcome: 'refused', job } : { outcome: 'missing' };
   }
 
-  async attempts(id: string): Promise<AttemptRecord[]> {
-    const [row] = (await this.#query('attempts', { id })) as unknown as Array<{ attempts: string | null }>;
-    return parseAttempts(row?.attempts);
+  async history(id: string): Promise<JobHistory> {
+    const [row] = (await this.#query('history', { id })) as unknown as Array<{
+      attempts: string | null;
+      delivery_log: string | null;
+    }>;
+    return parseHistory(row);
   }
 
   /** Ends LISTEN connections and the pool the store created (never a pool you passed in). */

@@ -13,6 +13,7 @@ import type {
   CreateResult,
   DeliveryUpdate,
   JobCount,
+  JobHistory,
   JobStore,
   JobTimings,
   LeaseState,
@@ -24,7 +25,7 @@ import {
   type JobRow,
   keyScope,
   newRecord,
-  parseAttempts,
+  parseHistory,
   parseJson,
   percentiles,
   rowToRecord,
@@ -189,8 +190,11 @@ const SQL = {
       SELECT id FROM respond_async_jobs WHERE delivery_status = 'pending' AND delivery_next_at <= @now
       ORDER BY delivery_next_at LIMIT @limit)
     RETURNING *`,
+  // The attempt, if given, is appended to the JSON array in `delivery_log` as text, as fail() does with `attempts`.
   recordDelivery: `
-    UPDATE respond_async_jobs SET delivery_status = @status, delivery_attempts = @attempts, delivery_next_at = @nextAt
+    UPDATE respond_async_jobs SET delivery_status = @status, delivery_attempts = @attempts, delivery_next_at = @nextAt,
+      delivery_log = CASE WHEN @attempt IS NULL THEN delivery_log WHEN delivery_log IS NULL THEN '[' || @attempt || ']'
+        ELSE substr(delivery_log, 1, length(delivery_log) - 1) || ',' || @attempt || ']' END
     WHERE id = @id`,
   // The operator's views (migration 5). adminList walks the index on (created_at DESC, id DESC) from the position
   // given (the first page passes one after every job); each filter is off when its parameter is NULL (@anyOwner: 1).
@@ -230,7 +234,9 @@ const SQL = {
     WHERE id = @id AND callback_url IS NOT NULL AND status IN ('complete', 'failed', 'canceled')
       AND (expires_at IS NULL OR expires_at > @now)
     RETURNING *`,
-  attempts: `SELECT attempts FROM respond_async_jobs WHERE id = @id AND (expires_at IS NULL OR expires_at > @now)`,
+  history: `
+    SELECT attempts, delivery_log FROM respond_async_jobs
+    WHERE id = @id AND (expires_at IS NULL OR expires_at > @now)`,
 } as const;
 
 type Row = JobRow & { cancel_requested: number };
@@ -269,7 +275,7 @@ function prepareStatements(db: BetterSqlite3.Database) {
     retry: prepare(SQL.retry),
     remove: prepare(SQL.remove),
     redeliver: prepare(SQL.redeliver),
-    attempts: prepare<{ attempts: string | null }>(SQL.attempts),
+    history: prepare<{ attempts: string | null; delivery_log: string | null }>(SQL.history),
   };
 }
 
@@ -595,7 +601,13 @@ export class SqliteStore implements JobStore {
 
   async recordDelivery(id: string, update: DeliveryUpdate): Promise<void> {
     const s = await this.#use();
-    s.recordDelivery.run({ id, status: update.status, attempts: update.attempts, nextAt: update.nextAt });
+    s.recordDelivery.run({
+      id,
+      status: update.status,
+      attempts: update.attempts,
+      nextAt: update.nextAt,
+      attempt: toJsonText(update.attempt, 'attempt'),
+    });
   }
 
   async adminList(options: AdminListOptions): Promise<JobRecord[]> {
@@ -659,9 +671,9 @@ export class SqliteStore implements JobStore {
     return current ? { outcome: 'refused', job: rowToRecord(current) } : { outcome: 'missing' };
   }
 
-  async attempts(id: string): Promise<AttemptRecord[]> {
+  async history(id: string): Promise<JobHistory> {
     const s = await this.#use();
-    return parseAttempts(s.attempts.get({ id, now: Date.now() })?.attempts);
+    return parseHistory(s.history.get({ id, now: Date.now() }));
   }
 
   /** Close the connection when this store opened it; a Database passed in stays open. Idempotent. */

@@ -2,7 +2,7 @@
 // and timings, retry, remove, redeliver and the attempt history. Each runs where the store has the operation.
 import assert from 'node:assert/strict';
 import { newJobId } from '../core/ids.js';
-import type { AttemptRecord, JobStore, ListPosition } from '../core/store.js';
+import type { AttemptRecord, DeliveryAttempt, JobStore, ListPosition } from '../core/store.js';
 import type { JobRecord } from '../core/types.js';
 import { claimOptions, LONG_LEASE_MS, newJob, nextMillisecond, RETENTION_MS, type TestCase } from './helpers.js';
 
@@ -225,10 +225,10 @@ export function registerAdmin(test: TestCase): void {
     assert.equal((await store.redeliver(newJobId())).outcome, 'missing');
   });
 
-  test('attempts keeps each failed attempt, with its timings and the full error', async ({ store }) => {
-    if (!store.attempts) return; // optional
+  test('history keeps each failed attempt, with its timings and the full error', async ({ store }) => {
+    if (!store.history) return; // optional
     const { job } = await store.create(newJob());
-    assert.deepEqual(await store.attempts(job.id), []);
+    assert.deepEqual(await store.history(job.id), { attempts: [], deliveries: [] });
     const first: AttemptRecord = {
       attempt: 1,
       startedAt: 1000,
@@ -251,7 +251,7 @@ export function registerAdmin(test: TestCase): void {
       retentionMs: RETENTION_MS,
       attempt: second,
     });
-    assert.deepEqual(await store.attempts(job.id), [first, second]);
+    assert.deepEqual((await store.history(job.id)).attempts, [first, second]);
     // The public error stays the public one.
     assert.deepEqual((await store.get(job.id))?.error, { message: 'The job failed' });
     // The history stays across a retry, and a fail without an attempt adds nothing.
@@ -259,8 +259,34 @@ export function registerAdmin(test: TestCase): void {
       await store.retry(job.id);
       await store.claim(claimOptions('w1'));
       await store.fail(job.id, 'w1', { error: { message: 'x' }, retryAt: null, retentionMs: RETENTION_MS });
-      assert.deepEqual(await store.attempts(job.id), [first, second]);
+      assert.deepEqual((await store.history(job.id)).attempts, [first, second]);
     }
-    assert.deepEqual(await store.attempts(newJobId()), []);
+    assert.deepEqual(await store.history(newJobId()), { attempts: [], deliveries: [] });
+  });
+
+  test('history keeps each webhook delivery attempt, across a redeliver', async ({ store }) => {
+    if (!store.history) return; // optional
+    const { job } = await store.create(newJob({ callbackUrl: 'https://example.com/hook' }));
+    await store.claim(claimOptions('w1'));
+    await store.complete(job.id, 'w1', { result: 1, resultUrl: null, retentionMs: RETENTION_MS });
+    const first: DeliveryAttempt = {
+      attempt: 1,
+      at: 1000,
+      outcome: 'retrying',
+      httpStatus: 503,
+      reason: 'the receiver answered 503 "busy" ✓',
+    };
+    const second: DeliveryAttempt = { attempt: 2, at: 2000, outcome: 'delivered', httpStatus: 204, reason: null };
+    await store.recordDelivery(job.id, { status: 'pending', attempts: 1, nextAt: Date.now(), attempt: first });
+    // An update without an attempt (a claim handed back) adds nothing.
+    await store.recordDelivery(job.id, { status: 'pending', attempts: 1, nextAt: Date.now() });
+    await store.recordDelivery(job.id, { status: 'delivered', attempts: 2, nextAt: null, attempt: second });
+    assert.deepEqual(await store.history(job.id), { attempts: [], deliveries: [first, second] });
+    if (store.redeliver) {
+      await store.redeliver(job.id);
+      const third = { ...second, attempt: 1, at: 3000 };
+      await store.recordDelivery(job.id, { status: 'delivered', attempts: 1, nextAt: null, attempt: third });
+      assert.deepEqual((await store.history(job.id)).deliveries, [first, second, third]);
+    }
   });
 }
