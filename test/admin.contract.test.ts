@@ -405,3 +405,24 @@ describe('admin() without authorize', () => {
     }
   });
 });
+
+describe('admin API when the store fails', () => {
+  it('answers 503 problem+json with Retry-After, as the status endpoints do, not 500', async () => {
+    const database = new (await import('better-sqlite3')).default(join(dir, 'failing.sqlite'));
+    const jobs = createJobs({ store: new SqliteStore({ database }), worker: false, logger: { error: () => {} } });
+    await jobs.ready();
+    const app = await startAdminApp('express', jobs);
+    try {
+      database.close(); // the database goes away under the running app
+      for (const path of ['/api/jobs', '/api/stats', '/api/jobs/AAAAAAAAAAAAAAAAAAAAAA']) {
+        const response = await fetch(`${app.url}/admin${path}`, { headers: AUTH });
+        expect(response.status, path).toBe(503);
+        expect(response.headers.get('retry-after')).toMatch(/^\d+$/);
+        expect((await response.json()).code).toBe('ERR_RESPOND_ASYNC_STORE_UNAVAILABLE');
+      }
+    } finally {
+      await app.close();
+      await jobs.close({ timeoutMs: 100 }).catch(() => {});
+    }
+  });
+});

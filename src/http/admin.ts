@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RespondAsyncError } from '../core/errors.js';
+import { RespondAsyncError, StoreUnavailableError } from '../core/errors.js';
 import { isJobId } from '../core/ids.js';
 import type { Jobs } from '../core/runtime.js';
 import type { AdminListOptions, JobHistory, JobStore, ListPosition } from '../core/store.js';
@@ -207,7 +207,8 @@ export class AdminProtocol<Req> {
       if (!position) return badQuery('`cursor` is not one this API gave');
       options.before = position;
     }
-    const jobs = await this.#jobs.store.adminList!(options);
+    await this.#jobs.ready();
+    const jobs = await this.#read(() => this.#jobs.store.adminList!(options));
     const last = jobs.at(-1);
     const nextCursor = jobs.length === options.limit && last ? toCursor(last) : null;
     return jsonResponse(200, { jobs: jobs.map(summary), nextCursor });
@@ -217,18 +218,17 @@ export class AdminProtocol<Req> {
     const { store } = this.#jobs;
     const windowMs = this.#windowMs;
     const bucketMs = Math.max(1000, Math.ceil(windowMs / this.#buckets / 1000) * 1000);
-    const [counts, throughput, timings] = await Promise.all([
-      store.countJobs!(),
-      store.throughput!({ windowMs, bucketMs }),
-      store.timings!({ windowMs }),
-    ]);
+    await this.#jobs.ready();
+    const [counts, throughput, timings] = await this.#read(() =>
+      Promise.all([store.countJobs!(), store.throughput!({ windowMs, bucketMs }), store.timings!({ windowMs })]),
+    );
     return jsonResponse(200, { now: Date.now(), windowMs, bucketMs, counts, throughput, timings });
   }
 
   async #job(id: string): Promise<HttpResponse> {
     const job = isJobId(id) ? await this.#jobs.get(id) : undefined;
     if (!job) return notFound();
-    const history = await this.#jobs.store.history!(id);
+    const history = await this.#read(() => this.#jobs.store.history!(id));
     return jsonResponse(200, detail(job, history));
   }
 
@@ -269,6 +269,16 @@ export class AdminProtocol<Req> {
     }
     if (outcome !== 'missing') await this.#audit(req, action, id, outcome, job);
     return response;
+  }
+
+  /** A read of the store: a failure other than a permanent one is an outage (503 with Retry-After), as elsewhere. */
+  async #read<T>(read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (error) {
+      if (error instanceof RespondAsyncError) throw error;
+      throw new StoreUnavailableError(this.#jobs.store.kind, error);
+    }
   }
 
   /** One audit line per action that found its job, through the runtime's logger. */
