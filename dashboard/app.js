@@ -260,7 +260,12 @@
           el('td', {}, time(attempt.startedAt)),
           el('td', {}, duration(attempt.finishedAt - attempt.startedAt)),
           el('td', {}, attempt.error.code || '—'),
-          el('td', { class: 'error' }, attempt.error.message),
+          el(
+            'td',
+            { class: 'error' },
+            attempt.error.message,
+            attempt.error.stack ? el('pre', { class: 'stack' }, attempt.error.stack) : null,
+          ),
           el('td', {}, attempt.retried ? 'retried' : 'failed'),
         ),
       );

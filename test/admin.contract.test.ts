@@ -276,6 +276,7 @@ for (const storeKind of STORES) {
           error: { message: 'db password rejected for user "svc"', code: 'E_DB' },
         });
         expect(before.attempts[1]).toMatchObject({ attempt: 2, retried: false });
+        expect(before.attempts[0].error.stack).toBeUndefined(); // stacks only where the app opts in
         expect(before.attempts[0].finishedAt).toBeGreaterThanOrEqual(before.attempts[0].startedAt);
 
         const forged = await post(`/api/jobs/${submitted.id}/retry`, AUTH);
@@ -423,6 +424,31 @@ describe('admin API when the store fails', () => {
     } finally {
       await app.close();
       await jobs.close({ timeoutMs: 100 }).catch(() => {});
+    }
+  });
+});
+
+describe('admin API with historyStacks', () => {
+  it('shows the stack of each failed attempt where the app opts in, and never to clients', async () => {
+    const jobs = createJobs({ historyStacks: true, pollIntervalMs: 20, logger: { error: () => {} } });
+    jobs.define(
+      'broken',
+      () => {
+        throw new Error('cannot read the ledger');
+      },
+      { attempts: 1 },
+    );
+    const app = await startAdminApp('express', jobs);
+    try {
+      const { job } = await jobs.submit('broken', {});
+      await eventually(async () => (await jobs.get(job.id))?.status === 'failed');
+      const detail = (await (await fetch(`${app.url}/admin/api/jobs/${job.id}`, { headers: AUTH })).json()) as any;
+      expect(detail.attempts[0].error.message).toBe('cannot read the ledger');
+      expect(detail.attempts[0].error.stack).toMatch(/^Error: cannot read the ledger\n\s+at /);
+      expect((await jobs.get(job.id))?.error).toEqual({ message: 'The job failed' });
+    } finally {
+      await app.close();
+      await jobs.close({ timeoutMs: 100 });
     }
   });
 });

@@ -58,6 +58,11 @@ export interface JobsOptions {
   retentionMs?: number;
   /** Largest result a handler may return, in bytes of JSON; larger fails the job. Default 1 MiB. */
   maxResultBytes?: number;
+  /**
+   * Keep the stack of each failed attempt in the job's history, next to its message and code, for operators (the
+   * admin API and dashboard show it; clients never see it). Default false: stacks stay in the server's log.
+   */
+  historyStacks?: boolean;
   /** Where handler errors are reported (the full error, stack included, stays on the server). Default `console`. */
   logger?: Logger;
   /**
@@ -165,6 +170,7 @@ export class Jobs {
       pollIntervalMs: positive('pollIntervalMs', options.pollIntervalMs ?? DEFAULTS.pollIntervalMs),
       retentionMs: positive('retentionMs', options.retentionMs ?? DEFAULTS.retentionMs),
       maxResultBytes: positive('maxResultBytes', options.maxResultBytes ?? DEFAULTS.maxResultBytes),
+      historyStacks: options.historyStacks ?? false,
     };
     this.workerId = `${hostname()}:${process.pid}:${newJobId().slice(0, 8)}`;
     this.#changes.setMaxListeners(0);

@@ -134,7 +134,8 @@ export interface AttemptRecord {
   attempt: number;
   startedAt: number;
   finishedAt: number;
-  error: JobErrorInfo;
+  /** The thrown error's own message and code; its stack only with `createJobs({ historyStacks: true })`. */
+  error: JobErrorInfo & { stack?: string };
   /** Another attempt was scheduled after this one. */
   retried: boolean;
 }

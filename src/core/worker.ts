@@ -18,6 +18,7 @@ export interface WorkerHost {
     readonly pollIntervalMs: number;
     readonly retentionMs: number;
     readonly maxResultBytes: number;
+    readonly historyStacks: boolean;
   };
   readonly logger: FieldLogger;
   readonly outages: OutageLog;
@@ -496,7 +497,7 @@ export class Worker {
           attempt: job.attempt,
           startedAt: entry.startedAt,
           finishedAt: Date.now(),
-          error: serverError(outcome.cause),
+          error: serverError(outcome.cause, options.historyStacks),
           retried: retryAt !== null,
         };
         await this.#settle(
@@ -572,20 +573,21 @@ export class Worker {
   }
 }
 
-/** The longest error message kept in a job's attempt history. */
+/** The longest error message (and stack) kept in a job's attempt history. */
 const MAX_ERROR_MESSAGE = 4000;
 
-/** The error as the server sees it (message and code, no stack), for the attempt history. */
-function serverError(error: unknown): JobErrorInfo {
-  const candidate = error as { message?: unknown; code?: unknown } | null;
+/** The error as the server sees it (message and code; the stack only when the app asks), for the attempt history. */
+function serverError(error: unknown, withStack: boolean): JobErrorInfo & { stack?: string } {
+  const candidate = error as { message?: unknown; code?: unknown; stack?: unknown } | null;
   let message = 'The job failed';
   try {
     message = typeof candidate?.message === 'string' ? candidate.message : String(error);
   } catch {
     // A thrown value that cannot be turned into text keeps the generic message.
   }
-  const info: JobErrorInfo = { message: message.slice(0, MAX_ERROR_MESSAGE) };
+  const info: JobErrorInfo & { stack?: string } = { message: message.slice(0, MAX_ERROR_MESSAGE) };
   if (typeof candidate?.code === 'string') info.code = candidate.code;
+  if (withStack && typeof candidate?.stack === 'string') info.stack = candidate.stack.slice(0, MAX_ERROR_MESSAGE);
   return info;
 }
 

@@ -236,7 +236,12 @@ export function registerAdmin(test: TestCase): void {
       error: { message: 'connect ECONNREFUSED 10.0.0.1:5432 "quoted" \\ ✓', code: 'ECONNREFUSED' },
       retried: true,
     };
-    const second: AttemptRecord = { ...first, attempt: 2, error: { message: 'secret detail' }, retried: false };
+    const second: AttemptRecord = {
+      ...first,
+      attempt: 2,
+      error: { message: 'secret detail', stack: 'Error: secret detail\n    at handler (job.ts:1:1)' },
+      retried: false,
+    };
     await store.claim(claimOptions('w1'));
     await store.fail(job.id, 'w1', {
       error: { message: 'The job failed' },
