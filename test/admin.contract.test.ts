@@ -452,3 +452,38 @@ describe('admin API with historyStacks', () => {
     }
   });
 });
+
+describe('admin live feed on an API-only process (PostgreSQL)', () => {
+  it('streams the changes a worker process makes, heard through LISTEN/NOTIFY', async () => {
+    const schema = fresh.next();
+    const api = createJobs({
+      store: new PostgresStore({ connectionString: pgUrl(), schema }),
+      worker: false,
+      logger: { error: () => {} },
+    });
+    const worker = createJobs({ store: new PostgresStore({ connectionString: pgUrl(), schema }), pollIntervalMs: 50 });
+    for (const jobs of [api, worker]) jobs.define('remote', async () => ({ done: true }));
+    await Promise.all([api.ready(), worker.start()]);
+    const app = await startAdminApp('express', api);
+    const controller = new AbortController();
+    try {
+      const response = await fetch(`${app.url}/admin/api/events`, { headers: AUTH, signal: controller.signal });
+      const reader = response.body!.getReader();
+      await reader.read(); // the connected comment
+      const { job } = await api.submit('remote', {});
+      let text = '';
+      const deadline = Date.now() + 10_000;
+      while (!text.includes(`{"id":"${job.id}","status":"complete"`) && Date.now() < deadline) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      expect(text).toContain(`{"id":"${job.id}","status":"processing"`);
+      expect(text).toContain(`{"id":"${job.id}","status":"complete"`);
+    } finally {
+      controller.abort();
+      await app.close();
+      await Promise.all([api.close({ timeoutMs: 100 }), worker.close({ timeoutMs: 100 })]);
+    }
+  });
+});
