@@ -20,8 +20,11 @@
     return node;
   }
 
+  /** A time: the clock time alone when it is today, the date too otherwise. */
   function time(ms) {
-    return ms === null || ms === undefined ? '—' : new Date(ms).toLocaleString();
+    if (ms === null || ms === undefined) return '—';
+    const date = new Date(ms);
+    return date.toDateString() === new Date().toDateString() ? date.toLocaleTimeString() : date.toLocaleString();
   }
 
   function duration(ms) {
@@ -156,11 +159,32 @@
       el('td', { class: 'num' }, `${job.attempt}/${job.maxAttempts}`),
       el('td', {}, time(job.createdAt)),
       el('td', {}, time(job.updatedAt)),
+      el('td', {}, rowAction(job)),
     );
     row.addEventListener('click', () => {
       location.hash = `job=${encodeURIComponent(job.id)}`;
     });
     return row;
+  }
+
+  /** The action a row offers at once: retry a failed or canceled job, cancel an unfinished one. */
+  function rowAction(job) {
+    const action =
+      job.status === 'failed' || job.status === 'canceled'
+        ? 'retry'
+        : job.status === 'queued' || job.status === 'processing'
+          ? 'cancel'
+          : null;
+    if (action === null || (action === 'cancel' && job.cancelRequested)) return null;
+    const button = el('button', { type: 'button', 'data-action': action }, action === 'retry' ? 'Retry' : 'Cancel');
+    button.addEventListener('click', (event) => {
+      event.stopPropagation(); // not a click on the row (which opens the job)
+      button.disabled = true;
+      send(job.id, action)
+        .then(() => refreshRow(job.id))
+        .catch(report);
+    });
+    return button;
   }
 
   async function loadJobs(reset) {
@@ -181,7 +205,7 @@
     }
     cursor = page.nextCursor;
     $('#more').hidden = cursor === null;
-    if (rows.size === 0) body.append(el('tr', {}, el('td', { colspan: 7, class: 'muted' }, 'No jobs match')));
+    if (rows.size === 0) body.append(el('tr', {}, el('td', { colspan: 8, class: 'muted' }, 'No jobs match')));
   }
 
   /** A job changed: its row shows the change in place (or leaves, when gone). */
@@ -311,18 +335,23 @@
     }
   }
 
+  /** One action on one job through the admin API. */
+  function send(id, action) {
+    const path = action === 'delete' ? `api/jobs/${encodeURIComponent(id)}` : `api/jobs/${encodeURIComponent(id)}/${action}`;
+    return api(path, {
+      method: action === 'delete' ? 'DELETE' : 'POST',
+      // Required by the admin API for every action: a page of another site cannot send it.
+      headers: { 'X-Respond-Async-Admin': '1' },
+    });
+  }
+
   async function act(action) {
     const id = shown;
     if (!id) return;
     if (action === 'delete' && !window.confirm(`Delete job ${id}?`)) return;
-    const path = action === 'delete' ? `api/jobs/${encodeURIComponent(id)}` : `api/jobs/${encodeURIComponent(id)}/${action}`;
     const status = $('#action-result');
     try {
-      await api(path, {
-        method: action === 'delete' ? 'DELETE' : 'POST',
-        // Required by the admin API for every action: a page of another site cannot send it.
-        headers: { 'X-Respond-Async-Admin': '1' },
-      });
+      await send(id, action);
       status.textContent = `${action}: done`;
     } catch (error) {
       status.textContent = `${action}: ${error.message}`;

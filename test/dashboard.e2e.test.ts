@@ -148,20 +148,31 @@ describe('operator dashboard in headless Chromium', () => {
     expect(new Set(await rows.evaluateAll((all) => all.map((row) => row.getAttribute('data-status'))))).toEqual(
       new Set(['failed']),
     );
-    const target = ids.failed[0];
-    await page.locator(`#jobs tr[data-id="${target}"]`).click();
+    // A failed job in full: the attempts with the server-side error the client never saw.
+    const [target, viewed] = ids.failed;
+    await page.locator(`#jobs tr[data-id="${viewed}"]`).click();
     await expect.poll(() => page.locator('#attempts tbody tr').count()).toBe(2);
     expect(await page.locator('#attempts tbody').textContent()).toContain('upstream 502 from billing.internal');
     await page.screenshot({ path: `${DOCS}dashboard-job.png`, fullPage: true });
+    await page.locator('#back').click();
 
+    // Retry from the row: the same row moves on to complete, fed by the live feed.
     healthy = true;
-    await page.locator('#actions button[data-action="retry"]').click();
+    const row = page.locator(`#jobs tr[data-id="${target}"]`);
+    await row.locator('button[data-action="retry"]').click();
     await until(async () => (await statusOf(target)) === 'complete');
+    await expect.poll(() => row.getAttribute('data-status')).toBe('complete');
+    expect(await row.locator('button').count()).toBe(0);
+    expect(await page.locator('#detail').isHidden()).toBe(true); // the click did not open the job
+    expect(await page.evaluate(() => (window as unknown as { __sameDocument?: boolean }).__sameDocument)).toBe(true);
+
+    // And from the job's page.
+    await page.locator(`#jobs tr[data-id="${viewed}"]`).click();
+    await page.locator('#actions button[data-action="retry"]').click();
+    await until(async () => (await statusOf(viewed)) === 'complete');
     await expect.poll(() => page.locator('#fields').getAttribute('data-status')).toBe('complete');
     await page.locator('#back').click();
-    // The list row changed from the live feed: still the failed filter's page, now showing the job complete.
-    await expect.poll(() => page.locator(`#jobs tr[data-id="${target}"]`).getAttribute('data-status')).toBe('complete');
-    expect(await page.evaluate(() => (window as unknown as { __sameDocument?: boolean }).__sameDocument)).toBe(true);
+    await expect.poll(() => page.locator(`#jobs tr[data-id="${viewed}"]`).getAttribute('data-status')).toBe('complete');
   });
 
   it('cancels a running job from the page', async () => {
