@@ -5,6 +5,7 @@
 (() => {
   const STATUSES = ['queued', 'processing', 'complete', 'failed', 'canceled'];
   const PAGE = 50;
+  const STATS_EVERY_MS = 3000;
   const $ = (selector) => document.querySelector(selector);
 
   /** An element with text content and attributes; children appended. Never innerHTML. */
@@ -383,11 +384,12 @@
   let listTimer = null;
 
   function soon(kind) {
+    // The figures read many rows (every job, the jobs of the window): at most every few seconds, however busy.
     if (kind === 'stats' && !statsTimer) {
       statsTimer = setTimeout(() => {
         statsTimer = null;
         loadStats().catch(report);
-      }, 500);
+      }, STATS_EVERY_MS);
     }
     if (kind === 'list' && !listTimer) {
       listTimer = setTimeout(() => {

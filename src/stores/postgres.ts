@@ -446,6 +446,23 @@ const SQL = {
     ORDER BY j.created_at DESC, j.id COLLATE "C" DESC
     LIMIT $9`,
 
+  // adminList of one owner's jobs ($5 owner; $6 from, $7 before, $8 limit, the rest as adminList), on the owner's
+  // index (jobs_owner_page_idx): a page costs the same however rare that owner's jobs are.
+  adminListOwner: (schema: string) => `
+    SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context
+    FROM ${schema}.jobs j
+    WHERE j.owner = $5::text AND (j.created_at, j.id COLLATE "C") < ($1::bigint, $2::text COLLATE "C")
+      AND ($3::text[] IS NULL OR j.status = ANY($3::text[]))
+      AND ($4::text IS NULL OR j.name = $4::text)
+      AND ($6::bigint IS NULL OR j.created_at >= $6::bigint)
+      AND ($7::bigint IS NULL OR j.created_at < $7::bigint)
+      AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
+    ORDER BY j.created_at DESC, j.id COLLATE "C" DESC
+    LIMIT $8`,
+
   countJobs: (schema: string) => `
     SELECT j.name, j.status, count(*)::integer AS n FROM ${schema}.jobs j
     WHERE (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
@@ -627,6 +644,16 @@ const PARAMS = {
     p.name ?? null,
     p.owner === undefined,
     p.owner ?? null,
+    p.from === undefined ? null : ms(p.from),
+    p.to === undefined ? null : ms(p.to),
+    Math.max(0, Math.floor(p.limit)),
+  ],
+  adminListOwner: (p: AdminListOptions & { owner: string }) => [
+    p.before?.createdAt ?? '9223372036854775807',
+    p.before?.id ?? '',
+    p.statuses === undefined ? null : [...p.statuses],
+    p.name ?? null,
+    p.owner,
     p.from === undefined ? null : ms(p.from),
     p.to === undefined ? null : ms(p.to),
     Math.max(0, Math.floor(p.limit)),
@@ -1019,7 +1046,12 @@ export class PostgresStore implements JobStore {
   }
 
   async adminList(options: AdminListOptions): Promise<JobRecord[]> {
-    return (await this.#query('adminList', options)).map(rowToRecord);
+    const { owner } = options;
+    const rows =
+      typeof owner === 'string'
+        ? await this.#query('adminListOwner', { ...options, owner })
+        : await this.#query('adminList', options);
+    return rows.map(rowToRecord);
   }
 
   async countJobs(): Promise<JobCount[]> {

@@ -50,19 +50,27 @@ export function registerAdmin(test: TestCase): void {
       await store.create(newJob({ owner: owners[i % 3] }));
       if (i % 2 === 0) await nextMillisecond(); // some share a millisecond, some do not
     }
-    const everything = (await store.adminList({ limit: 100 })).map((job) => job.id);
-    assert.equal(everything.length, 8);
-    const paged: string[] = [];
-    let position: ListPosition | undefined;
-    for (let page = 0; page < 10; page += 1) {
-      const jobs = await store.adminList({ limit: 3, ...(position ? { before: position } : {}) });
-      paged.push(...jobs.map((job) => job.id));
-      if (jobs.length < 3) break;
-      position = { createdAt: jobs[2].createdAt, id: jobs[2].id };
-      // A job added between pages comes before every page already read: the next pages neither repeat nor skip.
-      await store.create(newJob({ owner: 'carol' }));
+    // Every owner's jobs, then one owner's (the stores may read another index for it).
+    for (const filter of [{}, { owner: 'alice' }]) {
+      const listed: JobRecord[] = await store.adminList({ limit: 100, ...filter });
+      const everything = listed.map((job) => job.id);
+      // 8 in all at first; alice's 3 and the 4 added for her while the first pass paged.
+      assert.equal(everything.length, 'owner' in filter ? 7 : 8);
+      assert.ok(listed.every((job) => !('owner' in filter) || job.owner === 'alice'));
+      const paged: string[] = [];
+      let position: ListPosition | undefined;
+      for (let page = 0; page < 10; page += 1) {
+        const jobs = await store.adminList({ limit: 2, ...filter, ...(position ? { before: position } : {}) });
+        paged.push(...jobs.map((job) => job.id));
+        if (jobs.length < 2) break;
+        position = { createdAt: jobs[1].createdAt, id: jobs[1].id };
+        // A job added between pages (later than any listed) comes before every page already read: the next pages
+        // neither repeat nor skip.
+        await nextMillisecond();
+        await store.create(newJob({ owner: 'alice' }));
+      }
+      assert.deepEqual(paged, everything);
     }
-    assert.deepEqual(paged, everything);
   });
 
   test('countJobs counts unexpired jobs by name and status', async ({ store }) => {
