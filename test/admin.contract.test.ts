@@ -21,6 +21,7 @@ import { createJobs, JobError, type Jobs, MemoryStore } from '../src/index.js';
 import { respondAsync as koaAdapter } from '../src/koa.js';
 import { PostgresStore } from '../src/postgres.js';
 import { SqliteStore } from '../src/sqlite.js';
+import { readEvents } from './helpers/apps.js';
 import { closeAdmin, eventually, pgUrl, schemas } from './helpers/postgres.js';
 
 const FRAMEWORKS = ['express', 'fastify', 'koa', 'fetch'] as const;
@@ -484,6 +485,47 @@ describe('admin live feed on an API-only process (PostgreSQL)', () => {
       controller.abort();
       await app.close();
       await Promise.all([api.close({ timeoutMs: 100 }), worker.close({ timeoutMs: 100 })]);
+    }
+  });
+});
+
+describe('a retried job on its status event stream', () => {
+  it('moves again for a client resuming after the failure (Last-Event-ID): seq kept counting', async () => {
+    let healthy = false;
+    const jobs = createJobs({ pollIntervalMs: 20, logger: { error: () => {} } });
+    jobs.define(
+      'flaky',
+      async () => {
+        if (!healthy) throw new Error('not yet');
+        return { ok: true };
+      },
+      { attempts: 1 },
+    );
+    const app = express();
+    const ra = expressAdapter(jobs);
+    app.use(ra.routes());
+    app.use('/admin', ra.admin({ authorize: () => true }));
+    const running = await listen(app.listen(0, '127.0.0.1'));
+    try {
+      const { job } = await jobs.submit('flaky', {});
+      await eventually(async () => (await jobs.get(job.id))?.status === 'failed');
+      const failedSeq = (await jobs.get(job.id))!.seq;
+      healthy = true;
+      const retried = await fetch(`${running.url}/admin/api/jobs/${job.id}/retry`, {
+        method: 'POST',
+        headers: { 'x-respond-async-admin': '1' },
+      });
+      expect(retried.status).toBe(200);
+      const stream = await fetch(`${running.url}/jobs/${job.id}/events`, {
+        headers: { 'last-event-id': String(failedSeq) },
+      });
+      const events = await readEvents(stream);
+      expect(events.length).toBeGreaterThan(0);
+      expect(Number(events[0].id)).toBeGreaterThan(failedSeq);
+      expect(events.at(-1)).toMatchObject({ event: 'complete', data: { status: 'complete', result: { ok: true } } });
+    } finally {
+      await running.close();
+      await jobs.close({ timeoutMs: 100 });
     }
   });
 });
