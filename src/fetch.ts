@@ -1,6 +1,6 @@
 // respond-async/fetch: the adapter for Web Request/Response runtimes (Hono, Bun, Deno, Next.js route handlers).
 import type { JobDefinition, Jobs } from './core/runtime.js';
-import { type AdminOptions, AdminProtocol } from './http/admin.js';
+import { type AdminOptions, AdminProtocol, adminPath } from './http/admin.js';
 import { ProblemError } from './http/problem.js';
 import {
   HttpProtocol,
@@ -106,7 +106,7 @@ export function respondAsync(jobs: Jobs, options: FetchRespondAsyncOptions = {})
     statusUrl: (id) => protocol.statusUrl(id),
     admin(adminOptions) {
       const admin = new AdminProtocol<Request>(jobs, adminOptions, (error) => protocol.error(error));
-      const path = (adminOptions.path ?? '').replace(/\/+$/, '');
+      const path = adminPath(adminOptions.path);
       return async (request) => {
         const url = new URL(request.url);
         if (url.pathname !== path && !url.pathname.startsWith(`${path}/`)) return undefined;

@@ -1,7 +1,7 @@
 // respond-async/koa: Koa middleware for wrapped routes and status endpoints, with or without @koa/router.
 import type { Context, Middleware } from 'koa';
 import type { JobDefinition, Jobs } from './core/runtime.js';
-import { type AdminOptions, AdminProtocol } from './http/admin.js';
+import { type AdminOptions, AdminProtocol, adminPath } from './http/admin.js';
 import { nodeHeader, parsedByApp, readNodeBody, sendNode } from './http/node.js';
 import {
   HttpProtocol,
@@ -44,8 +44,8 @@ export interface KoaRespondAsync {
 }
 
 export interface KoaAdminOptions extends AdminOptions<Context> {
-  /** Where the dashboard answers, such as `/admin`. Default: where the middleware is mounted. */
-  path?: string;
+  /** Where the dashboard answers, such as `/admin`. Required. */
+  path: string;
 }
 
 /**
@@ -145,7 +145,7 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
     statusUrl: (id) => protocol.statusUrl(id),
     admin(adminOptions) {
       const admin = new AdminProtocol<Context>(jobs, adminOptions, (error) => protocol.error(error));
-      const path = (adminOptions.path ?? '').replace(/\/+$/, '');
+      const path = adminPath(adminOptions.path);
       return async (ctx, next) => {
         const own = ctx.path === path || ctx.path.startsWith(`${path}/`);
         if (!own) return next();

@@ -406,6 +406,20 @@ describe('admin() without authorize', () => {
       expect(mount).toThrow(expect.objectContaining({ code: 'ERR_RESPOND_ASYNC_ADMIN_AUTHORIZE_REQUIRED' }));
     }
   });
+
+  it('refuses a Koa or Fetch mount without a path (it would take over every path of the app)', () => {
+    const jobs = createJobs({ worker: false, logger: { error: () => {} } });
+    const authorize = () => true as const;
+    for (const path of [undefined, '', '/', 'admin']) {
+      for (const mount of [
+        () => koaAdapter(jobs).admin({ authorize, path } as never),
+        () => fetchAdapter(jobs).admin({ authorize, path } as never),
+      ]) {
+        expect(mount, String(path)).toThrow(expect.objectContaining({ code: 'ERR_RESPOND_ASYNC_ADMIN_PATH_REQUIRED' }));
+      }
+    }
+    expect(() => koaAdapter(jobs).admin({ authorize, path: '/ops/admin/' })).not.toThrow();
+  });
 });
 
 describe('admin API when the store fails', () => {

@@ -46,6 +46,22 @@ export interface AdminRequest<Req> {
   header(name: string): string | undefined;
 }
 
+/**
+ * The `path` option of the Koa and Fetch adapters, checked at mount: `/admin` or deeper, so that the dashboard never
+ * takes over every path of the app. Returned without a trailing slash. @internal
+ */
+export function adminPath(path: unknown): string {
+  const trimmed = typeof path === 'string' ? path.replace(/\/+$/, '') : '';
+  if (!/^\/[^?#\s]+$/.test(trimmed)) {
+    throw new RespondAsyncError(
+      'ERR_RESPOND_ASYNC_ADMIN_PATH_REQUIRED',
+      `respond-async: admin() needs a \`path\` such as '/admin' (where the dashboard answers), got ${JSON.stringify(path)}`,
+      { permanent: true },
+    );
+  }
+  return trimmed;
+}
+
 /** The header every action must carry: a cross-site form or `fetch` without CORS cannot send it. */
 export const ADMIN_HEADER = 'x-respond-async-admin';
 
