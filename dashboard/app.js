@@ -6,6 +6,7 @@
   const STATUSES = ['queued', 'processing', 'complete', 'failed', 'canceled'];
   const PAGE = 50;
   const STATS_EVERY_MS = 3000;
+  const POLL_MS = 10_000;
   const $ = (selector) => document.querySelector(selector);
 
   /** An element with text content and attributes; children appended. Never innerHTML. */
@@ -438,6 +439,16 @@
       button.addEventListener('click', () => act(button.dataset.action).catch(report));
     }
     window.addEventListener('hashchange', route);
+    // The live feed carries what this process hears; with a store without a change feed (SQLite, memory), a worker
+    // in another process changes jobs unheard: unfinished rows and the figures are read again now and then.
+    setInterval(() => {
+      soon('stats');
+      for (const [id, row] of rows) {
+        const status = row.getAttribute('data-status');
+        if (status === 'queued' || status === 'processing') refreshRow(id).catch(report);
+      }
+      if (shown) showJob(shown).catch(report);
+    }, POLL_MS);
     Promise.all([loadStats(), loadJobs(true)]).then(route, report);
     follow();
   });
