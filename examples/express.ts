@@ -1,9 +1,10 @@
 // Express example: POST /reports runs the `report` job; status, cancel and events under /jobs. Scoped by X-User.
-// Run: npx tsx examples/express.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
+// Run: npx tsx examples/express.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS, ADMIN_TOKEN)
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import express from 'express';
 import { respondAsync } from '../src/express.js';
+import { adminFromEnv } from './admin.js';
 import { expressExport } from './exports.js';
 import { otelFromEnv } from './otel.js';
 import {
@@ -37,6 +38,9 @@ app.post(
 app.post('/exports', ra.wrap(expressExport, { name: 'export-express' }));
 app.use(ra.routes());
 app.get('/openapi.json', (_req, res) => void res.json(reportOpenApi(report, 'export-express')));
+// The operator dashboard at /admin, when ADMIN_TOKEN is set (examples/admin.ts).
+const admin = adminFromEnv<express.Request>((req) => req.get('authorization'));
+if (admin) app.use('/admin', ra.admin(admin));
 
 // The demo page at / (examples/public) and the client library as an ES module, built once at startup.
 const client = await build({

@@ -1,8 +1,9 @@
 // Fastify example: POST /reports runs the `report` job; status, cancel and events under /jobs. Scoped by X-User.
-// Run: npx tsx examples/fastify.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
+// Run: npx tsx examples/fastify.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS, ADMIN_TOKEN)
 import swagger from '@fastify/swagger';
-import Fastify from 'fastify';
+import Fastify, { type FastifyRequest } from 'fastify';
 import { respondAsync } from '../src/fastify.js';
+import { adminFromEnv } from './admin.js';
 import { fastifyExport } from './exports.js';
 import { otelFromEnv } from './otel.js';
 import {
@@ -34,6 +35,9 @@ await app.register(swagger, {
 });
 app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
 await app.register(ra.plugin);
+// The operator dashboard at /admin, when ADMIN_TOKEN is set (examples/admin.ts).
+const admin = adminFromEnv<FastifyRequest>((req) => req.headers.authorization);
+if (admin) await app.register(ra.admin(admin), { prefix: '/admin' });
 // The body is validated by its schema (400 problem+json with `errors`), then turned into the job input.
 const schema = { body: ReportBody, result: ReportResult };
 app.post('/reports', ra.route(report, { schema, input: (_req, snapshot) => reportInput(snapshot) }));

@@ -1,7 +1,8 @@
 // Koa example: POST /reports runs the `report` job; status, cancel and events under /jobs. Scoped by X-User.
-// Run: npx tsx examples/koa.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS)
-import Koa from 'koa';
+// Run: npx tsx examples/koa.ts   (PORT, STORE, LEASE_MS, WEBHOOK_SECRET, WEBHOOK_ALLOW_ORIGINS, ADMIN_TOKEN)
+import Koa, { type Context } from 'koa';
 import { respondAsync } from '../src/koa.js';
+import { adminFromEnv } from './admin.js';
 import { koaExport } from './exports.js';
 import { otelFromEnv } from './otel.js';
 import {
@@ -38,6 +39,9 @@ app.use((ctx, next) => {
 // An ordinary middleware, wrapped unchanged: 202 here, run as job `export-koa` (here or by examples/worker.ts).
 const exportRoute = ra.wrap(koaExport, { name: 'export-koa' });
 app.use((ctx, next) => (ctx.method === 'POST' && ctx.path === '/exports' ? exportRoute(ctx, next) : next()));
+// The operator dashboard at /admin, when ADMIN_TOKEN is set (examples/admin.ts).
+const admin = adminFromEnv<Context>((ctx) => ctx.get('authorization') || undefined);
+if (admin) app.use(ra.admin({ ...admin, path: '/admin' }));
 // Anything no route answered: 404 problem+json.
 app.use((ctx) => {
   ctx.status = 404;

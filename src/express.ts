@@ -2,6 +2,7 @@
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
 import express from 'express';
 import type { JobDefinition, Jobs } from './core/runtime.js';
+import { type AdminOptions, AdminProtocol } from './http/admin.js';
 import { nodeHeader, parsedByApp, pathOf, readNodeBody, readNodeBytes, sendNode } from './http/node.js';
 import {
   HttpProtocol,
@@ -67,6 +68,11 @@ export interface ExpressRespondAsync {
   errors(): ErrorRequestHandler;
   /** The status URL of a job. */
   statusUrl(jobId: string): string;
+  /**
+   * The operator's dashboard and admin API, where the app mounts it: `app.use('/admin', ra.admin({ authorize }))`
+   * serves the page at `/admin/`, the API under `/admin/api/`. `authorize` is required.
+   */
+  admin(options: AdminOptions<Request>): RequestHandler;
 }
 
 /**
@@ -210,8 +216,28 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
       };
     },
     statusUrl: (id) => protocol.statusUrl(id),
+    admin(adminOptions) {
+      const admin = new AdminProtocol<Request>(jobs, adminOptions, (error) => protocol.error(error));
+      return (req: Request, res: Response) => {
+        const url = req.originalUrl;
+        const query = url.indexOf('?');
+        admin
+          .handle({
+            raw: req,
+            method: req.method,
+            path: pathOf(url).slice(req.baseUrl.length),
+            mount: req.baseUrl,
+            query: new URLSearchParams(query === -1 ? '' : url.slice(query + 1)),
+            header: nodeHeader(req),
+          })
+          .then((response) => sendNode(res, response))
+          .catch(() => res.destroy());
+      };
+    },
   };
 }
+
+export type { AdminDecision, AdminOptions } from './http/admin.js';
 
 export type { RespondAsyncOptions, RouteOptions } from './http/protocol.js';
 export type { CapturedResponse, WrappedJob, WrappedRequestSnapshot } from './http/wrap.js';

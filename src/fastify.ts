@@ -14,6 +14,7 @@ import Fastify, {
 import fp from 'fastify-plugin';
 import type { JobDefinition, Jobs } from './core/runtime.js';
 import type { JobContext } from './core/types.js';
+import { type AdminOptions, AdminProtocol } from './http/admin.js';
 import { limitResponseBody, nodeHeader, pathOf, readNodeBody, readNodeBytes, sendNode } from './http/node.js';
 import { fastifyOpenApiSchemas, type OpenApiOptions } from './http/openapi.js';
 import { ProblemError } from './http/problem.js';
@@ -82,6 +83,11 @@ export interface FastifyRespondAsync {
    */
   wrap(handler: RouteHandlerMethod<any, any, any, any>, options: FastifyWrapOptions): RouteShorthandOptionsWithHandler;
   statusUrl(jobId: string): string;
+  /**
+   * The operator's dashboard and admin API, as a plugin to register under the prefix of your choice:
+   * `app.register(ra.admin({ authorize }), { prefix: '/admin' })`. `authorize` is required.
+   */
+  admin(options: AdminOptions<FastifyRequest>): FastifyPluginAsync;
 }
 
 /**
@@ -281,6 +287,40 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
       };
     },
     statusUrl: (id) => protocol.statusUrl(id),
+    admin(adminOptions) {
+      const admin = new AdminProtocol<FastifyRequest>(jobs, adminOptions, (error) => protocol.error(error));
+      // Not wrapped in fastify-plugin: encapsulated, so that the prefix it is registered with applies to its routes.
+      return async (app: FastifyInstance) => {
+        const prefix = app.prefix;
+        app.addHook('preClose', async () => {
+          for (const end of streams) end();
+        });
+        const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+          const url = request.url;
+          const query = url.indexOf('?');
+          const response = await admin.handle({
+            raw: request,
+            method: request.method,
+            path: pathOf(url).slice(prefix.length),
+            mount: prefix,
+            query: new URLSearchParams(query === -1 ? '' : url.slice(query + 1)),
+            header: nodeHeader(request.raw),
+          });
+          return send(reply, response);
+        };
+        const route = {
+          method: ['GET', 'HEAD', 'DELETE', 'POST', 'PUT', 'PATCH', 'OPTIONS'],
+          exposeHeadRoutes: false,
+          errorHandler,
+          handler,
+          // No admin request has a body to read: none is parsed, whatever its type.
+          preParsing: (request: FastifyRequest, _reply: FastifyReply, payload: RequestPayload) =>
+            Promise.resolve(skipParsing(request, payload)),
+        };
+        app.route({ ...route, url: '/' });
+        app.route({ ...route, url: '/*' });
+      };
+    },
   };
 }
 
@@ -362,6 +402,8 @@ function replayer(handler: RouteHandlerMethod<any, any, any, any>, options: Fast
     }
   };
 }
+
+export type { AdminDecision, AdminOptions } from './http/admin.js';
 
 /**
  * Tell Fastify the request has no body left to parse (its body was read here, or is not wanted): its parsers never

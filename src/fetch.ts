@@ -1,5 +1,6 @@
 // respond-async/fetch: the adapter for Web Request/Response runtimes (Hono, Bun, Deno, Next.js route handlers).
 import type { JobDefinition, Jobs } from './core/runtime.js';
+import { type AdminOptions, AdminProtocol, adminPath } from './http/admin.js';
 import { ProblemError } from './http/problem.js';
 import {
   HttpProtocol,
@@ -23,6 +24,16 @@ export interface FetchRespondAsync {
   /** Answer a status-endpoint request under `basePath`, or `undefined` when the path is not one. */
   handle(request: Request): Promise<Response | undefined>;
   statusUrl(jobId: string): string;
+  /**
+   * The operator's dashboard and admin API under `options.path` (such as `/admin`): a handler answering the requests
+   * under it, and `undefined` for any other. `authorize` is required.
+   */
+  admin(options: FetchAdminOptions): (request: Request) => Promise<Response | undefined>;
+}
+
+export interface FetchAdminOptions extends AdminOptions<Request> {
+  /** Where the dashboard answers, such as `/admin`. */
+  path: string;
 }
 
 const NO_BODY: RequestBody = { value: undefined, json: undefined };
@@ -93,8 +104,27 @@ export function respondAsync(jobs: Jobs, options: FetchRespondAsyncOptions = {})
       return response && toResponse(response);
     },
     statusUrl: (id) => protocol.statusUrl(id),
+    admin(adminOptions) {
+      const admin = new AdminProtocol<Request>(jobs, adminOptions, (error) => protocol.error(error));
+      const path = adminPath(adminOptions.path);
+      return async (request) => {
+        const url = new URL(request.url);
+        if (url.pathname !== path && !url.pathname.startsWith(`${path}/`)) return undefined;
+        const response = await admin.handle({
+          raw: request,
+          method: request.method,
+          path: url.pathname.slice(path.length),
+          mount: path,
+          query: url.searchParams,
+          header: (name) => request.headers.get(name) ?? undefined,
+        });
+        return toResponse(response);
+      };
+    },
   };
 }
+
+export type { AdminDecision, AdminOptions } from './http/admin.js';
 
 /**
  * A Web Response from a protocol answer, or the 500 problem answer when the runtime refuses one of its headers

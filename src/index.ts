@@ -26,14 +26,23 @@ export {
   seeOther,
 } from './core/runtime.js';
 export type {
+  AdminListOptions,
+  AdminOutcome,
+  AttemptRecord,
   CancelOutcome,
   ClaimOptions,
   CreateResult,
+  DeliveryAttempt,
   DeliveryUpdate,
+  JobCount,
+  JobHistory,
   JobStore,
+  JobTimings,
   LeaseState,
   ListOptions,
   ListPosition,
+  Percentiles,
+  ThroughputBucket,
 } from './core/store.js';
 export {
   type DeliveryStatus,

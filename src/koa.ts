@@ -1,6 +1,7 @@
 // respond-async/koa: Koa middleware for wrapped routes and status endpoints, with or without @koa/router.
 import Koa, { type Context, type Middleware } from 'koa';
 import type { JobDefinition, Jobs } from './core/runtime.js';
+import { type AdminOptions, AdminProtocol, adminPath } from './http/admin.js';
 import { nodeHeader, parsedByApp, readNodeBody, readNodeBytes, sendNode } from './http/node.js';
 import { ProblemError } from './http/problem.js';
 import {
@@ -65,6 +66,16 @@ export interface KoaRespondAsync {
    */
   wrap(middleware: Middleware<any, any>, options: KoaWrapOptions): Middleware;
   statusUrl(jobId: string): string;
+  /**
+   * The operator's dashboard and admin API under `options.path` (or where koa-mount mounts it):
+   * `app.use(ra.admin({ path: '/admin', authorize }))`. `authorize` is required.
+   */
+  admin(options: KoaAdminOptions): Middleware;
+}
+
+export interface KoaAdminOptions extends AdminOptions<Context> {
+  /** Where the dashboard answers, such as `/admin`. Required. */
+  path: string;
 }
 
 /**
@@ -273,6 +284,23 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
       };
     },
     statusUrl: (id) => protocol.statusUrl(id),
+    admin(adminOptions) {
+      const admin = new AdminProtocol<Context>(jobs, adminOptions, (error) => protocol.error(error));
+      const path = adminPath(adminOptions.path);
+      return async (ctx, next) => {
+        const own = ctx.path === path || ctx.path.startsWith(`${path}/`);
+        if (!own) return next();
+        const response = await admin.handle({
+          raw: ctx,
+          method: ctx.method,
+          path: ctx.path.slice(path.length),
+          mount: mountOf(ctx) + path,
+          query: new URLSearchParams(ctx.querystring),
+          header: nodeHeader(ctx.req),
+        });
+        send(ctx, response);
+      };
+    },
   };
 }
 
@@ -291,6 +319,8 @@ interface KoaRouterLayer {
   params(path: string, captures: string[], params?: Record<string, string>): Record<string, string>;
   param(): KoaRouterLayer;
 }
+
+export type { AdminDecision, AdminOptions } from './http/admin.js';
 
 /** koa-mount's prefix (`ctx.mountPath`, stripped from `ctx.path`), without a trailing slash; `''` without it. */
 function mountOf(ctx: Context): string {

@@ -111,6 +111,8 @@ async function readSse(response: Response): Promise<SseEvent[]> {
 function scenarios(kind: StoreKind, framework: ExampleFramework): void {
   const durable = kind !== 'memory';
   const secret = `whsec_${randomBytes(32).toString('base64')}`;
+  // The dashboard is mounted where ADMIN_TOKEN is set: with the durable stores; not with the memory store.
+  const adminToken = durable ? randomBytes(12).toString('hex') : undefined;
   let store = '';
   let app: ExampleProcess;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
@@ -122,6 +124,7 @@ function scenarios(kind: StoreKind, framework: ExampleFramework): void {
       STORE: store,
       WEBHOOK_SECRET: secret,
       WEBHOOK_ALLOW_ORIGINS: `http://127.0.0.1:${receiver.port}`,
+      ADMIN_TOKEN: adminToken,
     });
   }, 60_000);
 
@@ -213,6 +216,7 @@ function scenarios(kind: StoreKind, framework: ExampleFramework): void {
         STORE: store,
         WEBHOOK_SECRET: secret,
         WEBHOOK_ALLOW_ORIGINS: `http://127.0.0.1:${receiver.port}`,
+        ADMIN_TOKEN: adminToken,
       });
       const restartedAt = Date.now();
       // The restarted example serves the jobs of the killed one: none is lost.
@@ -227,6 +231,28 @@ function scenarios(kind: StoreKind, framework: ExampleFramework): void {
       crash = { user, submits, killedAt, restartedAt, onRestart };
     }, 60_000);
   }
+
+  it.sequential('ADMIN_TOKEN set: the dashboard at /admin behind HTTP Basic (admin/token); unset: nothing there', async () => {
+    if (!adminToken) {
+      await expectProblem(await fetch(`${app.url}/admin/`), 404);
+      await expectProblem(await fetch(`${app.url}/admin/api/jobs`), 404);
+      return;
+    }
+    const basic = (password: string) => ({
+      authorization: `Basic ${Buffer.from(`admin:${password}`).toString('base64')}`,
+    });
+    for (const headers of [{}, basic('wrong'), basic(`${adminToken}x`)]) {
+      const refused = await fetch(`${app.url}/admin/`, { headers });
+      expect(refused.headers.get('www-authenticate')).toBe('Basic realm="respond-async"');
+      await expectProblem(refused, 401);
+    }
+    const page = await fetch(`${app.url}/admin/`, { headers: basic(adminToken) });
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('respond-async');
+    const { jobId } = await accepted(await submit({ steps: 1, stepMs: 0 }, newUser()));
+    const listed = await fetch(`${app.url}/admin/api/jobs?name=report&limit=200`, { headers: basic(adminToken) });
+    expect(((await listed.json()) as { jobs: Array<{ id: string }> }).jobs.map((j) => j.id)).toContain(jobId);
+  });
 
   it.sequential('submit: 202 with Location and Retry-After; polling reaches complete, progress climbing to 100', async () => {
     const user = newUser();

@@ -129,12 +129,16 @@ beforeAll(async () => {
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('the packed package', () => {
-  it('contains dist, README.md, CHANGELOG.md and package.json only, and every file that exports names', () => {
+  it('contains dist, the dashboard, README.md, CHANGELOG.md and package.json only, and every file that exports names', () => {
     expect(packedFiles).toContain('package.json');
     expect(packedFiles).toContain('README.md');
     expect(packedFiles).toContain('CHANGELOG.md');
+    for (const file of ['index.html', 'app.js', 'app.css']) expect(packedFiles).toContain(`dashboard/${file}`);
     const stray = packedFiles.filter(
-      (path) => !path.startsWith('dist/') && !/^(package\.json|README\.md|CHANGELOG\.md|LICENSE.*)$/.test(path),
+      (path) =>
+        !path.startsWith('dist/') &&
+        !path.startsWith('dashboard/') &&
+        !/^(package\.json|README\.md|CHANGELOG\.md|LICENSE.*)$/.test(path),
     );
     expect(stray).toEqual([]);
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
@@ -188,6 +192,7 @@ describe('the packed package', () => {
     expect(esm.smoke.koa.status).toBe(200);
     expect(esm.smoke.koa.doc).toMatchObject({ status: 'complete', progress: 100, result: { echo: 'esm-koa' } });
     expect(esm.smoke.sqlite).toEqual({ status: 'complete', result: 5 });
+    expect(esm.smoke.admin).toEqual({ page: 200, html: true, script: 200 });
     if (pgUrl()) expect(esm.smoke.postgres).toEqual({ status: 'complete', result: 5 });
   });
 
@@ -197,6 +202,7 @@ describe('the packed package', () => {
     expect(cjs.smoke.fetch.status).toBe(202);
     expect(cjs.smoke.fetch.doc).toMatchObject({ status: 'complete', progress: 100, result: { echo: 'cjs-fetch' } });
     expect(cjs.smoke.sqlite).toEqual({ status: 'complete', result: 42 });
+    expect(cjs.smoke.admin).toEqual({ style: 200, css: true });
   });
 
   it('publint --strict finds nothing', async () => {

@@ -7,7 +7,14 @@ import { CanceledError, InputError, QueueFullError, RespondAsyncError, StoreUnav
 import { newJobId } from './ids.js';
 import { OutageLog } from './outage-log.js';
 import type { SeeOther } from './outcome.js';
-import { assertJobStore, type CancelOutcome, type CreateResult, type JobStore, type ListPosition } from './store.js';
+import {
+  type AdminOutcome,
+  assertJobStore,
+  type CancelOutcome,
+  type CreateResult,
+  type JobStore,
+  type ListPosition,
+} from './store.js';
 import { Telemetry } from './telemetry.js';
 import type { JobChange, JobEvents, JobHandler, JobRecord, NewJob } from './types.js';
 import { isTerminal } from './types.js';
@@ -51,6 +58,11 @@ export interface JobsOptions {
   retentionMs?: number;
   /** Largest result a handler may return, in bytes of JSON; larger fails the job. Default 1 MiB. */
   maxResultBytes?: number;
+  /**
+   * Keep the stack of each failed attempt in the job's history, next to its message and code, for operators (the
+   * admin API and dashboard show it; clients never see it). Default false: stacks stay in the server's log.
+   */
+  historyStacks?: boolean;
   /** Where handler errors are reported (the full error, stack included, stays on the server). Default `console`. */
   logger?: Logger;
   /**
@@ -96,6 +108,9 @@ export interface CloseOptions {
   /** How long running handlers may take to finish before their signals abort and leases go back. Default 10 000 ms. */
   timeoutMs?: number;
 }
+
+/** The event of `#changes` that `watchAll()` listeners hear: every job's changes. */
+const ALL_JOBS = Symbol('all jobs');
 
 const DEFAULTS = {
   concurrency: 10,
@@ -155,6 +170,7 @@ export class Jobs {
       pollIntervalMs: positive('pollIntervalMs', options.pollIntervalMs ?? DEFAULTS.pollIntervalMs),
       retentionMs: positive('retentionMs', options.retentionMs ?? DEFAULTS.retentionMs),
       maxResultBytes: positive('maxResultBytes', options.maxResultBytes ?? DEFAULTS.maxResultBytes),
+      historyStacks: options.historyStacks ?? false,
     };
     this.workerId = `${hostname()}:${process.pid}:${newJobId().slice(0, 8)}`;
     this.#changes.setMaxListeners(0);
@@ -373,6 +389,65 @@ export class Jobs {
   }
 
   /**
+   * Call `listener` on every change of any job made by this process or reported by the store's change feed (the
+   * operator's live view). Returns the function that stops listening.
+   */
+  watchAll(listener: (change: JobChange) => void): () => void {
+    this.#changes.on(ALL_JOBS, listener);
+    this.#watchers += 1;
+    let watching = true;
+    return () => {
+      this.#changes.off(ALL_JOBS, listener);
+      if (watching) this.#watchers -= 1;
+      watching = false;
+    };
+  }
+
+  /**
+   * Run a failed or canceled job again (see `JobStore.retry`): same id, a fresh attempt budget. Watchers hear it
+   * move, and this process's worker looks for it at once.
+   * @throws TypeError when the store has no `retry()`.
+   */
+  async retry(id: string): Promise<AdminOutcome<'retried'>> {
+    const store = this.#adminStore('retry');
+    await this.ready();
+    const result = await this.#storeCall(() => store.retry!(id));
+    if (result.outcome === 'retried' && result.job) {
+      this.#publish(result.job);
+      this.#worker?.queued();
+    }
+    return result;
+  }
+
+  /** Delete a job whatever its status (see `JobStore.remove`); watchers hear of it. False when missing. */
+  async remove(id: string): Promise<boolean> {
+    const store = this.#adminStore('remove');
+    await this.ready();
+    const job = await this.get(id);
+    const removed = await this.#storeCall(() => store.remove!(id));
+    // A change past its last one: whoever listens reads it again and finds it gone.
+    if (removed && job) this.#publish({ id, status: job.status, seq: job.seq + 1 });
+    return removed;
+  }
+
+  /** Deliver a finished job's webhook again (see `JobStore.redeliver`). */
+  async redeliver(id: string): Promise<AdminOutcome<'redelivering'>> {
+    const store = this.#adminStore('redeliver');
+    await this.ready();
+    const result = await this.#storeCall(() => store.redeliver!(id));
+    // The record's seq did not move (nothing a status client sees changed); the operator's view hears it all the same.
+    if (result.outcome === 'redelivering' && result.job) this.#publishAll(result.job);
+    return result;
+  }
+
+  #adminStore(operation: 'retry' | 'remove' | 'redeliver'): JobStore {
+    if (typeof this.store[operation] !== 'function') {
+      throw new TypeError(`respond-async: the ${this.store.kind} store has no \`${operation}()\``);
+    }
+    return this.store;
+  }
+
+  /**
    * Call `listener` on each `event` of the jobs this process submits or runs (see `JobEvents`), for monitoring of
    * your own. Listeners run synchronously: keep them quick. One that throws is logged and does not disturb the
    * job or the other listeners. Returns the function that removes the listener.
@@ -517,6 +592,7 @@ export class Jobs {
 
   #onRemoteChange(change: JobChange): void {
     this.#changes.emit(change.id, change);
+    this.#changes.emit(ALL_JOBS, change);
     this.#worker?.onRemoteChange(change);
   }
 
@@ -524,6 +600,14 @@ export class Jobs {
     this.#worker?.noteSeq(job);
     if (this.#watchers > 0 && this.#changes.listenerCount(job.id) > 0) {
       this.#changes.emit(job.id, { id: job.id, status: job.status, seq: job.seq });
+    }
+    this.#publishAll(job);
+  }
+
+  /** Tell `watchAll()` listeners, if any. */
+  #publishAll(job: Pick<JobRecord, 'id' | 'status' | 'seq'>): void {
+    if (this.#watchers > 0 && this.#changes.listenerCount(ALL_JOBS) > 0) {
+      this.#changes.emit(ALL_JOBS, { id: job.id, status: job.status, seq: job.seq });
     }
   }
 

@@ -4,7 +4,7 @@
 // changes a job increments its `seq` and, where the store has a change feed, publishes a `JobChange`.
 // Methods that take a `workerId` act only while that worker holds the job's lease and return `undefined`
 // otherwise (the lease lapsed and another worker may have the job).
-import type { DeliveryStatus, JobChange, JobErrorInfo, JobRecord, NewJob } from './types.js';
+import type { DeliveryStatus, JobChange, JobErrorInfo, JobRecord, JobStatus, NewJob } from './types.js';
 
 export interface ClaimOptions {
   /** Only jobs registered under these names. */
@@ -43,6 +43,26 @@ export interface DeliveryUpdate {
   attempts: number;
   /** Next attempt time while `pending`; null otherwise. */
   nextAt: number | null;
+  /** The attempt this update records, for the job's delivery history (`history()`), where the store keeps one. */
+  attempt?: DeliveryAttempt;
+}
+
+/** One webhook delivery attempt, as the sender saw it. */
+export interface DeliveryAttempt {
+  /** 1 for the first attempt (counting again from 1 after `redeliver()`). */
+  attempt: number;
+  at: number;
+  outcome: 'delivered' | 'retrying' | 'failed';
+  /** The receiver's HTTP status, when it answered. */
+  httpStatus: number | null;
+  /** Why it was not delivered. */
+  reason: string | null;
+}
+
+/** What a job went through: its failed attempts and its webhook delivery attempts, oldest first. */
+export interface JobHistory {
+  attempts: AttemptRecord[];
+  deliveries: DeliveryAttempt[];
 }
 
 /** A place in an owner's list (see `JobStore.list`): the `createdAt` and `id` of a listed job. */
@@ -57,6 +77,73 @@ export interface ListOptions {
   limit: number;
   /** Only the jobs listed after this one (the last job of the previous page). */
   before?: ListPosition;
+}
+
+/** What the operator's job list (`JobStore.adminList`) filters by: every filter given must hold. */
+export interface AdminListOptions {
+  /** Only jobs in one of these statuses. */
+  statuses?: readonly JobStatus[];
+  /** Only jobs of this name. */
+  name?: string;
+  /** Only this owner's jobs (`null`: the jobs submitted without one). Absent: every owner's. */
+  owner?: string | null;
+  /** Only jobs created at or after this time (epoch ms). */
+  from?: number;
+  /** Only jobs created before this time (epoch ms). */
+  to?: number;
+  /** At most this many jobs. */
+  limit: number;
+  /** Only the jobs listed after this one (the last job of the previous page), in `list` order. */
+  before?: ListPosition;
+}
+
+/** How many unexpired jobs of one name are in one status. */
+export interface JobCount {
+  name: string;
+  status: JobStatus;
+  count: number;
+}
+
+/** The jobs of one name that finished in one time bucket, by how they ended. */
+export interface ThroughputBucket {
+  name: string;
+  /** Start of the bucket (epoch ms): a multiple of the bucket length. */
+  at: number;
+  complete: number;
+  failed: number;
+  canceled: number;
+}
+
+/** Nearest-rank percentiles of durations in ms (`null` when `count` is 0). */
+export interface Percentiles {
+  count: number;
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+  max: number | null;
+}
+
+/** Queue wait (`startedAt - createdAt`) and run time (`finishedAt - startedAt`) of the jobs finished in a window. */
+export interface JobTimings {
+  waitMs: Percentiles;
+  runMs: Percentiles;
+}
+
+/** One failed attempt, as the worker saw it: its timings and the full server-side error (message and code). */
+export interface AttemptRecord {
+  attempt: number;
+  startedAt: number;
+  finishedAt: number;
+  /** The thrown error's own message and code; its stack only with `createJobs({ historyStacks: true })`. */
+  error: JobErrorInfo & { stack?: string };
+  /** Another attempt was scheduled after this one. */
+  retried: boolean;
+}
+
+export interface AdminOutcome<Outcome extends string> {
+  outcome: Outcome | 'refused' | 'missing';
+  /** The job after the action; or as it is when `refused`. */
+  job?: JobRecord;
 }
 
 export interface JobStore {
@@ -140,7 +227,13 @@ export interface JobStore {
   fail(
     id: string,
     workerId: string,
-    outcome: { error: JobErrorInfo; retryAt: number | null; retentionMs: number },
+    outcome: {
+      error: JobErrorInfo;
+      retryAt: number | null;
+      retentionMs: number;
+      /** The attempt for the job's history (`history()`), where the store keeps one. */
+      attempt?: AttemptRecord;
+    },
   ): Promise<JobRecord | undefined>;
 
   /**
@@ -173,6 +266,47 @@ export interface JobStore {
    * Resolves to an unsubscribe function.
    */
   subscribe?(listener: (change: JobChange) => void): Promise<() => Promise<void>>;
+
+  // The operator's operations (the admin API and dashboard). Optional for third-party stores; the stores shipped
+  // here have them all, and the conformance suite covers them where a store has them.
+
+  /**
+   * Optional. Unexpired jobs of every owner that match the filters, newest first in `list` order (`createdAt`
+   * descending, then id descending, bytewise), paged the same way: pages stay stable while jobs are added.
+   */
+  adminList?(options: AdminListOptions): Promise<JobRecord[]>;
+
+  /** Optional. How many unexpired jobs there are, by name and status (pairs with none left out). */
+  countJobs?(): Promise<JobCount[]>;
+
+  /** Optional. Jobs finished in the last `windowMs`, by name and bucket of `bucketMs`. Empty buckets left out. */
+  throughput?(options: { windowMs: number; bucketMs: number }): Promise<ThroughputBucket[]>;
+
+  /** Optional. Queue wait and run time percentiles of the jobs that finished (and had started) in the last `windowMs`. */
+  timings?(options: { windowMs: number }): Promise<JobTimings>;
+
+  /**
+   * Optional. Run a `failed` or `canceled` job again, under the same id: `queued`, due now, with a fresh attempt
+   * budget (`attempt` 0); its result, error, progress, `startedAt`, `finishedAt`, expiry and webhook state cleared
+   * (a new delivery is armed when it ends again); `seq` keeps counting, so that event streams see it move. Any
+   * other status is `refused` (with the job as it is), an unknown or expired job `missing`.
+   */
+  retry?(id: string): Promise<AdminOutcome<'retried'>>;
+
+  /** Optional. Delete a job whatever its status (a worker running it then finds it gone). False when missing. */
+  remove?(id: string): Promise<boolean>;
+
+  /**
+   * Optional. Deliver a finished job's webhook again: its delivery `pending`, due now, attempts from 0. A job without
+   * a callback URL, or not finished, is `refused`.
+   */
+  redeliver?(id: string): Promise<AdminOutcome<'redelivering'>>;
+
+  /**
+   * Optional. The failed attempts of a job recorded by `fail()` and its delivery attempts recorded by
+   * `recordDelivery()`, oldest first; both empty when none, or when the job is missing.
+   */
+  history?(id: string): Promise<JobHistory>;
 
   /** Release connections and timers. The store is not used afterwards. */
   close(): Promise<void>;

@@ -18,6 +18,7 @@ export interface WorkerHost {
     readonly pollIntervalMs: number;
     readonly retentionMs: number;
     readonly maxResultBytes: number;
+    readonly historyStacks: boolean;
   };
   readonly logger: FieldLogger;
   readonly outages: OutageLog;
@@ -491,7 +492,18 @@ export class Worker {
         // Told before the write: once it is stored, the next attempt may start (and be told) at once.
         if (retryAt !== null)
           this.#emitEnded(entry, { outcome: 'retrying', event: { kind: 'retrying', error, retryAt } });
-        await this.#settle(() => store.fail(job.id, workerId, { error, retryAt, retentionMs }), controller.signal);
+        // The attempt for the job's history, seen by operators only: the full server-side error, not the public one.
+        const attempt = {
+          attempt: job.attempt,
+          startedAt: entry.startedAt,
+          finishedAt: Date.now(),
+          error: serverError(outcome.cause, options.historyStacks),
+          retried: retryAt !== null,
+        };
+        await this.#settle(
+          () => store.fail(job.id, workerId, { error, retryAt, retentionMs, attempt }),
+          controller.signal,
+        );
       }
     }
   }
@@ -559,6 +571,24 @@ export class Worker {
       this.#host.outages.failed('renew', 'respond-async: renewing leases failed', error);
     }
   }
+}
+
+/** The longest error message (and stack) kept in a job's attempt history. */
+const MAX_ERROR_MESSAGE = 4000;
+
+/** The error as the server sees it (message and code; the stack only when the app asks), for the attempt history. */
+function serverError(error: unknown, withStack: boolean): JobErrorInfo & { stack?: string } {
+  const candidate = error as { message?: unknown; code?: unknown; stack?: unknown } | null;
+  let message = 'The job failed';
+  try {
+    message = typeof candidate?.message === 'string' ? candidate.message : String(error);
+  } catch {
+    // A thrown value that cannot be turned into text keeps the generic message.
+  }
+  const info: JobErrorInfo & { stack?: string } = { message: message.slice(0, MAX_ERROR_MESSAGE) };
+  if (typeof candidate?.code === 'string') info.code = candidate.code;
+  if (withStack && typeof candidate?.stack === 'string') info.stack = candidate.stack.slice(0, MAX_ERROR_MESSAGE);
+  return info;
 }
 
 /** The structured fields of a log line about the attempt of `entry`. */

@@ -8,7 +8,7 @@ import { backoffDelay } from '../core/backoff.js';
 import { RespondAsyncError } from '../core/errors.js';
 import { OutageLog } from '../core/outage-log.js';
 import type { Jobs } from '../core/runtime.js';
-import type { DeliveryUpdate } from '../core/store.js';
+import type { DeliveryAttempt, DeliveryUpdate } from '../core/store.js';
 import type { JobRecord } from '../core/types.js';
 import { toStatusDocument } from './document.js';
 import { checkCallbackUrl, type LookupFunction, normaliseOrigin, type ResolvedAddress } from './ssrf.js';
@@ -325,14 +325,16 @@ class DeliveryLoop {
       const outcome = await this.#attempt(job);
       const next = this.#next(job, attempts, outcome);
       this.jobs.telemetry.delivery(next.status === 'pending' ? 'retrying' : next.status);
-      await this.#record(job.id, next);
+      await this.#record(job.id, { ...next, attempt: historyEntry(attempts, next, outcome) });
     } catch (error) {
       this.jobs.logger.error(`respond-async: webhook delivery of job ${job.id} failed`, error, {
         jobId: job.id,
         jobName: job.name,
       });
       this.jobs.telemetry.delivery('retrying');
-      await this.#record(job.id, this.#next(job, attempts, { kind: 'retry', reason: 'internal error' }));
+      const outcome: AttemptOutcome = { kind: 'retry', reason: 'internal error' };
+      const next = this.#next(job, attempts, outcome);
+      await this.#record(job.id, { ...next, attempt: historyEntry(attempts, next, outcome) });
     }
   }
 
@@ -403,9 +405,15 @@ class DeliveryLoop {
       const answer = await post(check.url, check.addresses, headers, body, controller.signal);
       span.end('error' in answer ? undefined : answer.status, 'error' in answer ? answer.error : undefined);
       if ('error' in answer) return { kind: 'retry', reason: answer.error };
-      if (answer.status >= 200 && answer.status < 300) return { kind: 'delivered' };
-      if (answer.status === 410) return { kind: 'failed', reason: 'the receiver answered 410 Gone' };
-      return { kind: 'retry', reason: `the receiver answered ${answer.status}`, retryAfterMs: answer.retryAfterMs };
+      const httpStatus = answer.status;
+      if (httpStatus >= 200 && httpStatus < 300) return { kind: 'delivered', httpStatus };
+      if (httpStatus === 410) return { kind: 'failed', reason: 'the receiver answered 410 Gone', httpStatus };
+      return {
+        kind: 'retry',
+        reason: `the receiver answered ${httpStatus}`,
+        retryAfterMs: answer.retryAfterMs,
+        httpStatus,
+      };
     } finally {
       clearTimeout(timer);
     }
@@ -413,9 +421,20 @@ class DeliveryLoop {
 }
 
 type AttemptOutcome =
-  | { kind: 'delivered' }
-  | { kind: 'failed'; reason: string }
-  | { kind: 'retry'; reason: string; retryAfterMs?: number };
+  | { kind: 'delivered'; httpStatus?: number }
+  | { kind: 'failed'; reason: string; httpStatus?: number }
+  | { kind: 'retry'; reason: string; retryAfterMs?: number; httpStatus?: number };
+
+/** A delivery attempt for the job's history (the operator's view). */
+function historyEntry(attempt: number, next: DeliveryUpdate, outcome: AttemptOutcome): DeliveryAttempt {
+  return {
+    attempt,
+    at: Date.now(),
+    outcome: next.status === 'pending' ? 'retrying' : next.status,
+    httpStatus: outcome.httpStatus ?? null,
+    reason: outcome.kind === 'delivered' ? null : outcome.reason,
+  };
+}
 
 type PostAnswer = { status: number; retryAfterMs?: number } | { error: string };
 

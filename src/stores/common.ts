@@ -1,6 +1,7 @@
 // What every store shares: building the record of a new job, the scope of an idempotency key, JSON text in and
 // out of a column, and a table row mapped to a JobRecord. @internal
 import { JsonRefusedError } from '../core/errors.js';
+import type { AttemptRecord, DeliveryAttempt, JobHistory, Percentiles } from '../core/store.js';
 import type { DeliveryStatus, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
 
 /** @internal Build the record a store inserts for a new job. Shared by every store. */
@@ -138,4 +139,20 @@ export function rowToRecord(row: JobRow): JobRecord {
 
 function numberOrNull(value: number | string | null): number | null {
   return value === null ? null : Number(value);
+}
+
+/**
+ * @internal Nearest-rank percentiles (the smallest value with at least p of the values at or under it: what
+ * PostgreSQL's `percentile_disc` returns), so that every store reports the same figures for the same jobs.
+ */
+export function percentiles(values: number[]): Percentiles {
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = (p: number) => (sorted.length === 0 ? null : sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]);
+  return { count: sorted.length, p50: rank(0.5), p95: rank(0.95), p99: rank(0.99), max: rank(1) };
+}
+
+/** @internal A job's history, from the JSON texts (arrays) of its `attempts` and `delivery_log` columns. */
+export function parseHistory(row: { attempts: string | null; delivery_log: string | null } | undefined): JobHistory {
+  const list = <T>(text: string | null | undefined): T[] => (text ? (JSON.parse(text) as T[]) : []);
+  return { attempts: list<AttemptRecord>(row?.attempts), deliveries: list<DeliveryAttempt>(row?.delivery_log) };
 }

@@ -1,8 +1,22 @@
 // MemoryStore: the default JobStore, for one process: jobs in Maps, bounded by count and by bytes.
 import { QueueFullError } from '../core/errors.js';
-import type { ClaimOptions, DeliveryUpdate, JobStore, ListOptions, ListPosition } from '../core/store.js';
+import type {
+  AdminListOptions,
+  AdminOutcome,
+  AttemptRecord,
+  ClaimOptions,
+  DeliveryAttempt,
+  DeliveryUpdate,
+  JobCount,
+  JobHistory,
+  JobStore,
+  JobTimings,
+  ListOptions,
+  ListPosition,
+  ThroughputBucket,
+} from '../core/store.js';
 import type { JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
-import { keyScope, newRecord } from './common.js';
+import { keyScope, newRecord, percentiles } from './common.js';
 
 /**
  * The bounds. A new job that would pass one first makes the store delete the jobs past their retention, then evict
@@ -35,6 +49,10 @@ interface Held {
   input: string | undefined;
   result: string | undefined;
   error: string | undefined;
+  /** The failed attempts recorded by `fail()`, as JSON texts. */
+  attempts: string[];
+  /** The delivery attempts recorded by `recordDelivery()`, as JSON texts. */
+  deliveries: string[];
   /** What it counts against `maxBytes`. */
   bytes: number;
 }
@@ -81,7 +99,7 @@ export class MemoryStore implements JobStore {
     const record = newRecord(job, now);
     record.input = undefined; // kept as text, so that the caller's value is neither held nor shared
     const input = job.inputJson ?? JSON.stringify(job.input);
-    const held: Held = { record, input, result: undefined, error: undefined, bytes: 0 };
+    const held: Held = { record, input, result: undefined, error: undefined, attempts: [], deliveries: [], bytes: 0 };
     held.bytes = sizeOf(held);
     this.#makeRoom(held.bytes, now);
     this.#jobs.set(job.id, held);
@@ -179,6 +197,7 @@ export class MemoryStore implements JobStore {
   async fail(id: string, workerId: string, outcome: Parameters<JobStore['fail']>[2]) {
     return this.#end(id, workerId, outcome.retentionMs, (held) => {
       held.error = JSON.stringify(outcome.error);
+      if (outcome.attempt) held.attempts.push(JSON.stringify(outcome.attempt));
       return outcome.retryAt ?? 'failed';
     });
   }
@@ -230,9 +249,138 @@ export class MemoryStore implements JobStore {
     if (held === undefined) return;
     held.record.deliveryStatus = update.status;
     held.record.deliveryAttempts = update.attempts;
+    if (update.attempt) {
+      held.deliveries.push(JSON.stringify(update.attempt));
+      this.#resize(held);
+    }
     held.record.deliveryNextAt = update.nextAt;
     if (update.status === 'pending') this.#deliveries.add(held);
     else this.#deliveries.delete(held);
+  }
+
+  async adminList(options: AdminListOptions): Promise<JobRecord[]> {
+    const now = Date.now();
+    const { statuses, name, owner, from, to, before } = options;
+    const page = [...this.#jobs.values()].filter((held) => {
+      const r = held.record;
+      if (expired(held, now)) return false;
+      if (statuses !== undefined && !statuses.includes(r.status)) return false;
+      if (name !== undefined && r.name !== name) return false;
+      if (owner !== undefined && r.owner !== owner) return false;
+      if (from !== undefined && r.createdAt < from) return false;
+      if (to !== undefined && r.createdAt >= to) return false;
+      return before === undefined || listedAfter(r, before);
+    });
+    page.sort((a, b) => (listedAfter(a.record, b.record) ? 1 : -1));
+    return page.slice(0, Math.max(0, options.limit)).map(copy);
+  }
+
+  async countJobs(): Promise<JobCount[]> {
+    const now = Date.now();
+    const counts = new Map<string, JobCount>();
+    for (const held of this.#jobs.values()) {
+      if (expired(held, now)) continue;
+      const { name, status } = held.record;
+      const key = `${status}\u0000${name}`;
+      const count = counts.get(key) ?? { name, status, count: 0 };
+      count.count += 1;
+      counts.set(key, count);
+    }
+    return [...counts.values()];
+  }
+
+  async throughput({ windowMs, bucketMs }: { windowMs: number; bucketMs: number }): Promise<ThroughputBucket[]> {
+    const now = Date.now();
+    const buckets = new Map<string, ThroughputBucket>();
+    for (const held of this.#finished) {
+      const r = held.record;
+      if (expired(held, now) || r.finishedAt === null || r.finishedAt < now - windowMs) continue;
+      const at = Math.floor(r.finishedAt / bucketMs) * bucketMs;
+      const key = `${at}\u0000${r.name}`;
+      const bucket = buckets.get(key) ?? { name: r.name, at, complete: 0, failed: 0, canceled: 0 };
+      if (r.status === 'complete' || r.status === 'failed' || r.status === 'canceled') bucket[r.status] += 1;
+      buckets.set(key, bucket);
+    }
+    return [...buckets.values()];
+  }
+
+  async timings({ windowMs }: { windowMs: number }): Promise<JobTimings> {
+    const now = Date.now();
+    const wait: number[] = [];
+    const run: number[] = [];
+    for (const held of this.#finished) {
+      const r = held.record;
+      if (expired(held, now) || r.finishedAt === null || r.finishedAt < now - windowMs || r.startedAt === null)
+        continue;
+      wait.push(r.startedAt - r.createdAt);
+      run.push(r.finishedAt - r.startedAt);
+    }
+    return { waitMs: percentiles(wait), runMs: percentiles(run) };
+  }
+
+  async retry(id: string): Promise<AdminOutcome<'retried'>> {
+    const now = Date.now();
+    const held = this.#jobs.get(id);
+    if (held === undefined || expired(held, now)) return { outcome: 'missing' };
+    const r = held.record;
+    if (r.status !== 'failed' && r.status !== 'canceled') return { outcome: 'refused', job: copy(held) };
+    this.#finished.delete(held);
+    this.#deliveries.delete(held);
+    held.result = undefined;
+    held.error = undefined;
+    Object.assign(r, {
+      status: 'queued',
+      attempt: 0,
+      runAt: now,
+      progress: null,
+      message: null,
+      resultUrl: null,
+      cancelRequested: false,
+      deliveryStatus: null,
+      deliveryAttempts: 0,
+      deliveryNextAt: null,
+      startedAt: null,
+      finishedAt: null,
+      expiresAt: null,
+    } satisfies Partial<JobRecord>);
+    touch(r, now);
+    this.#resize(held);
+    this.#enqueue(held);
+    return { outcome: 'retried', job: copy(held) };
+  }
+
+  async remove(id: string): Promise<boolean> {
+    const held = this.#jobs.get(id);
+    if (held === undefined || expired(held, Date.now())) return false;
+    if (held.record.status === 'queued') {
+      const queue = this.#queues.get(held.record.name) ?? [];
+      queue.splice(queue.indexOf(held), 1);
+    }
+    this.#processing.delete(held);
+    this.#remove(held);
+    return true;
+  }
+
+  async redeliver(id: string): Promise<AdminOutcome<'redelivering'>> {
+    const now = Date.now();
+    const held = this.#jobs.get(id);
+    if (held === undefined || expired(held, now)) return { outcome: 'missing' };
+    const r = held.record;
+    if (r.callbackUrl === null || r.finishedAt === null) return { outcome: 'refused', job: copy(held) };
+    r.deliveryStatus = 'pending';
+    r.deliveryAttempts = 0;
+    r.deliveryNextAt = now;
+    this.#deliveries.add(held);
+    return { outcome: 'redelivering', job: copy(held) };
+  }
+
+  async history(id: string): Promise<JobHistory> {
+    const held = this.#jobs.get(id);
+    if (held === undefined || expired(held, Date.now())) return { attempts: [], deliveries: [] };
+    return {
+      attempts: held.attempts.map((text) => JSON.parse(text) as AttemptRecord),
+      deliveries: held.deliveries.map((text) => JSON.parse(text) as DeliveryAttempt),
+    };
   }
 
   async close(): Promise<void> {}
@@ -361,8 +509,9 @@ function touch(record: JobRecord, now: number): void {
   record.seq += 1;
 }
 
-function sizeOf({ record: r, input, result, error }: Held): number {
-  const json = (input?.length ?? 0) + (result?.length ?? 0) + (error?.length ?? 0);
+function sizeOf({ record: r, input, result, error, attempts, deliveries }: Held): number {
+  const history = attempts.join('').length + deliveries.join('').length;
+  const json = (input?.length ?? 0) + (result?.length ?? 0) + (error?.length ?? 0) + history;
   const texts = [r.id, r.name, r.owner, r.idempotencyKey, r.requestHash, r.callbackUrl, r.message, r.resultUrl];
   return texts.reduce((bytes, text) => bytes + (text?.length ?? 0), RECORD_BYTES + json);
 }

@@ -201,6 +201,22 @@ AS $fn$
 $fn$;
 `,
   },
+  {
+    version: 7,
+    name: 'operator views',
+    // The operator's list (every owner's jobs, newest first, paged like list(), ids bytewise) walks an index of its
+    // own; the throughput and timing views read the jobs finished in a recent window by finished_at; `attempts`
+    // keeps each failed attempt (timings and the full server-side error) as a JSON array, as text, appended by
+    // fail(); `delivery_log` each webhook delivery attempt, appended by recordDelivery(). Nullable columns without a
+    // default: no table rewrite. Processes of the previous version keep working
+    // during a rolling upgrade: their statements list their columns and leave the new one alone.
+    sql: `
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS attempts text;
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS delivery_log text;
+CREATE INDEX IF NOT EXISTS jobs_created_page_idx ON jobs (created_at DESC, id COLLATE "C" DESC);
+CREATE INDEX IF NOT EXISTS jobs_finished_idx ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+`,
+  },
 ];
 
 /** The newest migration this version knows: a schema migrated further was written by a newer respond-async. */

@@ -9,17 +9,25 @@ import { createHash } from 'node:crypto';
 import type { Client, ClientConfig, Pool, PoolConfig, QueryResult } from 'pg';
 import { DriverMissingError, InputError, SchemaTooNewError, StoreClosedError } from '../core/errors.js';
 import type {
+  AdminListOptions,
+  AdminOutcome,
+  AttemptRecord,
   CancelOutcome,
   ClaimOptions,
   CreateResult,
   DeliveryUpdate,
+  JobCount,
+  JobHistory,
   JobStore,
+  JobTimings,
   LeaseState,
   ListOptions,
+  Percentiles,
+  ThroughputBucket,
 } from '../core/store.js';
 import type { JobChange, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
 import { isTerminal } from '../core/types.js';
-import { type JobRow, keyScope, rowToRecord, toJsonText } from './common.js';
+import { type JobRow, keyScope, parseHistory, rowToRecord, toJsonText } from './common.js';
 import { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION } from './postgres-migrations.js';
 
 export interface PostgresStoreOptions {
@@ -295,9 +303,12 @@ const SQL = {
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
       j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
-  // $1 id, $2 worker, $3 error, $4 retention ms
+  // $1 id, $2 worker, $3 error, $4 retention ms, $5 the attempt for the history (JSON text, or NULL), appended to the
+  // JSON array in `attempts` as text (no JSON parse, so that any text the other stores keep is kept).
   failFinal: (schema: string) => `
     UPDATE ${schema}.jobs j SET
+      attempts = CASE WHEN $5::text IS NULL THEN j.attempts WHEN j.attempts IS NULL THEN '[' || $5::text || ']'
+        ELSE left(j.attempts, -1) || ',' || $5::text || ']' END,
       error = CASE WHEN j.cancel_requested THEN j.error ELSE $3 END,
       status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'failed' END,
       lease_owner = NULL, lease_until = NULL, cancel_requested = false,
@@ -313,10 +324,12 @@ const SQL = {
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
       j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
-  // $1 id, $2 worker, $3 error, $4 retry at (epoch ms), $5 retention ms. A retry goes back to the queue; with a
-  // cancel requested the job ends canceled instead, and its retention ($5) starts.
+  // $1 id, $2 worker, $3 error, $4 retry at (epoch ms), $5 retention ms, $6 the attempt (as in failFinal). A retry
+  // goes back to the queue; with a cancel requested the job ends canceled instead, and its retention ($5) starts.
   failRetry: (schema: string) => `
     UPDATE ${schema}.jobs j SET
+      attempts = CASE WHEN $6::text IS NULL THEN j.attempts WHEN j.attempts IS NULL THEN '[' || $6::text || ']'
+        ELSE left(j.attempts, -1) || ',' || $6::text || ']' END,
       error = CASE WHEN j.cancel_requested THEN j.error ELSE $3 END,
       status = CASE WHEN j.cancel_requested THEN 'canceled' ELSE 'queued' END,
       run_at = CASE WHEN j.cancel_requested THEN j.run_at ELSE $4::bigint END,
@@ -406,10 +419,103 @@ const SQL = {
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
       j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
-  // $1 id, $2 status, $3 attempts, $4 next at (epoch ms)
+  // $1 id, $2 status, $3 attempts, $4 next at (epoch ms), $5 the attempt for the history (JSON text, or NULL), appended
+  // to the JSON array in `delivery_log` as text, as failFinal does with `attempts`.
   recordDelivery: (schema: string) => `
-    UPDATE ${schema}.jobs j SET delivery_status = $2, delivery_attempts = $3, delivery_next_at = $4::bigint
+    UPDATE ${schema}.jobs j SET delivery_status = $2, delivery_attempts = $3, delivery_next_at = $4::bigint,
+      delivery_log = CASE WHEN $5::text IS NULL THEN j.delivery_log WHEN j.delivery_log IS NULL THEN '[' || $5::text || ']'
+        ELSE left(j.delivery_log, -1) || ',' || $5::text || ']' END
     WHERE j.id = $1`,
+
+  // The operator's views (migration 7). $1 $2 the position to list after (created_at, id), $3 statuses, $4 name,
+  // $5 any owner, $6 owner, $7 created from, $8 created before, $9 limit: each filter is off when NULL (owner: when
+  // $5). On jobs_created_page_idx, from the position given; the first page passes one after every job.
+  adminList: (schema: string) => `
+    SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context
+    FROM ${schema}.jobs j
+    WHERE (j.created_at, j.id COLLATE "C") < ($1::bigint, $2::text COLLATE "C")
+      AND ($3::text[] IS NULL OR j.status = ANY($3::text[]))
+      AND ($4::text IS NULL OR j.name = $4::text)
+      AND ($5::boolean OR j.owner IS NOT DISTINCT FROM $6::text)
+      AND ($7::bigint IS NULL OR j.created_at >= $7::bigint)
+      AND ($8::bigint IS NULL OR j.created_at < $8::bigint)
+      AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
+    ORDER BY j.created_at DESC, j.id COLLATE "C" DESC
+    LIMIT $9`,
+
+  // adminList of one owner's jobs ($5 owner; $6 from, $7 before, $8 limit, the rest as adminList), on the owner's
+  // index (jobs_owner_page_idx): a page costs the same however rare that owner's jobs are.
+  adminListOwner: (schema: string) => `
+    SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context
+    FROM ${schema}.jobs j
+    WHERE j.owner = $5::text AND (j.created_at, j.id COLLATE "C") < ($1::bigint, $2::text COLLATE "C")
+      AND ($3::text[] IS NULL OR j.status = ANY($3::text[]))
+      AND ($4::text IS NULL OR j.name = $4::text)
+      AND ($6::bigint IS NULL OR j.created_at >= $6::bigint)
+      AND ($7::bigint IS NULL OR j.created_at < $7::bigint)
+      AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
+    ORDER BY j.created_at DESC, j.id COLLATE "C" DESC
+    LIMIT $8`,
+
+  countJobs: (schema: string) => `
+    SELECT j.name, j.status, count(*)::integer AS n FROM ${schema}.jobs j
+    WHERE (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
+    GROUP BY j.name, j.status`,
+
+  // $1 window ms, $2 bucket ms
+  throughput: (schema: string) => `
+    SELECT j.name, (j.finished_at / $2::bigint) * $2::bigint AS at,
+      (count(*) FILTER (WHERE j.status = 'complete'))::integer AS complete,
+      (count(*) FILTER (WHERE j.status = 'failed'))::integer AS failed,
+      (count(*) FILTER (WHERE j.status = 'canceled'))::integer AS canceled
+    FROM ${schema}.jobs j
+    WHERE j.finished_at >= floor(extract(epoch from now()) * 1000)::bigint - $1::bigint AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
+    GROUP BY 1, 2`,
+
+  // $1 window ms. Nearest-rank percentiles (percentile_disc), as the other stores compute them.
+  timings: (schema: string) => `
+    SELECT count(*)::integer AS n,
+      percentile_disc(ARRAY[0.5, 0.95, 0.99, 1]) WITHIN GROUP (ORDER BY j.started_at - j.created_at) AS wait,
+      percentile_disc(ARRAY[0.5, 0.95, 0.99, 1]) WITHIN GROUP (ORDER BY j.finished_at - j.started_at) AS run
+    FROM ${schema}.jobs j
+    WHERE j.finished_at >= floor(extract(epoch from now()) * 1000)::bigint - $1::bigint AND j.started_at IS NOT NULL AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)`,
+
+  // $1 id
+  retry: (schema: string) => `
+    UPDATE ${schema}.jobs j SET status = 'queued', attempt = 0, run_at = floor(extract(epoch from now()) * 1000)::bigint,
+      progress = NULL, message = NULL, result = NULL, result_url = NULL, error = NULL,
+      lease_owner = NULL, lease_until = NULL, cancel_requested = false,
+      delivery_status = NULL, delivery_attempts = 0, delivery_next_at = NULL,
+      started_at = NULL, finished_at = NULL, expires_at = NULL,
+      updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+    WHERE j.id = $1 AND j.status IN ('failed', 'canceled') AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
+
+  // $1 id
+  remove: (schema: string) => `
+    DELETE FROM ${schema}.jobs j WHERE j.id = $1 AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)`,
+
+  // $1 id
+  redeliver: (schema: string) => `
+    UPDATE ${schema}.jobs j SET delivery_status = 'pending', delivery_attempts = 0, delivery_next_at = floor(extract(epoch from now()) * 1000)::bigint
+    WHERE j.id = $1 AND j.callback_url IS NOT NULL AND j.status IN ('complete', 'failed', 'canceled') AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
+    RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+      j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+      j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+      j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
+
+  // $1 id
+  history: (schema: string) => `
+    SELECT j.attempts, j.delivery_log FROM ${schema}.jobs j WHERE j.id = $1 AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)`,
 };
 
 type StatementName = keyof typeof SQL;
@@ -503,30 +609,62 @@ const PARAMS = {
   ],
   complete: completeValues,
   completeMany: (rows: readonly CompleteParams[]) => columnsOf(rows.map(completeValues)),
-  failFinal: (p: { id: string; worker: string; error: string | null; retentionMs: number }) => [
-    p.id,
-    p.worker,
-    p.error,
-    ms(p.retentionMs),
-  ],
-  failRetry: (p: { id: string; worker: string; error: string | null; retryAt: number; retentionMs: number }) => [
-    p.id,
-    p.worker,
-    p.error,
-    ms(p.retryAt),
-    ms(p.retentionMs),
-  ],
+  failFinal: (p: {
+    id: string;
+    worker: string;
+    error: string | null;
+    retentionMs: number;
+    attempt?: string | null;
+  }) => [p.id, p.worker, p.error, ms(p.retentionMs), p.attempt ?? null],
+  failRetry: (p: {
+    id: string;
+    worker: string;
+    error: string | null;
+    retryAt: number;
+    retentionMs: number;
+    attempt?: string | null;
+  }) => [p.id, p.worker, p.error, ms(p.retryAt), ms(p.retentionMs), p.attempt ?? null],
   cancel: (p: { id: string; retentionMs: number }) => [p.id, ms(p.retentionMs)],
   markCanceled: (p: { id: string; worker: string; retentionMs: number }) => [p.id, p.worker, ms(p.retentionMs)],
   release: (p: { id: string; worker: string }) => [p.id, p.worker],
   purge: (p: { limit: number }) => [p.limit],
   claimDeliveries: (p: { limit: number; leaseMs: number }) => [p.limit, ms(p.leaseMs)],
-  recordDelivery: (p: { id: string; status: string; attempts: number; nextAt: number | null }) => [
-    p.id,
-    p.status,
-    p.attempts,
-    p.nextAt === null ? null : ms(p.nextAt),
+  recordDelivery: (p: {
+    id: string;
+    status: string;
+    attempts: number;
+    nextAt: number | null;
+    attempt: string | null;
+  }) => [p.id, p.status, p.attempts, p.nextAt === null ? null : ms(p.nextAt), p.attempt],
+  adminList: (p: AdminListOptions) => [
+    // Without a position, one after every job: the largest bigint, and '' (no id sorts before it).
+    p.before?.createdAt ?? '9223372036854775807',
+    p.before?.id ?? '',
+    p.statuses === undefined ? null : [...p.statuses],
+    p.name ?? null,
+    p.owner === undefined,
+    p.owner ?? null,
+    p.from === undefined ? null : ms(p.from),
+    p.to === undefined ? null : ms(p.to),
+    Math.max(0, Math.floor(p.limit)),
   ],
+  adminListOwner: (p: AdminListOptions & { owner: string }) => [
+    p.before?.createdAt ?? '9223372036854775807',
+    p.before?.id ?? '',
+    p.statuses === undefined ? null : [...p.statuses],
+    p.name ?? null,
+    p.owner,
+    p.from === undefined ? null : ms(p.from),
+    p.to === undefined ? null : ms(p.to),
+    Math.max(0, Math.floor(p.limit)),
+  ],
+  countJobs: (_p: Record<string, never>) => [],
+  throughput: (p: { windowMs: number; bucketMs: number }) => [ms(p.windowMs), Math.max(1, Math.floor(p.bucketMs))],
+  timings: (p: { windowMs: number }) => [ms(p.windowMs)],
+  retry: (p: { id: string }) => [p.id],
+  remove: (p: { id: string }) => [p.id],
+  redeliver: (p: { id: string }) => [p.id],
+  history: (p: { id: string }) => [p.id],
 } satisfies Record<StatementName, (params: never) => unknown[]>;
 
 type Params<N extends StatementName> = Parameters<(typeof PARAMS)[N]>[0];
@@ -844,14 +982,15 @@ export class PostgresStore implements JobStore {
   async fail(
     id: string,
     workerId: string,
-    outcome: { error: JobErrorInfo; retryAt: number | null; retentionMs: number },
+    outcome: { error: JobErrorInfo; retryAt: number | null; retentionMs: number; attempt?: AttemptRecord },
   ): Promise<JobRecord | undefined> {
     const error = toJsonText(outcome.error, 'error');
+    const attempt = toJsonText(outcome.attempt, 'attempt');
     const { retryAt, retentionMs } = outcome;
     const [row] =
       retryAt !== null
-        ? await this.#query('failRetry', { id, worker: workerId, error, retryAt, retentionMs })
-        : await this.#query('failFinal', { id, worker: workerId, error, retentionMs });
+        ? await this.#query('failRetry', { id, worker: workerId, error, retryAt, retentionMs, attempt })
+        : await this.#query('failFinal', { id, worker: workerId, error, retentionMs, attempt });
     return row && rowToRecord(row);
   }
 
@@ -902,7 +1041,70 @@ export class PostgresStore implements JobStore {
       status: update.status,
       attempts: update.attempts,
       nextAt: update.nextAt,
+      attempt: toJsonText(update.attempt, 'attempt'),
     });
+  }
+
+  async adminList(options: AdminListOptions): Promise<JobRecord[]> {
+    const { owner } = options;
+    const rows =
+      typeof owner === 'string'
+        ? await this.#query('adminListOwner', { ...options, owner })
+        : await this.#query('adminList', options);
+    return rows.map(rowToRecord);
+  }
+
+  async countJobs(): Promise<JobCount[]> {
+    const rows = (await this.#query('countJobs', {})) as unknown as Array<{
+      name: string;
+      status: JobStatus;
+      n: number;
+    }>;
+    return rows.map(({ name, status, n }) => ({ name, status, count: Number(n) }));
+  }
+
+  async throughput(options: { windowMs: number; bucketMs: number }): Promise<ThroughputBucket[]> {
+    const rows = (await this.#query('throughput', options)) as unknown as ThroughputBucket[];
+    return rows.map((row) => ({ ...row, at: Number(row.at) }));
+  }
+
+  async timings(options: { windowMs: number }): Promise<JobTimings> {
+    const [row] = (await this.#query('timings', options)) as unknown as Array<{
+      n: number;
+      wait: Array<string | number> | null;
+      run: Array<string | number> | null;
+    }>;
+    const of = (values: Array<string | number> | null | undefined): Percentiles => {
+      const [p50, p95, p99, max] = (values ?? [null, null, null, null]).map((v) => (v === null ? null : Number(v)));
+      return { count: Number(row?.n ?? 0), p50, p95, p99, max };
+    };
+    return { waitMs: of(row?.wait), runMs: of(row?.run) };
+  }
+
+  async retry(id: string): Promise<AdminOutcome<'retried'>> {
+    const [row] = await this.#query('retry', { id });
+    if (row) return { outcome: 'retried', job: rowToRecord(row) };
+    const job = await this.get(id);
+    return job ? { outcome: 'refused', job } : { outcome: 'missing' };
+  }
+
+  async remove(id: string): Promise<boolean> {
+    return ((await this.#execute('remove', { id })).rowCount ?? 0) > 0;
+  }
+
+  async redeliver(id: string): Promise<AdminOutcome<'redelivering'>> {
+    const [row] = await this.#query('redeliver', { id });
+    if (row) return { outcome: 'redelivering', job: rowToRecord(row) };
+    const job = await this.get(id);
+    return job ? { outcome: 'refused', job } : { outcome: 'missing' };
+  }
+
+  async history(id: string): Promise<JobHistory> {
+    const [row] = (await this.#query('history', { id })) as unknown as Array<{
+      attempts: string | null;
+      delivery_log: string | null;
+    }>;
+    return parseHistory(row);
   }
 
   /** Ends LISTEN connections and the pool the store created (never a pool you passed in). */

@@ -81,4 +81,19 @@ DROP INDEX IF EXISTS respond_async_jobs_owner_created;
 ALTER TABLE respond_async_jobs ADD COLUMN trace_context TEXT;
 `,
   },
+  {
+    version: 4,
+    name: 'operator views',
+    // The operator's list (every owner's jobs, newest first, paged like list()) walks an index of its own; the
+    // throughput and timing views read the jobs finished in a recent window by finished_at; `attempts` keeps each
+    // failed attempt (timings and the full server-side error) as a JSON array appended by fail(), `delivery_log`
+    // each webhook delivery attempt, appended by recordDelivery(). Processes of the previous version keep working:
+    // they neither read nor write the new columns.
+    sql: `
+ALTER TABLE respond_async_jobs ADD COLUMN attempts TEXT;
+ALTER TABLE respond_async_jobs ADD COLUMN delivery_log TEXT;
+CREATE INDEX IF NOT EXISTS respond_async_jobs_created_page ON respond_async_jobs (created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS respond_async_jobs_finished ON respond_async_jobs (finished_at) WHERE finished_at IS NOT NULL;
+`,
+  },
 ];

@@ -5,16 +5,32 @@ import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
 import { DriverMissingError, RespondAsyncError, SchemaTooNewError, StoreClosedError } from '../core/errors.js';
 import type {
+  AdminListOptions,
+  AdminOutcome,
+  AttemptRecord,
   CancelOutcome,
   ClaimOptions,
   CreateResult,
   DeliveryUpdate,
+  JobCount,
+  JobHistory,
   JobStore,
+  JobTimings,
   LeaseState,
   ListOptions,
+  ThroughputBucket,
 } from '../core/store.js';
-import type { JobErrorInfo, JobRecord, NewJob } from '../core/types.js';
-import { type JobRow, keyScope, newRecord, parseJson, rowToRecord, toJsonText } from './common.js';
+import type { JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
+import {
+  type JobRow,
+  keyScope,
+  newRecord,
+  parseHistory,
+  parseJson,
+  percentiles,
+  rowToRecord,
+  toJsonText,
+} from './common.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 
 export interface SqliteStoreOptions {
@@ -121,8 +137,11 @@ const SQL = {
       updated_at = @now, seq = seq + 1
     WHERE id = @id AND status = 'processing' AND lease_owner = @worker AND cancel_requested = 0
     RETURNING *`,
+  // fail(): the attempt, if given, is appended to the JSON array in `attempts` as text (no JSON parse).
   failFinal: `
     UPDATE respond_async_jobs SET error = @error,
+      attempts = CASE WHEN @attempt IS NULL THEN attempts WHEN attempts IS NULL THEN '[' || @attempt || ']'
+        ELSE substr(attempts, 1, length(attempts) - 1) || ',' || @attempt || ']' END,
       status = 'failed', lease_owner = NULL, lease_until = NULL, cancel_requested = 0,
       finished_at = @now, expires_at = @expiresAt,
       delivery_status = CASE WHEN callback_url IS NULL THEN delivery_status ELSE 'pending' END,
@@ -131,7 +150,10 @@ const SQL = {
     WHERE id = @id AND status = 'processing' AND lease_owner = @worker AND cancel_requested = 0
     RETURNING *`,
   failRetry: `
-    UPDATE respond_async_jobs SET error = @error, status = 'queued', run_at = @retryAt, lease_owner = NULL,
+    UPDATE respond_async_jobs SET error = @error,
+      attempts = CASE WHEN @attempt IS NULL THEN attempts WHEN attempts IS NULL THEN '[' || @attempt || ']'
+        ELSE substr(attempts, 1, length(attempts) - 1) || ',' || @attempt || ']' END,
+      status = 'queued', run_at = @retryAt, lease_owner = NULL,
       lease_until = NULL, updated_at = @now, seq = seq + 1
     WHERE id = @id AND status = 'processing' AND lease_owner = @worker AND cancel_requested = 0
     RETURNING *`,
@@ -168,9 +190,63 @@ const SQL = {
       SELECT id FROM respond_async_jobs WHERE delivery_status = 'pending' AND delivery_next_at <= @now
       ORDER BY delivery_next_at LIMIT @limit)
     RETURNING *`,
+  // The attempt, if given, is appended to the JSON array in `delivery_log` as text, as fail() does with `attempts`.
   recordDelivery: `
-    UPDATE respond_async_jobs SET delivery_status = @status, delivery_attempts = @attempts, delivery_next_at = @nextAt
+    UPDATE respond_async_jobs SET delivery_status = @status, delivery_attempts = @attempts, delivery_next_at = @nextAt,
+      delivery_log = CASE WHEN @attempt IS NULL THEN delivery_log WHEN delivery_log IS NULL THEN '[' || @attempt || ']'
+        ELSE substr(delivery_log, 1, length(delivery_log) - 1) || ',' || @attempt || ']' END
     WHERE id = @id`,
+  // The operator's views (migration 4). adminList walks the index on (created_at DESC, id DESC) from the position
+  // given (the first page passes one after every job); each filter is off when its parameter is NULL (@anyOwner: 1).
+  adminList: `
+    SELECT * FROM respond_async_jobs
+    WHERE (created_at, id) < (@beforeCreatedAt, @beforeId)
+      AND (@statuses IS NULL OR status IN (SELECT value FROM json_each(@statuses)))
+      AND (@name IS NULL OR name = @name)
+      AND (@anyOwner = 1 OR owner IS @owner)
+      AND (@from IS NULL OR created_at >= @from)
+      AND (@to IS NULL OR created_at < @to)
+      AND (expires_at IS NULL OR expires_at > @now)
+    ORDER BY created_at DESC, id DESC LIMIT @limit`,
+  // adminList of one owner's jobs, on the owner's index (migration 2): a page costs the same however rare they are.
+  adminListOwner: `
+    SELECT * FROM respond_async_jobs
+    WHERE owner = @owner AND (created_at, id) < (@beforeCreatedAt, @beforeId)
+      AND (@statuses IS NULL OR status IN (SELECT value FROM json_each(@statuses)))
+      AND (@name IS NULL OR name = @name)
+      AND (@from IS NULL OR created_at >= @from)
+      AND (@to IS NULL OR created_at < @to)
+      AND (expires_at IS NULL OR expires_at > @now)
+    ORDER BY created_at DESC, id DESC LIMIT @limit`,
+  countJobs: `
+    SELECT name, status, count(*) AS n FROM respond_async_jobs
+    WHERE expires_at IS NULL OR expires_at > @now
+    GROUP BY name, status`,
+  throughput: `
+    SELECT name, (finished_at / CAST(@bucketMs AS INTEGER)) * CAST(@bucketMs AS INTEGER) AS at, sum(status = 'complete') AS complete,
+      sum(status = 'failed') AS failed, sum(status = 'canceled') AS canceled
+    FROM respond_async_jobs
+    WHERE finished_at >= @since AND (expires_at IS NULL OR expires_at > @now)
+    GROUP BY name, at`,
+  timings: `
+    SELECT started_at - created_at AS wait, finished_at - started_at AS run FROM respond_async_jobs
+    WHERE finished_at >= @since AND started_at IS NOT NULL AND (expires_at IS NULL OR expires_at > @now)`,
+  retry: `
+    UPDATE respond_async_jobs SET status = 'queued', attempt = 0, run_at = @now, progress = NULL, message = NULL,
+      result = NULL, result_url = NULL, error = NULL, lease_owner = NULL, lease_until = NULL, cancel_requested = 0,
+      delivery_status = NULL, delivery_attempts = 0, delivery_next_at = NULL,
+      started_at = NULL, finished_at = NULL, expires_at = NULL, updated_at = @now, seq = seq + 1
+    WHERE id = @id AND status IN ('failed', 'canceled') AND (expires_at IS NULL OR expires_at > @now)
+    RETURNING *`,
+  remove: `DELETE FROM respond_async_jobs WHERE id = @id AND (expires_at IS NULL OR expires_at > @now)`,
+  redeliver: `
+    UPDATE respond_async_jobs SET delivery_status = 'pending', delivery_attempts = 0, delivery_next_at = @now
+    WHERE id = @id AND callback_url IS NOT NULL AND status IN ('complete', 'failed', 'canceled')
+      AND (expires_at IS NULL OR expires_at > @now)
+    RETURNING *`,
+  history: `
+    SELECT attempts, delivery_log FROM respond_async_jobs
+    WHERE id = @id AND (expires_at IS NULL OR expires_at > @now)`,
 } as const;
 
 type Row = JobRow & { cancel_requested: number };
@@ -202,6 +278,15 @@ function prepareStatements(db: BetterSqlite3.Database) {
     purge: prepare(SQL.purge),
     claimDeliveries: prepare(SQL.claimDeliveries),
     recordDelivery: prepare(SQL.recordDelivery),
+    adminList: prepare(SQL.adminList),
+    adminListOwner: prepare(SQL.adminListOwner),
+    countJobs: prepare<{ name: string; status: JobStatus; n: number }>(SQL.countJobs),
+    throughput: prepare<ThroughputBucket>(SQL.throughput),
+    timings: prepare<{ wait: number; run: number }>(SQL.timings),
+    retry: prepare(SQL.retry),
+    remove: prepare(SQL.remove),
+    redeliver: prepare(SQL.redeliver),
+    history: prepare<{ attempts: string | null; delivery_log: string | null }>(SQL.history),
   };
 }
 
@@ -450,16 +535,17 @@ export class SqliteStore implements JobStore {
   async fail(
     id: string,
     workerId: string,
-    outcome: { error: JobErrorInfo; retryAt: number | null; retentionMs: number },
+    outcome: { error: JobErrorInfo; retryAt: number | null; retentionMs: number; attempt?: AttemptRecord },
   ): Promise<JobRecord | undefined> {
     const s = await this.#use();
     const now = Date.now();
     const error = toJsonText(outcome.error, 'error');
+    const attempt = toJsonText(outcome.attempt, 'attempt');
     const expiresAt = now + outcome.retentionMs;
     const row =
       (outcome.retryAt !== null
-        ? s.failRetry.get({ id, worker: workerId, error, retryAt: outcome.retryAt, now })
-        : s.failFinal.get({ id, worker: workerId, error, now, expiresAt })) ??
+        ? s.failRetry.get({ id, worker: workerId, error, attempt, retryAt: outcome.retryAt, now })
+        : s.failFinal.get({ id, worker: workerId, error, attempt, now, expiresAt })) ??
       this.#canceledInstead(s, id, workerId, now, expiresAt);
     return row && rowToRecord(row);
   }
@@ -526,7 +612,81 @@ export class SqliteStore implements JobStore {
 
   async recordDelivery(id: string, update: DeliveryUpdate): Promise<void> {
     const s = await this.#use();
-    s.recordDelivery.run({ id, status: update.status, attempts: update.attempts, nextAt: update.nextAt });
+    s.recordDelivery.run({
+      id,
+      status: update.status,
+      attempts: update.attempts,
+      nextAt: update.nextAt,
+      attempt: toJsonText(update.attempt, 'attempt'),
+    });
+  }
+
+  async adminList(options: AdminListOptions): Promise<JobRecord[]> {
+    const s = await this.#use();
+    const { statuses, name, owner, from, to, before } = options;
+    const params = {
+      // Without a position, one after every job: a time past any, and '' (no id sorts before it).
+      beforeCreatedAt: before?.createdAt ?? Number.MAX_SAFE_INTEGER,
+      beforeId: before?.id ?? '',
+      statuses: statuses === undefined ? null : JSON.stringify(statuses),
+      name: name ?? null,
+      from: from ?? null,
+      to: to ?? null,
+      limit: Math.max(0, Math.floor(options.limit)),
+      now: Date.now(),
+    };
+    const rows =
+      typeof owner === 'string'
+        ? s.adminListOwner.all({ ...params, owner })
+        : s.adminList.all({ ...params, anyOwner: owner === undefined ? 1 : 0, owner: null });
+    return rows.map(rowToRecord);
+  }
+
+  async countJobs(): Promise<JobCount[]> {
+    const s = await this.#use();
+    return s.countJobs.all({ now: Date.now() }).map(({ name, status, n }) => ({ name, status, count: n }));
+  }
+
+  async throughput(options: { windowMs: number; bucketMs: number }): Promise<ThroughputBucket[]> {
+    const s = await this.#use();
+    const now = Date.now();
+    const bucketMs = Math.max(1, Math.floor(options.bucketMs));
+    return s.throughput.all({ bucketMs, since: now - options.windowMs, now });
+  }
+
+  async timings(options: { windowMs: number }): Promise<JobTimings> {
+    const s = await this.#use();
+    const now = Date.now();
+    const rows = s.timings.all({ since: now - options.windowMs, now });
+    return { waitMs: percentiles(rows.map((row) => row.wait)), runMs: percentiles(rows.map((row) => row.run)) };
+  }
+
+  async retry(id: string): Promise<AdminOutcome<'retried'>> {
+    const s = await this.#use();
+    const now = Date.now();
+    const row = s.retry.get({ id, now });
+    if (row) return { outcome: 'retried', job: rowToRecord(row) };
+    const current = s.get.get({ id, now });
+    return current ? { outcome: 'refused', job: rowToRecord(current) } : { outcome: 'missing' };
+  }
+
+  async remove(id: string): Promise<boolean> {
+    const s = await this.#use();
+    return s.remove.run({ id, now: Date.now() }).changes > 0;
+  }
+
+  async redeliver(id: string): Promise<AdminOutcome<'redelivering'>> {
+    const s = await this.#use();
+    const now = Date.now();
+    const row = s.redeliver.get({ id, now });
+    if (row) return { outcome: 'redelivering', job: rowToRecord(row) };
+    const current = s.get.get({ id, now });
+    return current ? { outcome: 'refused', job: rowToRecord(current) } : { outcome: 'missing' };
+  }
+
+  async history(id: string): Promise<JobHistory> {
+    const s = await this.#use();
+    return parseHistory(s.history.get({ id, now: Date.now() }));
   }
 
   /** Close the connection when this store opened it; a Database passed in stays open. Idempotent. */

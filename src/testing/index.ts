@@ -3,6 +3,7 @@
 // jest or node:test alike: pass the test runner's `describe` and `it`. The cases live in one file per topic.
 import assert from 'node:assert/strict';
 import type { JobStore } from '../core/store.js';
+import { registerAdmin } from './admin.js';
 import { registerBasics, registerTraceContext } from './basics.js';
 import { registerCancel, registerCancelWins } from './cancel.js';
 import { registerClaim, registerClaimRaces, registerCreateClaimed, registerLeases } from './claim-and-leases.js';
@@ -119,6 +120,7 @@ export function describeStoreConformance(name: string, api: TestApi, options: St
     registerCancelWins(test);
     registerRetention(test);
     registerDeliveries(test);
+    registerAdmin(test);
     if (reopenStore) registerDurability(test);
   });
 }

@@ -15,6 +15,8 @@ export interface ExampleEnv {
   WORKER?: string;
   /** Lease in ms (the examples read LEASE_MS); the helper defaults it to 3000. */
   LEASE_MS?: string;
+  /** Mounts the dashboard at /admin (HTTP Basic, user `admin`); unset: nothing there. */
+  ADMIN_TOKEN?: string;
 }
 
 export interface ExampleProcess {
@@ -74,7 +76,7 @@ export async function startExample(
     // A short lease, so that jobs of a SIGKILLed example are taken over in seconds, not the default 30 s.
     LEASE_MS: env.LEASE_MS ?? '3000',
   };
-  for (const name of ['WEBHOOK_SECRET', 'WEBHOOK_ALLOW_ORIGINS', 'WORKER'] as const) {
+  for (const name of ['WEBHOOK_SECRET', 'WEBHOOK_ALLOW_ORIGINS', 'WORKER', 'ADMIN_TOKEN'] as const) {
     if (env[name] === undefined) delete childEnv[name];
     else childEnv[name] = env[name];
   }
