@@ -310,15 +310,17 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
         };
         const route = {
           method: ['GET', 'HEAD', 'DELETE', 'POST', 'PUT', 'PATCH', 'OPTIONS'],
-          exposeHeadRoutes: false,
+          exposeHeadRoute: false,
           errorHandler,
           handler,
           // No admin request has a body to read: none is parsed, whatever its type.
           preParsing: (request: FastifyRequest, _reply: FastifyReply, payload: RequestPayload) =>
             Promise.resolve(skipParsing(request, payload)),
         };
-        app.route({ ...route, url: '/' });
-        app.route({ ...route, url: '/*' });
+        // The operator's API stays out of the app's public document (@fastify/swagger reads `hide`); a fresh schema
+        // object per route, since Fastify marks the schemas it has seen.
+        app.route({ ...route, url: '/', schema: { hide: true } as FastifySchema });
+        app.route({ ...route, url: '/*', schema: { hide: true } as FastifySchema });
       };
     },
   };

@@ -46,6 +46,8 @@ async function documentedApp(options: { owner?: boolean; webhooks?: boolean } = 
       await api.register(ra.plugin);
       api.post('/reports', ra.route(report, { schema: { body: ReportBody, result: ReportResult } }));
       api.post('/exports/:kind', ra.route(exporter, { schema: { body: ExportBody } }));
+      // The operator's API is not part of the app's public document.
+      await api.register(ra.admin({ authorize: () => true }), { prefix: '/admin' });
     },
     { prefix: '/api/v1' },
   );
