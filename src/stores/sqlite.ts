@@ -173,6 +173,9 @@ const SQL = {
     WHERE id = @id`,
 } as const;
 
+/** @internal Every statement by name, for the plan guard (test/query-plans.test.ts). */
+export { SQL as SQLITE_STATEMENTS };
+
 type Row = JobRow & { cancel_requested: number };
 type Statement<Result> = BetterSqlite3.Statement<[Record<string, unknown>], Result>;
 
