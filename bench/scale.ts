@@ -13,6 +13,7 @@
 //   BENCH_JOBS            end-to-end jobs per run of the size section (3000); BENCH_WORKER_JOBS of the workers section (6000)
 //   BENCH_SAMPLES         submit→start samples per round (100); BENCH_HTTP_SAMPLES status and list requests (200)
 //   BENCH_WORKERS         worker process counts of the workers section (1,2,4); BENCH_WORKER_PARALLEL submits in flight (50)
+//   BENCH_SCALE_PG_SETTINGS  extra settings of the embedded server, e.g. shared_buffers=512MB (comma-separated)
 //   BENCH_PG_URL          use this PostgreSQL server (with pg_stat_statements loaded) instead of an embedded one
 //   BENCH_SCALE_QUOTA     off: the servers run without the per-owner quota (no count of the owner's jobs per submit)
 //   BENCH_SCALE_OUT       where to write the Markdown (default .tmp/bench-scale.md)
@@ -50,7 +51,16 @@ const WORKER_PARALLEL = Number(env.BENCH_WORKER_PARALLEL ?? 50);
 const OWNERS = 1000;
 const OUT = env.BENCH_SCALE_OUT ?? join(ROOT_DIR, '.tmp', 'bench-scale.md');
 const PREFIX = 'bench_scale_';
-const PG_FLAGS = ['-c', 'max_connections=200', '-c', 'shared_preload_libraries=pg_stat_statements'];
+const PG_FLAGS = [
+  '-c',
+  'max_connections=200',
+  '-c',
+  'shared_preload_libraries=pg_stat_statements',
+  ...(env.BENCH_SCALE_PG_SETTINGS ?? '')
+    .split(',')
+    .filter(Boolean)
+    .flatMap((setting) => ['-c', setting.trim()]),
+];
 
 type StoreKind = 'postgres' | 'sqlite';
 
