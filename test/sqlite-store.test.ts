@@ -183,6 +183,24 @@ describe('SqliteStore (SQLite specific)', () => {
     expect(plan.map((row) => row.detail).join(' ')).toContain('respond_async_jobs_expires');
   });
 
+  it('purges a large backlog of expired jobs in batches, letting the accept path in between', async () => {
+    const store = track(new SqliteStore({ path: freshFile() }));
+    await store.init();
+    const past = Date.now() - 1000;
+    store.database.exec(`
+      WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 5000)
+      INSERT INTO respond_async_jobs (id, name, status, max_attempts, run_at, created_at, updated_at, finished_at,
+        expires_at)
+      SELECT 'old_' || n, 'task', 'complete', 3, ${past}, ${past}, ${past}, ${past}, ${past} FROM g`);
+    const order: string[] = [];
+    const purged = store.purgeExpired().then((n) => order.push(`purged ${n}`));
+    const created = store.create(newJob()).then(() => order.push('created'));
+    await Promise.all([purged, created]);
+    // One statement would have deleted all 5 000 before this process could commit the submit.
+    expect(order).toEqual(['created', 'purged 5000']);
+    expect(await store.purgeExpired()).toBe(0);
+  });
+
   it('uses an index for every query (no full table scan)', async () => {
     const store = track(new SqliteStore({ path: freshFile() }));
     await store.init();

@@ -395,13 +395,15 @@ const SQL = {
       updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
     WHERE j.id = $1 AND j.status = 'processing' AND j.lease_owner = $2`,
 
-  // $1 limit
+  // $1 limit. One bounded batch of expired jobs (purgeExpired repeats it), found on jobs_expires_idx and deleted by
+  // id through the primary key: with `id IN (subquery)` the planner may join the batch to a scan of the whole
+  // table, which costs more with every retained job; an array of ids can only be looked up.
   purge: (schema: string) => `
-    DELETE FROM ${schema}.jobs WHERE id IN (
+    DELETE FROM ${schema}.jobs j WHERE j.id = ANY(ARRAY(
       SELECT p.id FROM ${schema}.jobs p
       WHERE p.expires_at <= floor(extract(epoch from now()) * 1000)::bigint
       LIMIT $1
-      FOR UPDATE SKIP LOCKED)`,
+      FOR UPDATE SKIP LOCKED))`,
 
   // $1 limit, $2 lease ms
   claimDeliveries: (schema: string) => `
@@ -519,6 +521,9 @@ const SQL = {
 };
 
 type StatementName = keyof typeof SQL;
+
+/** @internal Every statement by name, for the plan guard (test/query-plans.test.ts). */
+export { SQL as POSTGRES_STATEMENTS };
 
 /** A create's parameters (insert, and one row of insertMany). */
 interface CreateParams {

@@ -183,7 +183,10 @@ const SQL = {
     UPDATE respond_async_jobs SET status = 'queued', attempt = MAX(0, attempt - 1), lease_owner = NULL,
       lease_until = NULL, updated_at = @now, seq = seq + 1
     WHERE id = @id AND status = 'processing' AND lease_owner = @worker`,
-  purge: `DELETE FROM respond_async_jobs WHERE expires_at IS NOT NULL AND expires_at <= @now`,
+  // One bounded batch of expired jobs, on the expires_at index; purgeExpired repeats it.
+  purge: `
+    DELETE FROM respond_async_jobs WHERE id IN (
+      SELECT id FROM respond_async_jobs WHERE expires_at IS NOT NULL AND expires_at <= @now LIMIT @limit)`,
   claimDeliveries: `
     UPDATE respond_async_jobs SET delivery_next_at = @nextAt
     WHERE id IN (
@@ -248,6 +251,15 @@ const SQL = {
     SELECT attempts, delivery_log FROM respond_async_jobs
     WHERE id = @id AND (expires_at IS NULL OR expires_at > @now)`,
 } as const;
+
+/**
+ * Expired jobs deleted per statement by purgeExpired(): each row takes tens of microseconds (its indexes too), and
+ * the statement blocks the event loop, so a batch is a few milliseconds of it.
+ */
+const PURGE_BATCH = 100;
+
+/** @internal Every statement by name, for the plan guard (test/query-plans.test.ts). */
+export { SQL as SQLITE_STATEMENTS };
 
 type Row = JobRow & { cancel_requested: number };
 type Statement<Result> = BetterSqlite3.Statement<[Record<string, unknown>], Result>;
@@ -594,9 +606,21 @@ export class SqliteStore implements JobStore {
     s.release.run({ id, worker: workerId, now: Date.now() });
   }
 
+  /**
+   * Deletes expired jobs in batches of PURGE_BATCH, each its own transaction, and lets the event loop turn between
+   * them: a million expired rows in one statement would hold the write lock, and this process, for minutes.
+   */
   async purgeExpired(): Promise<number> {
-    const s = await this.#use();
-    return s.purge.run({ now: Date.now() }).changes;
+    let s = await this.#use();
+    const now = Date.now();
+    let removed = 0;
+    for (;;) {
+      const count = s.purge.run({ now, limit: PURGE_BATCH }).changes;
+      removed += count;
+      if (count < PURGE_BATCH) return removed;
+      await new Promise((resolve) => setImmediate(resolve));
+      s = await this.#use();
+    }
   }
 
   async claimDeliveries(options: { limit: number; leaseMs: number }): Promise<JobRecord[]> {
