@@ -8,12 +8,17 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresStore } from '../src/postgres.js';
 import { SqliteStore } from '../src/sqlite.js';
-import { POSTGRES_STATEMENTS } from '../src/stores/postgres.js';
+import { PLANNED_PER_CALL, POSTGRES_STATEMENTS } from '../src/stores/postgres.js';
 import { SQLITE_STATEMENTS } from '../src/stores/sqlite.js';
 import { postgresSeedStatements, sqliteSeedStatements } from './helpers/busy-day.js';
 import { pgUrl, schemas } from './helpers/postgres.js';
 
 const ROWS = 100_000;
+/**
+ * The statements that read every retained job by design, and why: the only ones the guard lets through. The
+ * dashboard's counts per job name and status (its page reloads them at most every 3 s).
+ */
+const READS_EVERY_JOB = new Set(['countJobs']);
 const DAY = { rows: ROWS, expired: 0.03, live: 0.02, owners: 1000, names: 10 };
 
 /** A plan node of `EXPLAIN (FORMAT JSON)` (and of auto_explain's JSON). */
@@ -101,35 +106,50 @@ describe('query plans on a busy day (PostgreSQL)', () => {
       progress: [id, worker, 50, 'half'],
       complete,
       completeMany: complete.map((value) => [value]),
-      failFinal: [id, worker, '{"message":"x"}', 86_400_000],
-      failRetry: [id, worker, '{"message":"x"}', Date.now() + 1000, 86_400_000],
+      failFinal: [id, worker, '{"message":"x"}', 86_400_000, '{"message":"x"}'],
+      failRetry: [id, worker, '{"message":"x"}', Date.now() + 1000, 86_400_000, '{"message":"x"}'],
       cancel: [id, 86_400_000],
       markCanceled: [id, worker, 86_400_000],
       release: [id, worker],
       purge: [5000],
       claimDeliveries: [10, 30_000],
-      recordDelivery: [id, 'delivered', 1, null],
+      recordDelivery: [id, 'delivered', 1, null, '{"outcome":"delivered"}'],
+      adminList: ['9223372036854775807', '', ['failed'], 'job-1', true, null, null, null, 50],
+      adminListOwner: ['9223372036854775807', '', null, null, 'user-7', null, null, 50],
+      countJobs: [],
+      throughput: [3_600_000, 120_000],
+      timings: [3_600_000],
+      retry: [id],
+      remove: [id],
+      redeliver: [id],
+      history: [id],
     };
   }
 
   const names = Object.keys(POSTGRES_STATEMENTS) as Array<keyof typeof POSTGRES_STATEMENTS>;
 
-  it.each(names)('%s reads jobs through an index, in its order (custom and generic plans)', async (name) => {
-    const sql = POSTGRES_STATEMENTS[name](quoted);
-    const values = params()[name];
-    expect(values, `parameters for ${name}`).toBeDefined();
-    // The store runs named prepared statements: PostgreSQL plans the first few with their values, then may
-    // switch to one generic plan for any value. Both must hold.
-    const custom = await client.query(`EXPLAIN (FORMAT JSON) ${sql}`, values);
-    const generic = await client.query(`EXPLAIN (FORMAT JSON, GENERIC_PLAN) ${sql}`);
-    for (const [kind, result] of [
-      ['custom', custom],
-      ['generic', generic],
-    ] as const) {
-      const plan = (result.rows[0]['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0].Plan;
-      expect(unboundedReads(plan), `${name} (${kind} plan): ${outline(plan)}`).toEqual([]);
-    }
-  });
+  it.each(names.filter((name) => !READS_EVERY_JOB.has(name)))(
+    '%s reads jobs through an index, in its order (custom and generic plans)',
+    async (name) => {
+      const sql = POSTGRES_STATEMENTS[name](quoted);
+      const values = params()[name];
+      expect(values, `parameters for ${name}`).toBeDefined();
+      // The store runs named prepared statements: PostgreSQL plans the first few with their values, then may
+      // switch to one generic plan for any value. Both must hold.
+      // Those the store runs unnamed (PLANNED_PER_CALL) are always planned with their values.
+      const custom = await client.query(`EXPLAIN (FORMAT JSON) ${sql}`, values);
+      const generic = PLANNED_PER_CALL.has(name)
+        ? custom
+        : await client.query(`EXPLAIN (FORMAT JSON, GENERIC_PLAN) ${sql}`);
+      for (const [kind, result] of [
+        ['custom', custom],
+        ['generic', generic],
+      ] as const) {
+        const plan = (result.rows[0]['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0].Plan;
+        expect(unboundedReads(plan), `${name} (${kind} plan): ${outline(plan)}`).toEqual([]);
+      }
+    },
+  );
 
   // claim and completeAndClaim call claim_jobs (migration 6): EXPLAIN shows only a Function Scan, so the
   // function's own query is planned for real, in a transaction rolled back, and its plan read from auto_explain.
@@ -218,17 +238,31 @@ describe('query plans on a busy day (SQLite)', () => {
     nextAt: Date.now() + 30_000,
     status: 'delivered',
     attempts: 1,
+    since: Date.now() - 3_600_000,
+    bucketMs: 120_000,
+    attempt: '{"message":"x"}',
+    beforeCreatedAt: Number.MAX_SAFE_INTEGER,
+    beforeId: '',
+    statuses: '["failed"]',
+    anyOwner: 1,
+    from: null,
+    to: null,
   };
 
-  it.each(names)('%s reads respond_async_jobs through an index', (name) => {
-    const sql = SQLITE_STATEMENTS[name];
-    const used = Object.fromEntries(
-      [...sql.matchAll(/@(\w+)/g)].map(([, key]) => [key, values[key as keyof typeof values]]),
-    );
-    const plan = store.database.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(used) as Array<{ detail: string }>;
-    const details = plan.map((row) => row.detail);
-    // `SCAN t` reads the whole table; `SCAN t USING INDEX i` walks an index in order (stopped by a LIMIT).
-    const scans = details.filter((detail) => /^SCAN respond_async_jobs(?! USING)/.test(detail));
-    expect(scans, `${name}: ${details.join(' | ')}`).toEqual([]);
-  });
+  it.each(names.filter((name) => !READS_EVERY_JOB.has(name)))(
+    '%s reads respond_async_jobs through an index',
+    (name) => {
+      const sql = SQLITE_STATEMENTS[name];
+      const used = Object.fromEntries(
+        [...sql.matchAll(/@(\w+)/g)].map(([, key]) => [key, values[key as keyof typeof values]]),
+      );
+      const missing = Object.keys(used).filter((key) => used[key] === undefined);
+      expect(missing, `parameters for ${name}`).toEqual([]);
+      const plan = store.database.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(used) as Array<{ detail: string }>;
+      const details = plan.map((row) => row.detail);
+      // `SCAN t` reads the whole table; `SCAN t USING INDEX i` walks an index in order (stopped by a LIMIT).
+      const scans = details.filter((detail) => /^SCAN respond_async_jobs(?! USING)/.test(detail));
+      expect(scans, `${name}: ${details.join(' | ')}`).toEqual([]);
+    },
+  );
 });

@@ -525,6 +525,18 @@ type StatementName = keyof typeof SQL;
 /** @internal Every statement by name, for the plan guard (test/query-plans.test.ts). */
 export { SQL as POSTGRES_STATEMENTS };
 
+/**
+ * The operator's views run unnamed, so that PostgreSQL plans each call with its values: one generic plan for every
+ * combination of their optional filters would sort a whole owner's or status's rows. They are not on a hot path.
+ */
+export const PLANNED_PER_CALL: ReadonlySet<StatementName> = new Set([
+  'adminList',
+  'adminListOwner',
+  'countJobs',
+  'throughput',
+  'timings',
+]);
+
 /** A create's parameters (insert, and one row of insertMany). */
 interface CreateParams {
   id: string;
@@ -1152,7 +1164,8 @@ export class PostgresStore implements JobStore {
   async #execute<N extends StatementName>(name: N, params: Params<N>): Promise<QueryResult<Row>> {
     const values = (PARAMS[name] as (params: Params<N>) => unknown[])(params);
     const pool = await this.#getPool();
-    return pool.query<Row>({ name: this.#prefix + name, text: this.#sql[name], values });
+    const text = this.#sql[name];
+    return pool.query<Row>(PLANNED_PER_CALL.has(name) ? { text, values } : { name: this.#prefix + name, text, values });
   }
 
   async #query<N extends StatementName>(name: N, params: Params<N>): Promise<Row[]> {
