@@ -248,7 +248,7 @@ export class HttpProtocol<Req> {
     const received = req.body === undefined ? {} : req.body;
     const params = req.params ?? {};
     const query = req.query ?? {};
-    // Awaited only with a schema: a route without one does not wait a turn of the event loop for nothing.
+    // Awaited only with a schema: a route without one goes on without a promise and a microtask to wait for.
     const checked = route.schema
       ? await validateRequest(route.schema, received, params, query)
       : { ok: true as const, body: received, params, query };
