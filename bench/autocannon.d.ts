@@ -22,6 +22,8 @@ declare module 'autocannon' {
     latency: Histogram;
     requests: Histogram;
     throughput: Histogram;
+    /** The warm-up's own result, when one was asked for. */
+    warmup?: Result;
   }
   interface Options {
     url: string;

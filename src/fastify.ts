@@ -151,14 +151,13 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
   // Bodies of wrapped routes, read by the protocol's rules (as the other adapters do) instead of Fastify's parsers,
   // which refuse `application/*+json`, a `__proto__` key and an empty JSON body. Kept until the handler runs, so that
   // the app's own hooks (authentication) still answer before a bad body does.
-  const bodies = new WeakMap<FastifyRequest, { body?: RequestBody; error?: unknown }>();
   const readBody: preParsingAsyncHookHandler = async (request, _reply, payload) => {
     try {
-      bodies.set(request, {
+      (request as WithBody)[BODY] = {
         body: await readNodeBody(payload, request.raw.headers, protocol as HttpProtocol<unknown>),
-      });
+      };
     } catch (error) {
-      bodies.set(request, { error });
+      (request as WithBody)[BODY] = { error };
     }
     return skipParsing(request, payload);
   };
@@ -220,7 +219,7 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
         handler: async (request, reply) => {
           let response: HttpResponse;
           try {
-            const read = bodies.get(request);
+            const read = (request as WithBody)[BODY];
             if (read?.error !== undefined) throw read.error;
             // No read: the app replaced the route's preParsing hook, so Fastify parsed the body; checked by the rules.
             const body = read
@@ -406,6 +405,14 @@ function replayer(handler: RouteHandlerMethod<any, any, any, any>, options: Fast
 }
 
 export type { AdminDecision, AdminOptions } from './http/admin.js';
+
+/**
+ * Where a wrapped route's preParsing hook leaves the body it read (or the error reading it) for the handler: a
+ * property of the request, as Fastify keeps its own per-request state, rather than a WeakMap keyed by the request,
+ * whose entries are dear to add and to collect on every request.
+ */
+const BODY = Symbol('respond-async.body');
+type WithBody = FastifyRequest & { [BODY]?: { body?: RequestBody; error?: unknown } };
 
 /**
  * Tell Fastify the request has no body left to parse (its body was read here, or is not wanted): its parsers never

@@ -4,7 +4,8 @@ import { createJobs } from '../src/core/runtime.js';
 import { HttpProtocol } from '../src/http/protocol.js';
 import { MemoryStore } from '../src/stores/memory.js';
 
-const jobs = createJobs({ store: new MemoryStore(), worker: false });
+const jobs = createJobs({ store: new MemoryStore(), worker: false, logger: { error() {}, warn() {} } });
+const task = jobs.define('task', async () => ({ ok: true }));
 afterAll(() => jobs.close());
 
 describe('HttpProtocol', () => {
@@ -49,5 +50,22 @@ describe('HttpProtocol', () => {
       }
       expect(status, type).toBe(415);
     }
+  });
+
+  it("answers each 202 with its own job's createdAt, to the millisecond, as the status document has it", async () => {
+    const protocol = new HttpProtocol(jobs);
+    const request = { raw: {}, method: 'POST', path: '/reports', header: () => undefined, body: { n: 1 } };
+    const seen = new Set<string>();
+    // Jobs accepted within one millisecond and across several: each answer's time is its own job's.
+    for (let i = 0; i < 200 && seen.size < 4; i++) {
+      const accepted = JSON.parse((await protocol.submit(task, request)).body ?? '');
+      const stored = await protocol.handle({ ...request, method: 'GET', path: `/jobs/${accepted.jobId}` });
+      const job = await jobs.get(accepted.jobId);
+      expect(accepted.createdAt).toBe(new Date(job!.createdAt).toISOString());
+      expect(JSON.parse(stored?.body ?? '').createdAt).toBe(accepted.createdAt);
+      seen.add(accepted.createdAt);
+      if (i % 50 === 49) await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    expect(seen.size).toBeGreaterThan(1);
   });
 });

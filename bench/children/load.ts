@@ -34,6 +34,8 @@ async function load({ url, connections, duration, warmup }: LoadRequest): Promis
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
     statusCodes: Object.fromEntries(Object.entries(result.statusCodeStats).map(([code, s]) => [code, s.count])),
+    // Every answer the server gave in this run, warm-up included (for its CPU time per request).
+    requests: completed + (result.warmup ? result.warmup['2xx'] + result.warmup.non2xx : 0),
   });
 }
 

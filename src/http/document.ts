@@ -64,6 +64,18 @@ export function toStatusDocument<Result = unknown>(job: JobRecord, statusUrl: st
   return doc;
 }
 
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
+let lastMs = Number.NaN;
+let lastIso = '';
+
+/**
+ * ISO 8601 of an epoch-ms time. The last conversion is kept: the jobs accepted in one millisecond share their
+ * `createdAt`, and `toISOString()` (a Date and its calendar arithmetic) costs more than the rest of building the 202.
+ * @internal
+ */
+export function iso(ms: number): string {
+  if (ms !== lastMs) {
+    lastIso = new Date(ms).toISOString();
+    lastMs = ms;
+  }
+  return lastIso;
 }

@@ -5,7 +5,7 @@ import { isJobId } from '../core/ids.js';
 import type { JobDefinition, Jobs } from '../core/runtime.js';
 import type { ListPosition } from '../core/store.js';
 import { isTerminal, type JobRecord, type RequestSnapshot } from '../core/types.js';
-import { type AcceptedDocument, type StatusDocument, toStatusDocument } from './document.js';
+import { type AcceptedDocument, iso, type StatusDocument, toStatusDocument } from './document.js';
 import { parseIdempotencyKey, parseLastEventId, parsePreferWait } from './headers.js';
 import { ProblemError, problem } from './problem.js';
 import type { HttpResponse } from './response.js';
@@ -242,7 +242,12 @@ export class HttpProtocol<Req> {
     if (keyHeader !== undefined && idempotencyKey === null) return badIdempotencyKey();
     // No body (nothing sent) is the empty object, whatever the adapter: a handler reading `body.field` never throws.
     const received = req.body === undefined ? {} : req.body;
-    const checked = await validateRequest(route.schema, received, req.params ?? {}, req.query ?? {});
+    const params = req.params ?? {};
+    const query = req.query ?? {};
+    // Awaited only with a schema: a route without one goes on without a promise and a microtask to wait for.
+    const checked = route.schema
+      ? await validateRequest(route.schema, received, params, query)
+      : { ok: true as const, body: received, params, query };
     if (!checked.ok) return checked.response;
     let body = checked.body;
     let bodyJson = route.schema?.body ? undefined : req.bodyJson;
@@ -267,11 +272,20 @@ export class HttpProtocol<Req> {
     const snapshot: RequestSnapshot = { body, params: checked.params, query: checked.query };
     const input = route.input ? await route.input(req.raw, snapshot) : (snapshot as Input);
     // The default input is the snapshot: its JSON is built around the body's text as received, which spares the
-    // store serialising the body again (it parses to the same value).
+    // store serialising the body again (it parses to the same value). Joined rather than concatenated: a store may
+    // keep this text as long as the job, and `join` makes one flat string where `+` makes a tree of pieces.
     const inputJson =
       route.input || bodyJson === undefined
         ? undefined
-        : `{"body":${bodyJson},"params":${JSON.stringify(snapshot.params)},"query":${JSON.stringify(snapshot.query)}}`;
+        : [
+            '{"body":',
+            bodyJson,
+            ',"params":',
+            JSON.stringify(snapshot.params),
+            ',"query":',
+            JSON.stringify(snapshot.query),
+            '}',
+          ].join('');
     const owner = this.#options.owner ? await this.#owner(req.raw) : null;
     const requestHash =
       idempotencyKey === null ? null : hashRequest(req.method, req.path, received, owner, snapshot.query);
@@ -385,7 +399,7 @@ export class HttpProtocol<Req> {
       jobId: job.id,
       status,
       statusUrl,
-      createdAt: new Date(job.createdAt).toISOString(),
+      createdAt: iso(job.createdAt),
     };
     let retryAfter = this.#retryAfter;
     if (submit.estimatedSeconds !== undefined) {

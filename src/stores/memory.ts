@@ -71,8 +71,12 @@ export class MemoryStore implements JobStore {
   readonly #jobs = new Map<string, Held>();
   /** Idempotency scope (owner and key) → the job bound to it. */
   readonly #keys = new Map<string, Held>();
-  /** Owner → the owner's jobs (expired ones too, until purged). A list page sorts them: simple, and fast enough here. */
-  readonly #owners = new Map<string | null, Set<Held>>();
+  /**
+   * Owner → the owner's jobs (expired ones too, until purged). A list page sorts them: simple, and fast enough here.
+   * Jobs without an owner are not indexed (most jobs, when the app sets no `owner`): only a listing of the
+   * anonymous jobs reads them, and it walks every job.
+   */
+  readonly #owners = new Map<string, Set<Held>>();
   /** Job name → its queued jobs, in claim order (by `runAt`, then as they came). */
   readonly #queues = new Map<string, Held[]>();
   /** Processing jobs: a claim looks among them for lapsed leases, so that it never walks the finished ones. */
@@ -104,7 +108,7 @@ export class MemoryStore implements JobStore {
     this.#makeRoom(held.bytes, now);
     this.#jobs.set(job.id, held);
     this.#bytes += held.bytes;
-    this.#owners.set(record.owner, (this.#owners.get(record.owner) ?? new Set()).add(held));
+    if (record.owner !== null) this.#owners.set(record.owner, (this.#owners.get(record.owner) ?? new Set()).add(held));
     if (scope !== null) this.#keys.set(scope, held);
     this.#enqueue(held);
     // The caller's own input goes back to it: nothing the store holds is shared.
@@ -118,7 +122,11 @@ export class MemoryStore implements JobStore {
 
   async list({ owner, limit, before }: ListOptions): Promise<JobRecord[]> {
     const now = Date.now();
-    const page = [...(this.#owners.get(owner) ?? [])].filter(
+    const owned =
+      owner === null
+        ? [...this.#jobs.values()].filter((held) => held.record.owner === null)
+        : [...(this.#owners.get(owner) ?? [])];
+    const page = owned.filter(
       (held) => !expired(held, now) && (before === undefined || listedAfter(held.record, before)),
     );
     // Jobs were added about oldest first: this sort mostly reverses a run, which is cheap.
@@ -479,9 +487,11 @@ export class MemoryStore implements JobStore {
     this.#bytes -= held.bytes;
     const scope = r.idempotencyKey === null ? null : keyScope(r.owner, r.idempotencyKey);
     if (scope !== null && this.#keys.get(scope) === held) this.#keys.delete(scope);
-    const owned = this.#owners.get(r.owner);
-    owned?.delete(held);
-    if (owned?.size === 0) this.#owners.delete(r.owner);
+    if (r.owner !== null) {
+      const owned = this.#owners.get(r.owner);
+      owned?.delete(held);
+      if (owned?.size === 0) this.#owners.delete(r.owner);
+    }
   }
 }
 
