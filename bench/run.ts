@@ -22,7 +22,7 @@
 //   BENCH_OUT          where to write the Markdown (default bench/results.md)
 //   BENCH_SRC          the tree to measure (default src/), built with esbuild first; BENCH_TS=1 loads it through tsx
 import { execFileSync } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { libraryDir } from './lib/build.js';
@@ -751,8 +751,17 @@ async function main(): Promise<void> {
     `Total time ${((Date.now() - started) / 1000).toFixed(0)} s; load average at the end ` +
       `${load1.map((n) => n.toFixed(2)).join(', ')}.`,
   );
-  writeFileSync(OUT, `${out.join('\n')}\n`);
+  writeFileSync(OUT, withKeptSections(OUT, `${out.join('\n')}\n`));
   process.stderr.write(`\nwrote ${OUT.replace(`${ROOT_DIR}/`, '')}\n`);
+}
+
+/** The sections written by hand after the generated tables (from this heading on) are kept when the tables are rewritten. */
+const KEPT_FROM = '\n<!-- Written by hand below: npm run bench keeps everything from here on. -->\n';
+
+function withKeptSections(path: string, generated: string): string {
+  const previous = existsSync(path) ? readFileSync(path, 'utf8') : '';
+  const at = previous.indexOf(KEPT_FROM);
+  return at === -1 ? generated : generated + previous.slice(at);
 }
 
 main().catch((error: unknown) => {
