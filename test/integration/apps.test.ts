@@ -1,8 +1,9 @@
 // One existing app per framework (helmet/cors/compression, its body parser, auth, an `/api/v1` router, its own `/jobs`
-// route), with respond-async installed from the packed tarball: an API process (`worker: false`) and a worker
-// process (`jobs.start()`) on SQLite and on PostgreSQL, driven over HTTP as a client would.
+// route, a wrapped handler of its own, the dashboard at `/ops`), with respond-async installed from the packed tarball:
+// one process on the memory store, and an API process (`worker: false`) with a worker process (`jobs.start()`) on
+// SQLite and on PostgreSQL, driven over HTTP as a client would.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { cpSync, rmSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,6 +27,8 @@ const LINKS = [
   '@koa/cors',
   '@koa/router',
   'koa-compress',
+  // Replays a wrapped Express or Koa handler: the README tells users to install it.
+  'light-my-request',
 ];
 
 let project = '';
@@ -85,23 +88,31 @@ async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, ms 
   }
 }
 
-const STORES = ['sqlite', 'postgres'] as const;
+const SETUPS = [
+  ['memory', 'one process'],
+  ['sqlite', 'API and worker processes'],
+  ['postgres', 'API and worker processes'],
+] as const;
 
 describe.each(['express', 'fastify', 'koa'])('%s app from the packed tarball', (framework) => {
-  describe.each(STORES)('API and worker processes on %s', (kind) => {
+  describe.each(SETUPS)('on %s, %s', (kind) => {
     let api: ChildProcess;
-    let worker: ChildProcess;
+    let worker: ChildProcess | undefined;
     let origin = '';
     let schema = '';
 
     beforeAll(async () => {
       schema = randomSchema('integration');
-      const store = kind === 'sqlite' ? `sqlite:${join(work, `${framework}.db`)}` : `${pgUrl()}#${schema}`;
-      // The worker first: it creates the store's tables, so that the API process finds them.
-      ({ child: worker } = await start('worker.mjs', { STORE: store }));
-      const started = await start(`${framework}.mjs`, { STORE: store, WORKER: 'false' });
-      api = started.child;
-      origin = `http://127.0.0.1:${started.line.split(' ')[1]}`;
+      if (kind === 'memory') {
+        ({ child: api, line: origin } = await start(`${framework}.mjs`, { STORE: 'memory' }));
+      } else {
+        const store = kind === 'sqlite' ? `sqlite:${join(work, `${framework}.db`)}` : `${pgUrl()}#${schema}`;
+        // The worker first: it creates the store's tables, so that the API process finds them. It wraps the app's
+        // handler under the same name, which registers that job.
+        ({ child: worker } = await start('worker.mjs', { STORE: store, FRAMEWORK: framework }));
+        ({ child: api, line: origin } = await start(`${framework}.mjs`, { STORE: store, WORKER: 'false' }));
+      }
+      origin = `http://127.0.0.1:${origin.split(' ')[1]}`;
     }, 30_000);
 
     afterAll(async () => {
@@ -208,6 +219,113 @@ describe.each(['express', 'fastify', 'koa'])('%s app from the packed tarball', (
       } else {
         expect(gz.status).toBe(202);
       }
+    });
+
+    const exportRequest = (path: string) =>
+      fetch(`${origin}/api/v1${path}?format=csv`, { method: 'POST', headers: USER, body: JSON.stringify({ rows: 7 }) });
+
+    it("runs the app's wrapped handler as a job, its result the handler's own response", async () => {
+      const res = await exportRequest('/users/42/exports');
+      expect(res.status).toBe(202);
+      const location = res.headers.get('location') ?? '';
+      expect(location).toMatch(/^\/api\/v1\/jobs\/[\w-]+$/);
+      // Poll the Location as given; the status document names the result.
+      const doc = await until(
+        async () => (await fetch(new URL(location, origin), { headers: USER })).json(),
+        (d) => d.status !== 'queued' && d.status !== 'processing',
+      );
+      expect(doc).toMatchObject({ status: 'complete', resultUrl: `${location}/result` });
+      const result = await fetch(new URL(doc.resultUrl, origin), { headers: USER });
+      // What the handler answers unwrapped, for the same request, and the user set by the app's auth.
+      const direct = await exportRequest('/direct/users/42/exports');
+      expect(direct.status).toBe(201);
+      expect(result.status).toBe(201);
+      expect(result.headers.get('x-export-id')).toBe('exp-42');
+      expect(result.headers.get('content-type')).toBe(direct.headers.get('content-type'));
+      const bytes = Buffer.from(await result.arrayBuffer());
+      expect(bytes.equals(Buffer.from(await direct.arrayBuffer()))).toBe(true);
+      expect(JSON.parse(bytes.toString())).toEqual({
+        user: 'alice',
+        id: '42',
+        format: 'csv',
+        rows: 7,
+        note: 'ünïcode ✓',
+      });
+      // Owner-scoped like the status document.
+      expect((await fetch(new URL(doc.resultUrl, origin), { headers: { 'x-user': 'bob' } })).status).toBe(404);
+    });
+
+    it("answers the wrapped handler's own response to Prefer: wait once the job completes", async () => {
+      const res = await fetch(`${origin}/api/v1/users/9/exports`, {
+        method: 'POST',
+        headers: { ...USER, prefer: 'wait=10' },
+        body: JSON.stringify({ rows: 1 }),
+      });
+      expect(res.status).toBe(201);
+      expect(res.headers.get('preference-applied')).toBe('wait=10');
+      expect(res.headers.get('x-export-id')).toBe('exp-9');
+      expect(await res.json()).toMatchObject({ user: 'alice', id: '9', rows: 1 });
+    });
+
+    it("tells the dashboard's live feed, through compression, of the jobs it runs", async () => {
+      const events = await fetch(`${origin}/ops/api/events`, {
+        headers: { 'x-user': 'ops', 'accept-encoding': 'gzip' },
+      });
+      expect(events.status).toBe(200);
+      expect(events.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      expect(events.headers.get('content-encoding')).toBeNull();
+      const reader = (events.body as ReadableStream<Uint8Array>).getReader();
+      const decoder = new TextDecoder();
+      let text = '';
+      while (!text.includes(': connected')) text += decoder.decode((await reader.read()).value, { stream: true });
+      const { jobId } = await (await exportRequest('/users/5/exports')).json();
+      // The process that runs the job tells the feed; a worker process reaches it through PostgreSQL's change feed.
+      // On SQLite the API process hears only what it did itself (the page reads the list again every 10 s).
+      const last = kind === 'sqlite' ? 'queued' : 'complete';
+      const seen = `"id":"${jobId}","status":"${last}"`;
+      const deadline = Date.now() + 10_000;
+      while (!text.includes(seen) && Date.now() < deadline) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+      }
+      await reader.cancel();
+      expect(text).toContain('event: change');
+      expect(text).toContain(seen);
+    });
+
+    it('serves the dashboard and its admin API at /ops, behind the app auth, next to helmet and compression', async () => {
+      const res = await exportRequest('/users/7/exports');
+      const { jobId } = await res.json();
+      const list = (headers: Record<string, string>) => fetch(`${origin}/ops/api/jobs`, { headers });
+      const anonymous = await list({});
+      expect(anonymous.status).toBe(401);
+      expect(anonymous.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+      expect((await list({ 'x-user': 'alice' })).status).toBe(403);
+      const listed = await list({ 'x-user': 'ops' });
+      expect(listed.status).toBe(200);
+      const { jobs } = await listed.json();
+      expect(jobs).toContainEqual(expect.objectContaining({ id: jobId, name: `${framework}-export`, owner: 'alice' }));
+
+      const ops = { 'x-user': 'ops', 'accept-encoding': 'gzip' };
+      const bare = await fetch(`${origin}/ops`, { headers: ops, redirect: 'manual' });
+      expect(bare.status).toBe(308);
+      expect(bare.headers.get('location')).toBe('/ops/');
+      const page = await fetch(`${origin}/ops/`, { headers: ops });
+      expect(page.status).toBe(200);
+      expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+      // The dashboard's own policy, not helmet's, which would otherwise apply to the page: its script runs from here.
+      const csp = page.headers.get('content-security-policy') ?? '';
+      expect(csp.split(/\s*;\s*/)).toContain("script-src 'self'");
+      expect(csp).toMatch(/^default-src 'none'/);
+      expect(page.headers.get('x-content-type-options')).toBe('nosniff');
+      expect(await page.text()).toContain('<script src="app.js" defer></script>');
+      const script = await fetch(`${origin}/ops/app.js`, { headers: ops });
+      expect(script.status).toBe(200);
+      expect(script.headers.get('content-type')).toMatch(/^text\/javascript/);
+      // Whole through the app's compression (fetch inflates it).
+      const shipped = readFileSync(join(project, 'node_modules', 'respond-async', 'dashboard', 'app.js'), 'utf8');
+      expect(await script.text()).toBe(shipped);
     });
   });
 });
