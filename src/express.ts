@@ -136,7 +136,8 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
           const failure: ReplayFailure = {};
           const app = express();
           app.disable('x-powered-by');
-          app.use(snapshot.mount || '/', (req: Request, res: Response, next: NextFunction) => {
+          app.use((req: Request, res: Response, next: NextFunction) => {
+            remount(req, snapshot.mount);
             req.params = snapshot.params;
             // Express 5 parses the query from the URL with the app's parser: the snapshot holds what the route saw.
             Object.defineProperty(req, 'query', { value: snapshot.query, writable: true, configurable: true });
@@ -235,6 +236,17 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
       };
     },
   };
+}
+
+/**
+ * Give a replayed request the `baseUrl` and `url` it had under the app's router, set by hand: the mount is a concrete
+ * path (`/orgs/urn:isbn:1`), which `app.use(mount)` would read as a route pattern (`:`, `*`, `(` mean something there).
+ */
+function remount(req: Request, mount: string): void {
+  if (mount === '' || !req.url.startsWith(mount)) return;
+  const rest = req.url.slice(mount.length);
+  req.baseUrl = mount;
+  req.url = rest.startsWith('/') ? rest : `/${rest}`;
 }
 
 export type { AdminDecision, AdminOptions } from './http/admin.js';

@@ -322,6 +322,42 @@ describe('a wrapped handler in an existing app', () => {
     expect(result.json()).toEqual({ baseUrl: '/api/v1', path: '/exports/csv', kind: 'csv', body: { rows: [1, 2] } });
   });
 
+  it('Express: under a router mounted at a path with a param, whatever the param holds (`:`, `(`, `*`)', async () => {
+    const jobs = newJobs();
+    const app = express();
+    app.use(express.json());
+    const org = express.Router({ mergeParams: true });
+    const ra = expressAdapter(jobs, { owner: (req) => req.get('x-user') ?? null });
+    org.post(
+      '/exports/:kind',
+      ra.wrap(
+        (req, res) => void res.json({ baseUrl: req.baseUrl, url: req.url, org: req.params.org, kind: req.params.kind }),
+        { name: 'org-mounted', attempts: 1 },
+      ),
+    );
+    org.use(ra.routes());
+    app.use('/orgs/:org', org);
+    // Concrete URL paths, which a mount given to app.use() would read as route patterns.
+    for (const slug of ['urn:isbn:1', 'a(b)', 'x*y']) {
+      const res = await inject(expressDispatch(app), {
+        method: 'POST',
+        url: `/orgs/${slug}/exports/csv?rows=2`,
+        headers: { 'x-user': 'ann', 'content-type': 'application/json' },
+        payload: '{}',
+      });
+      expect(res.statusCode).toBe(202);
+      const { jobId, statusUrl } = res.json() as { jobId: string; statusUrl: string };
+      expect(statusUrl).toBe(`/orgs/${slug}/jobs/${jobId}`);
+      expect((await settled(jobs, jobId)).status).toBe('complete');
+      const result = await inject(expressDispatch(app), {
+        method: 'GET',
+        url: `${statusUrl}/result`,
+        headers: { 'x-user': 'ann' },
+      });
+      expect(result.json()).toEqual({ baseUrl: `/orgs/${slug}`, url: '/exports/csv?rows=2', org: slug, kind: 'csv' });
+    }
+  });
+
   it('Koa: after @koa/bodyparser, the body it read is kept as the text that came', async () => {
     const jobs = newJobs();
     const app = new Koa();
