@@ -6,15 +6,18 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import compress from '@fastify/compress';
 import bodyParser from '@koa/bodyparser';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import Database from 'better-sqlite3';
 import express from 'express';
+import Fastify from 'fastify';
 import Koa from 'koa';
 import inject from 'light-my-request';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { submit, waitFor } from '../src/client.js';
 import { respondAsync as expressAdapter } from '../src/express.js';
+import { respondAsync as fastifyAdapter } from '../src/fastify.js';
 import {
   createJobs,
   type JobRecord,
@@ -355,6 +358,39 @@ describe('a wrapped handler in an existing app', () => {
         headers: { 'x-user': 'ann' },
       });
       expect(result.json()).toEqual({ baseUrl: `/orgs/${slug}`, url: '/exports/csv?rows=2', org: slug, kind: 'csv' });
+    }
+  });
+
+  it('Fastify: after @fastify/compress, which decompresses request bodies, a gzip body as its other routes read it', async () => {
+    const jobs = newJobs();
+    const report = jobs.define('report', async (input: RequestSnapshot<unknown>) => input.body);
+    const app = Fastify();
+    await app.register(compress);
+    const ra = fastifyAdapter(jobs);
+    await app.register(ra.plugin);
+    app.post('/own', async (request) => request.body);
+    app.post('/reports', ra.route(report));
+    app.post(
+      '/exports',
+      ra.wrap(async (request, reply) => reply.code(201).send(request.body), { name: 'gzip-export', attempts: 1 }),
+    );
+    try {
+      const post = (url: string) =>
+        app.inject({
+          method: 'POST',
+          url,
+          headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', prefer: 'wait=5' },
+          payload: gzipSync(JSON.stringify({ rows: 3 })),
+        });
+      expect((await post('/own')).json()).toEqual({ rows: 3 });
+      const reported = await post('/reports');
+      expect(reported.statusCode).toBe(200);
+      expect(reported.json()).toMatchObject({ status: 'complete', result: { rows: 3 } });
+      const exported = await post('/exports');
+      expect(exported.statusCode).toBe(201);
+      expect(exported.json()).toEqual({ rows: 3 });
+    } finally {
+      await app.close();
     }
   });
 
