@@ -296,6 +296,34 @@ describe.each(['express', 'fastify', 'koa'])('%s app from the packed tarball', (
       expect(text).toContain(seen);
     });
 
+    it('cancels a running wrapped job from the admin API, in whichever process runs it', async () => {
+      const res = await fetch(`${origin}/api/v1/users/8/exports`, {
+        method: 'POST',
+        headers: USER,
+        body: JSON.stringify({ waitMs: 30_000 }),
+      });
+      const { jobId, statusUrl } = await res.json();
+      await until(
+        async () => (await fetch(new URL(statusUrl, origin), { headers: USER })).json(),
+        (d) => d.progress === 50,
+      );
+      const action = (headers: Record<string, string>) =>
+        fetch(`${origin}/ops/api/jobs/${jobId}/cancel`, { method: 'POST', headers: { 'x-user': 'ops', ...headers } });
+      // Without the admin header (a cross-site form could not send it): refused.
+      expect((await action({})).status).toBe(403);
+      const canceled = await action({ 'x-respond-async-admin': '1' });
+      expect(canceled.status).toBe(200);
+      // A running job is asked to stop: its handler sees `req.job.signal` abort.
+      expect((await canceled.json()).outcome).toBe('requested');
+      const doc = await until(
+        async () => (await fetch(new URL(statusUrl, origin), { headers: USER })).json(),
+        (d) => d.status === 'canceled',
+      );
+      expect(doc.status).toBe('canceled');
+      const detail = await (await fetch(`${origin}/ops/api/jobs/${jobId}`, { headers: { 'x-user': 'ops' } })).json();
+      expect(detail).toMatchObject({ id: jobId, status: 'canceled', owner: 'alice' });
+    });
+
     it('serves the dashboard and its admin API at /ops, behind the app auth, next to helmet and compression', async () => {
       const res = await exportRequest('/users/7/exports');
       const { jobId } = await res.json();

@@ -6,8 +6,18 @@ function exportOf(user, id, format, body) {
   return { user, id, format: format ?? null, rows: body?.rows ?? null, note: 'ünïcode ✓' };
 }
 
+/** A long export (`waitMs` in the body) ends early when its job is canceled. */
+function work(ms, signal) {
+  if (!ms) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => resolve(clearTimeout(timer)), { once: true });
+  });
+}
+
 export async function expressExport(req, res) {
   await req.job?.progress(50, 'half way');
+  await work(req.body?.waitMs, req.job?.signal);
   res
     .status(201)
     .set('x-export-id', `exp-${req.params.id}`)
@@ -16,6 +26,7 @@ export async function expressExport(req, res) {
 
 export async function fastifyExport(request, reply) {
   await request.job?.progress(50, 'half way');
+  await work(request.body?.waitMs, request.job?.signal);
   return reply
     .code(201)
     .header('x-export-id', `exp-${request.params.id}`)
@@ -24,6 +35,7 @@ export async function fastifyExport(request, reply) {
 
 export async function koaExport(ctx) {
   await ctx.job?.progress(50, 'half way');
+  await work(ctx.request.body?.waitMs, ctx.job?.signal);
   ctx.status = 201;
   ctx.set('x-export-id', `exp-${ctx.params.id}`);
   ctx.body = exportOf(ctx.state.user, ctx.params.id, ctx.query.format, ctx.request.body);
