@@ -223,11 +223,16 @@ describe.each(['express', 'fastify', 'koa'])('%s app from the packed tarball', (
       expect(await exported.json()).toMatchObject({ user: 'alice', id: '3', rows: 2 });
     });
 
-    const exportRequest = (path: string) =>
-      fetch(`${origin}/api/v1${path}?format=csv`, { method: 'POST', headers: USER, body: JSON.stringify({ rows: 7 }) });
+    const exportRequest = (path: string, rows = 7) =>
+      fetch(`${origin}/api/v1${path}?format=csv`, {
+        method: 'POST',
+        headers: { ...USER, 'accept-encoding': 'gzip' },
+        body: JSON.stringify({ rows }),
+      });
 
     it("runs the app's wrapped handler as a job, its result the handler's own response", async () => {
-      const res = await exportRequest('/users/42/exports');
+      // A few KB: compressed by the app's compression on the way out, like the handler's direct answer.
+      const res = await exportRequest('/users/42/exports', 300);
       expect(res.status).toBe(202);
       const location = res.headers.get('location') ?? '';
       expect(location).toMatch(/^\/api\/v1\/jobs\/[\w-]+$/);
@@ -237,11 +242,13 @@ describe.each(['express', 'fastify', 'koa'])('%s app from the packed tarball', (
         (d) => d.status !== 'queued' && d.status !== 'processing',
       );
       expect(doc).toMatchObject({ status: 'complete', resultUrl: `${location}/result` });
-      const result = await fetch(new URL(doc.resultUrl, origin), { headers: USER });
+      const result = await fetch(new URL(doc.resultUrl, origin), { headers: { ...USER, 'accept-encoding': 'gzip' } });
       // What the handler answers unwrapped, for the same request, and the user set by the app's auth.
-      const direct = await exportRequest('/direct/users/42/exports');
+      const direct = await exportRequest('/direct/users/42/exports', 300);
       expect(direct.status).toBe(201);
+      expect(direct.headers.get('content-encoding')).toBe('gzip');
       expect(result.status).toBe(201);
+      expect(result.headers.get('content-encoding')).toBe('gzip');
       expect(result.headers.get('x-export-id')).toBe('exp-42');
       expect(result.headers.get('content-type')).toBe(direct.headers.get('content-type'));
       const bytes = Buffer.from(await result.arrayBuffer());
@@ -250,8 +257,9 @@ describe.each(['express', 'fastify', 'koa'])('%s app from the packed tarball', (
         user: 'alice',
         id: '42',
         format: 'csv',
-        rows: 7,
+        rows: 300,
         note: 'ünïcode ✓',
+        lines: Array.from({ length: 300 }, (_, i) => `42,${i}`),
       });
       // Owner-scoped like the status document.
       expect((await fetch(new URL(doc.resultUrl, origin), { headers: { 'x-user': 'bob' } })).status).toBe(404);

@@ -3,7 +3,9 @@
 
 /** What the handler answers: who asked (set by the app's auth), the param, the query and the JSON body. */
 function exportOf(user, id, format, body) {
-  return { user, id, format: format ?? null, rows: body?.rows ?? null, note: 'ünïcode ✓' };
+  const rows = Math.min(Number(body?.rows) || 0, 1000);
+  const lines = Array.from({ length: rows }, (_, i) => `${id},${i}`);
+  return { user, id, format: format ?? null, rows: body?.rows ?? null, note: 'ünïcode ✓', lines };
 }
 
 /** A long export (`waitMs` in the body) ends early when its job is canceled. */
