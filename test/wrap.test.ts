@@ -394,6 +394,38 @@ describe('a wrapped handler in an existing app', () => {
     }
   });
 
+  it('Express: after express.urlencoded({ extended: true }), a flat form replays, a nested one is refused', async () => {
+    const errors: unknown[] = [];
+    const jobs = createJobs({ pollIntervalMs: 20, logger: { error: (...args) => errors.push(args), warn() {} } });
+    runtimes.push(jobs);
+    const app = express();
+    app.use(express.urlencoded({ extended: true }));
+    const ra = expressAdapter(jobs);
+    app.post(
+      '/forms',
+      ra.wrap((req, res) => void res.json(req.body), { name: 'form' }),
+    );
+    app.use(ra.routes());
+    const post = (payload: string) =>
+      inject(expressDispatch(app), {
+        method: 'POST',
+        url: '/forms',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload,
+      });
+    const flat = await post('n=1&tag=a&tag=b');
+    expect(flat.statusCode).toBe(202);
+    const { jobId, statusUrl } = flat.json() as { jobId: string; statusUrl: string };
+    expect((await settled(jobs, jobId)).status).toBe('complete');
+    const result = await inject(expressDispatch(app), { method: 'GET', url: `${statusUrl}/result` });
+    expect(result.json()).toEqual({ n: '1', tag: ['a', 'b'] });
+    // `user[name]=ann` was read into { user: { name: 'ann' } }: no form gives that back, so no job replays another body.
+    const nested = await post('user[name]=ann&n=1');
+    expect(nested.statusCode).toBe(500);
+    expect(nested.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(JSON.stringify(errors)).toContain('ERR_RESPOND_ASYNC_BODY_ALREADY_PARSED');
+  });
+
   it('Koa: after @koa/bodyparser, the body it read is kept as the text that came', async () => {
     const jobs = newJobs();
     const app = new Koa();

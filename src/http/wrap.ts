@@ -186,14 +186,22 @@ export function bytesOfParsedBody(body: unknown, contentType: string | undefined
   if (type === 'application/x-www-form-urlencoded' && typeof body === 'object' && body !== null) {
     const form = new URLSearchParams();
     for (const [key, value] of Object.entries(body)) {
-      for (const item of Array.isArray(value) ? value : [value]) form.append(key, String(item));
+      for (const item of Array.isArray(value) ? value : [value]) {
+        // A nested field (`user[name]=ann`, as `express.urlencoded({ extended: true })` reads it) has no flat form
+        // to go back to: written as `[object Object]`, the replayed handler would get another body.
+        if (typeof item === 'object' && item !== null) throw alreadyParsed(`${type} body with nested fields`);
+        form.append(key, String(item));
+      }
     }
     return Buffer.from(form.toString());
   }
-  throw Object.assign(
+  throw alreadyParsed(`${type || 'untyped'} body`);
+}
+
+function alreadyParsed(what: string): TypeError {
+  return Object.assign(
     new TypeError(
-      `respond-async: a body parser of the app read this ${type || 'untyped'} body before the wrapped route; ` +
-        'mount it after the route',
+      `respond-async: a body parser of the app read this ${what} before the wrapped route; mount it after the route`,
     ),
     { code: 'ERR_RESPOND_ASYNC_BODY_ALREADY_PARSED' },
   );
