@@ -3,7 +3,7 @@
 // one process on the memory store, and an API process (`worker: false`) with a worker process (`jobs.start()`) on
 // SQLite and on PostgreSQL, driven over HTTP as a client would.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { cpSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -365,5 +365,22 @@ describe.each(['express', 'fastify', 'koa'])('%s app from the packed tarball', (
       const shipped = readFileSync(join(project, 'node_modules', 'respond-async', 'dashboard', 'app.js'), 'utf8');
       expect(await script.text()).toBe(shipped);
     });
+  });
+});
+
+describe('a wrapped Express handler without light-my-request installed', () => {
+  it('fails its job at the first attempt, the log saying what to install', async () => {
+    // Last in the file: no app of the tests above runs any more.
+    const link = join(project, 'node_modules', 'light-my-request');
+    renameSync(link, `${link}.away`);
+    try {
+      const { child, line } = await start('no-driver.mjs', {});
+      await stop(child);
+      const { doc, logged } = JSON.parse(line);
+      expect(doc).toMatchObject({ status: 'failed', attempt: 1 });
+      expect(logged.join('\n')).toMatch(/ERR_RESPOND_ASYNC_DRIVER_MISSING.*npm install light-my-request/);
+    } finally {
+      renameSync(`${link}.away`, link);
+    }
   });
 });
