@@ -265,6 +265,20 @@ describe.each(['express', 'fastify', 'koa'])('%s app from the packed tarball', (
       expect((await fetch(new URL(doc.resultUrl, origin), { headers: { 'x-user': 'bob' } })).status).toBe(404);
     });
 
+    it('replays a submit to the wrapped route with the same Idempotency-Key', async () => {
+      const send = () =>
+        fetch(`${origin}/api/v1/users/6/exports`, {
+          method: 'POST',
+          headers: { ...USER, 'idempotency-key': `"wrap-${schema}-${framework}"` },
+          body: JSON.stringify({ rows: 1 }),
+        });
+      const first = await send();
+      const again = await send();
+      expect(again.status).toBe(202);
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect((await again.json()).jobId).toBe((await first.json()).jobId);
+    });
+
     it("answers the wrapped handler's own response to Prefer: wait once the job completes", async () => {
       const res = await fetch(`${origin}/api/v1/users/9/exports`, {
         method: 'POST',
