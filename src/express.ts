@@ -18,6 +18,7 @@ import {
   checkWrapOptions,
   defineOptionsOf,
   parseReplayBody,
+  pinClient,
   selectHeaders,
   snapshotBytes,
   type WrapOptions,
@@ -147,6 +148,7 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
                 req.headers['content-type'],
                 req.headers['content-encoding'],
               );
+            pinClient(req, snapshot.client);
             req.job = wrappedJob(ctx);
             wrapOptions.restore?.(req, snapshot.captured);
             // Express 4 does not catch a rejected promise; a returned promise is caught here on both.
@@ -178,6 +180,13 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
             headers: selectHeaders(req.headers, wrapOptions.headers, parsed),
             body: body.byteLength === 0 ? null : body.toString('base64'),
             captured: wrapOptions.capture?.(req) ?? null,
+            client: {
+              protocol: req.protocol,
+              ip: req.ip ?? '',
+              ips: req.ips,
+              hostname: req.hostname ?? '',
+              host: hostOf(req),
+            },
           };
           const path = pathOf(req.originalUrl);
           return await protocol.submitWrapped(
@@ -247,6 +256,17 @@ function remount(req: Request, mount: string): void {
   const rest = req.url.slice(mount.length);
   req.baseUrl = mount;
   req.url = rest.startsWith('/') ? rest : `/${rest}`;
+}
+
+/**
+ * The host and port the client asked for, as Express 5's `req.host` reads it (`X-Forwarded-Host` from a trusted
+ * proxy, else `Host`); Express 4's `req.host` is a deprecated alias of `hostname`, so it is not called.
+ */
+function hostOf(req: Request): string {
+  const trust = req.app.get('trust proxy fn') as ((address: string | undefined, hop: number) => boolean) | undefined;
+  const forwarded = req.get('x-forwarded-host');
+  const host = forwarded && trust?.(req.socket.remoteAddress, 0) ? forwarded.split(',')[0].trim() : req.get('host');
+  return host ?? '';
 }
 
 export type { AdminDecision, AdminOptions } from './http/admin.js';

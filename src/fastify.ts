@@ -34,6 +34,7 @@ import {
   checkWrapOptions,
   defineOptionsOf,
   parseReplayBody,
+  pinClient,
   selectHeaders,
   type WrapOptions,
   type WrappedJob,
@@ -275,6 +276,13 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
               headers: selectHeaders(request.raw.headers, wrapOptions.headers, parsed || read?.decoded === true),
               body: body.byteLength === 0 ? null : body.toString('base64'),
               captured: wrapOptions.capture?.(request) ?? null,
+              client: {
+                protocol: request.protocol,
+                ip: request.ip,
+                ips: request.ips ?? [],
+                hostname: request.hostname,
+                host: request.host,
+              },
             };
             response = await protocol.submitWrapped(
               definition,
@@ -372,6 +380,7 @@ function replayer(handler: RouteHandlerMethod<any, any, any, any>, options: Fast
       const replay = byRequest.get(request);
       if (!replay) return;
       request.params = replay.snapshot.params;
+      pinClient(request, replay.snapshot.client);
       options.restore?.(request, replay.snapshot.captured);
     });
     app.addHook('onResponse', async (request) => {

@@ -426,6 +426,79 @@ describe('a wrapped handler in an existing app', () => {
     expect(JSON.stringify(errors)).toContain('ERR_RESPOND_ASYNC_BODY_ALREADY_PARSED');
   });
 
+  it('behind a trusted proxy: the replayed handler sees the client, scheme and host the app saw', async () => {
+    const forwarded = {
+      'x-forwarded-proto': 'https',
+      'x-forwarded-for': '203.0.113.5',
+      'x-forwarded-host': 'api.example.com:8443',
+    };
+    const expected = {
+      protocol: 'https',
+      secure: true,
+      ip: '203.0.113.5',
+      hostname: 'api.example.com',
+      host: 'api.example.com:8443',
+    };
+    const jobs = newJobs();
+
+    const app = express();
+    app.set('trust proxy', 'loopback');
+    const ra = expressAdapter(jobs);
+    const client = (req: express.Request, res: express.Response) =>
+      void res.json({ protocol: req.protocol, secure: req.secure, ip: req.ip, hostname: req.hostname, host: req.host });
+    app.post('/client', ra.wrap(client, { name: 'client-express' }));
+    app.use(ra.routes());
+
+    const koa = new Koa({ proxy: true });
+    const koaRa = koaAdapter(jobs);
+    koa.use(koaRa.routes());
+    const koaClient = koaRa.wrap(
+      async (ctx) => {
+        ctx.body = { protocol: ctx.protocol, secure: ctx.secure, ip: ctx.ip, hostname: ctx.hostname, host: ctx.host };
+      },
+      { name: 'client-koa' },
+    );
+    koa.use((ctx, next) => (ctx.path === '/client' ? koaClient(ctx, next) : next()));
+
+    const fastify = Fastify({ trustProxy: true });
+    const fastifyRa = fastifyAdapter(jobs);
+    await fastify.register(fastifyRa.plugin);
+    fastify.post(
+      '/client',
+      fastifyRa.wrap(
+        async (request) => ({
+          protocol: request.protocol,
+          secure: request.protocol === 'https',
+          ip: request.ip,
+          hostname: request.hostname,
+          host: request.host,
+        }),
+        { name: 'client-fastify' },
+      ),
+    );
+    try {
+      type Call = (options: { method: 'GET' | 'POST'; url: string; headers?: Record<string, string> }) => Promise<{
+        statusCode: number;
+        json(): unknown;
+      }>;
+      const calls: Call[] = [
+        (options) => inject(expressDispatch(app), options),
+        (options) => inject(koa.callback(), options),
+        (options) => fastify.inject(options),
+      ];
+      for (const call of calls) {
+        const res = await call({ method: 'POST', url: '/client', headers: forwarded });
+        expect(res.statusCode).toBe(202);
+        const { jobId, statusUrl } = res.json() as { jobId: string; statusUrl: string };
+        expect((await settled(jobs, jobId)).status).toBe('complete');
+        const result = await call({ method: 'GET', url: `${statusUrl}/result` });
+        expect(result.json()).toEqual(expected);
+      }
+    } finally {
+      await fastify.close();
+    }
+  });
+
   it('Koa: after @koa/bodyparser, the body it read is kept as the text that came', async () => {
     const jobs = newJobs();
     const app = new Koa();
