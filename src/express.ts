@@ -18,6 +18,7 @@ import {
   checkWrapOptions,
   defineOptionsOf,
   parseReplayBody,
+  pinClient,
   selectHeaders,
   snapshotBytes,
   type WrapOptions,
@@ -136,7 +137,8 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
           const failure: ReplayFailure = {};
           const app = express();
           app.disable('x-powered-by');
-          app.use(snapshot.mount || '/', (req: Request, res: Response, next: NextFunction) => {
+          app.use((req: Request, res: Response, next: NextFunction) => {
+            remount(req, snapshot.mount);
             req.params = snapshot.params;
             // Express 5 parses the query from the URL with the app's parser: the snapshot holds what the route saw.
             Object.defineProperty(req, 'query', { value: snapshot.query, writable: true, configurable: true });
@@ -146,6 +148,7 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
                 req.headers['content-type'],
                 req.headers['content-encoding'],
               );
+            pinClient(req, snapshot.client);
             req.job = wrappedJob(ctx);
             wrapOptions.restore?.(req, snapshot.captured);
             // Express 4 does not catch a rejected promise; a returned promise is caught here on both.
@@ -177,6 +180,13 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
             headers: selectHeaders(req.headers, wrapOptions.headers, parsed),
             body: body.byteLength === 0 ? null : body.toString('base64'),
             captured: wrapOptions.capture?.(req) ?? null,
+            client: {
+              protocol: req.protocol,
+              ip: req.ip ?? '',
+              ips: req.ips,
+              hostname: req.hostname ?? '',
+              host: hostOf(req),
+            },
           };
           const path = pathOf(req.originalUrl);
           return await protocol.submitWrapped(
@@ -235,6 +245,28 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
       };
     },
   };
+}
+
+/**
+ * Give a replayed request the `baseUrl` and `url` it had under the app's router, set by hand: the mount is a concrete
+ * path (`/orgs/urn:isbn:1`), which `app.use(mount)` would read as a route pattern (`:`, `*`, `(` mean something there).
+ */
+function remount(req: Request, mount: string): void {
+  if (mount === '' || !req.url.startsWith(mount)) return;
+  const rest = req.url.slice(mount.length);
+  req.baseUrl = mount;
+  req.url = rest.startsWith('/') ? rest : `/${rest}`;
+}
+
+/**
+ * The host and port the client asked for, as Express 5's `req.host` reads it (`X-Forwarded-Host` from a trusted
+ * proxy, else `Host`); Express 4's `req.host` is a deprecated alias of `hostname`, so it is not called.
+ */
+function hostOf(req: Request): string {
+  const trust = req.app.get('trust proxy fn') as ((address: string | undefined, hop: number) => boolean) | undefined;
+  const forwarded = req.get('x-forwarded-host');
+  const host = forwarded && trust?.(req.socket.remoteAddress, 0) ? forwarded.split(',')[0].trim() : req.get('host');
+  return host ?? '';
 }
 
 export type { AdminDecision, AdminOptions } from './http/admin.js';

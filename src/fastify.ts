@@ -1,5 +1,6 @@
 // respond-async/fastify: a Fastify 5 plugin serving the status endpoints, and route options for wrapped routes.
 import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import Fastify, {
   type FastifyInstance,
   type FastifyPluginAsync,
@@ -33,6 +34,7 @@ import {
   checkWrapOptions,
   defineOptionsOf,
   parseReplayBody,
+  pinClient,
   selectHeaders,
   type WrapOptions,
   type WrappedJob,
@@ -154,7 +156,7 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
   const readBody: preParsingAsyncHookHandler = async (request, _reply, payload) => {
     try {
       (request as WithBody)[BODY] = {
-        body: await readNodeBody(payload, request.raw.headers, protocol as HttpProtocol<unknown>),
+        body: await readNodeBody(payload, payloadHeaders(request, payload), protocol as HttpProtocol<unknown>),
       };
     } catch (error) {
       (request as WithBody)[BODY] = { error };
@@ -237,11 +239,13 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
       checkWrapOptions(wrapOptions);
       const replay = replayer(handler, wrapOptions, jobs.options.maxResultBytes);
       const definition = jobs.define(wrapOptions.name, replay, defineOptionsOf(wrapOptions));
-      const raw = new WeakMap<FastifyRequest, { body?: Buffer; error?: unknown }>();
+      const raw = new WeakMap<FastifyRequest, { body?: Buffer; decoded?: boolean; error?: unknown }>();
       const readRaw: preParsingAsyncHookHandler = async (request, _reply, payload) => {
         try {
+          const headers = payloadHeaders(request, payload);
           raw.set(request, {
-            body: await readNodeBytes(payload, request.raw.headers, protocol as HttpProtocol<unknown>),
+            body: await readNodeBytes(payload, headers, protocol as HttpProtocol<unknown>),
+            decoded: headers !== request.raw.headers,
           });
         } catch (error) {
           raw.set(request, { error });
@@ -268,9 +272,16 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
               mount: '',
               params: { ...(request.params as Record<string, string>) },
               query: { ...(request.query as Record<string, unknown>) },
-              headers: selectHeaders(request.raw.headers, wrapOptions.headers, parsed),
+              headers: selectHeaders(request.raw.headers, wrapOptions.headers, parsed || read?.decoded === true),
               body: body.byteLength === 0 ? null : body.toString('base64'),
               captured: wrapOptions.capture?.(request) ?? null,
+              client: {
+                protocol: request.protocol,
+                ip: request.ip,
+                ips: request.ips ?? [],
+                hostname: request.hostname,
+                host: request.host,
+              },
             };
             response = await protocol.submitWrapped(
               definition,
@@ -368,6 +379,7 @@ function replayer(handler: RouteHandlerMethod<any, any, any, any>, options: Fast
       const replay = byRequest.get(request);
       if (!replay) return;
       request.params = replay.snapshot.params;
+      pinClient(request, replay.snapshot.client);
       options.restore?.(request, replay.snapshot.captured);
     });
     app.addHook('onResponse', async (request) => {
@@ -413,6 +425,18 @@ export type { AdminDecision, AdminOptions } from './http/admin.js';
  */
 const BODY = Symbol('respond-async.body');
 type WithBody = FastifyRequest & { [BODY]?: { body?: RequestBody; error?: unknown } };
+
+/**
+ * The headers a route's body is read by: the request's, without `Content-Encoding` when an earlier preParsing hook of
+ * the app replaced the payload stream of an encoded body. That hook decoded it (`@fastify/compress` decompresses
+ * request bodies by default, and the app's other routes read them so): its bytes are no longer gzip, br or deflate.
+ */
+function payloadHeaders(request: FastifyRequest, payload: RequestPayload): IncomingHttpHeaders {
+  const headers = request.raw.headers;
+  if (payload === request.raw || headers['content-encoding'] === undefined) return headers;
+  const { 'content-encoding': _decoded, ...rest } = headers;
+  return rest;
+}
 
 /**
  * Tell Fastify the request has no body left to parse (its body was read here, or is not wanted): its parsers never

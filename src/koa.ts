@@ -18,6 +18,7 @@ import {
   checkWrapOptions,
   defineOptionsOf,
   parseReplayBody,
+  pinClient,
   selectHeaders,
   snapshotBytes,
   type WrapOptions,
@@ -231,6 +232,7 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
                 request.body = parseReplayBody(bytes, ctx.get('content-type'), ctx.get('content-encoding'));
                 if (bytes !== undefined) request.rawBody = bytes.toString('utf8');
               }
+              pinClient(ctx.request, snapshot.client);
               ctx.job = wrappedJob(jobContext);
               wrapOptions.restore?.(ctx, snapshot.captured);
               await middleware(ctx, next);
@@ -270,6 +272,7 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
             headers: selectHeaders(ctx.req.headers, wrapOptions.headers, parsed),
             body: body.byteLength === 0 ? null : body.toString('base64'),
             captured: wrapOptions.capture?.(ctx) ?? null,
+            client: { protocol: ctx.protocol, ip: ctx.ip, ips: ctx.ips, hostname: ctx.hostname, host: ctx.host },
           };
           response = await protocol.submitWrapped(
             definition,

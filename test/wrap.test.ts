@@ -6,15 +6,18 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import compress from '@fastify/compress';
 import bodyParser from '@koa/bodyparser';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import Database from 'better-sqlite3';
 import express from 'express';
+import Fastify from 'fastify';
 import Koa from 'koa';
 import inject from 'light-my-request';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { submit, waitFor } from '../src/client.js';
 import { respondAsync as expressAdapter } from '../src/express.js';
+import { respondAsync as fastifyAdapter } from '../src/fastify.js';
 import {
   createJobs,
   type JobRecord,
@@ -320,6 +323,180 @@ describe('a wrapped handler in an existing app', () => {
       headers: { 'x-user': 'ann' },
     });
     expect(result.json()).toEqual({ baseUrl: '/api/v1', path: '/exports/csv', kind: 'csv', body: { rows: [1, 2] } });
+  });
+
+  it('Express: under a router mounted at a path with a param, whatever the param holds (`:`, `(`, `*`)', async () => {
+    const jobs = newJobs();
+    const app = express();
+    app.use(express.json());
+    const org = express.Router({ mergeParams: true });
+    const ra = expressAdapter(jobs, { owner: (req) => req.get('x-user') ?? null });
+    org.post(
+      '/exports/:kind',
+      ra.wrap(
+        (req, res) => void res.json({ baseUrl: req.baseUrl, url: req.url, org: req.params.org, kind: req.params.kind }),
+        { name: 'org-mounted', attempts: 1 },
+      ),
+    );
+    org.use(ra.routes());
+    app.use('/orgs/:org', org);
+    // Concrete URL paths, which a mount given to app.use() would read as route patterns.
+    for (const slug of ['urn:isbn:1', 'a(b)', 'x*y']) {
+      const res = await inject(expressDispatch(app), {
+        method: 'POST',
+        url: `/orgs/${slug}/exports/csv?rows=2`,
+        headers: { 'x-user': 'ann', 'content-type': 'application/json' },
+        payload: '{}',
+      });
+      expect(res.statusCode).toBe(202);
+      const { jobId, statusUrl } = res.json() as { jobId: string; statusUrl: string };
+      expect(statusUrl).toBe(`/orgs/${slug}/jobs/${jobId}`);
+      expect((await settled(jobs, jobId)).status).toBe('complete');
+      const result = await inject(expressDispatch(app), {
+        method: 'GET',
+        url: `${statusUrl}/result`,
+        headers: { 'x-user': 'ann' },
+      });
+      expect(result.json()).toEqual({ baseUrl: `/orgs/${slug}`, url: '/exports/csv?rows=2', org: slug, kind: 'csv' });
+    }
+  });
+
+  it('Fastify: after @fastify/compress, which decompresses request bodies, a gzip body as its other routes read it', async () => {
+    const jobs = newJobs();
+    const report = jobs.define('report', async (input: RequestSnapshot<unknown>) => input.body);
+    const app = Fastify();
+    await app.register(compress);
+    const ra = fastifyAdapter(jobs);
+    await app.register(ra.plugin);
+    app.post('/own', async (request) => request.body);
+    app.post('/reports', ra.route(report));
+    app.post(
+      '/exports',
+      ra.wrap(async (request, reply) => reply.code(201).send(request.body), { name: 'gzip-export', attempts: 1 }),
+    );
+    try {
+      const post = (url: string) =>
+        app.inject({
+          method: 'POST',
+          url,
+          headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', prefer: 'wait=5' },
+          payload: gzipSync(JSON.stringify({ rows: 3 })),
+        });
+      expect((await post('/own')).json()).toEqual({ rows: 3 });
+      const reported = await post('/reports');
+      expect(reported.statusCode).toBe(200);
+      expect(reported.json()).toMatchObject({ status: 'complete', result: { rows: 3 } });
+      const exported = await post('/exports');
+      expect(exported.statusCode).toBe(201);
+      expect(exported.json()).toEqual({ rows: 3 });
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('Express: after express.urlencoded({ extended: true }), a flat form replays, a nested one is refused', async () => {
+    const errors: unknown[] = [];
+    const jobs = createJobs({ pollIntervalMs: 20, logger: { error: (...args) => errors.push(args), warn() {} } });
+    runtimes.push(jobs);
+    const app = express();
+    app.use(express.urlencoded({ extended: true }));
+    const ra = expressAdapter(jobs);
+    app.post(
+      '/forms',
+      ra.wrap((req, res) => void res.json(req.body), { name: 'form' }),
+    );
+    app.use(ra.routes());
+    const post = (payload: string) =>
+      inject(expressDispatch(app), {
+        method: 'POST',
+        url: '/forms',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload,
+      });
+    const flat = await post('n=1&tag=a&tag=b');
+    expect(flat.statusCode).toBe(202);
+    const { jobId, statusUrl } = flat.json() as { jobId: string; statusUrl: string };
+    expect((await settled(jobs, jobId)).status).toBe('complete');
+    const result = await inject(expressDispatch(app), { method: 'GET', url: `${statusUrl}/result` });
+    expect(result.json()).toEqual({ n: '1', tag: ['a', 'b'] });
+    // `user[name]=ann` was read into { user: { name: 'ann' } }: no form gives that back, so no job replays another body.
+    const nested = await post('user[name]=ann&n=1');
+    expect(nested.statusCode).toBe(500);
+    expect(nested.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(JSON.stringify(errors)).toContain('ERR_RESPOND_ASYNC_BODY_ALREADY_PARSED');
+  });
+
+  it('behind a trusted proxy: the replayed handler sees the client, scheme and host the app saw', async () => {
+    const forwarded = {
+      'x-forwarded-proto': 'https',
+      'x-forwarded-for': '203.0.113.5',
+      'x-forwarded-host': 'api.example.com:8443',
+    };
+    const expected = {
+      protocol: 'https',
+      secure: true,
+      ip: '203.0.113.5',
+      hostname: 'api.example.com',
+      host: 'api.example.com:8443',
+    };
+    const jobs = newJobs();
+
+    const app = express();
+    app.set('trust proxy', 'loopback');
+    const ra = expressAdapter(jobs);
+    const client = (req: express.Request, res: express.Response) =>
+      void res.json({ protocol: req.protocol, secure: req.secure, ip: req.ip, hostname: req.hostname, host: req.host });
+    app.post('/client', ra.wrap(client, { name: 'client-express' }));
+    app.use(ra.routes());
+
+    const koa = new Koa({ proxy: true });
+    const koaRa = koaAdapter(jobs);
+    koa.use(koaRa.routes());
+    const koaClient = koaRa.wrap(
+      async (ctx) => {
+        ctx.body = { protocol: ctx.protocol, secure: ctx.secure, ip: ctx.ip, hostname: ctx.hostname, host: ctx.host };
+      },
+      { name: 'client-koa' },
+    );
+    koa.use((ctx, next) => (ctx.path === '/client' ? koaClient(ctx, next) : next()));
+
+    const fastify = Fastify({ trustProxy: true });
+    const fastifyRa = fastifyAdapter(jobs);
+    await fastify.register(fastifyRa.plugin);
+    fastify.post(
+      '/client',
+      fastifyRa.wrap(
+        async (request) => ({
+          protocol: request.protocol,
+          secure: request.protocol === 'https',
+          ip: request.ip,
+          hostname: request.hostname,
+          host: request.host,
+        }),
+        { name: 'client-fastify' },
+      ),
+    );
+    try {
+      type Call = (options: { method: 'GET' | 'POST'; url: string; headers?: Record<string, string> }) => Promise<{
+        statusCode: number;
+        json(): unknown;
+      }>;
+      const calls: Call[] = [
+        (options) => inject(expressDispatch(app), options),
+        (options) => inject(koa.callback(), options),
+        (options) => fastify.inject(options),
+      ];
+      for (const call of calls) {
+        const res = await call({ method: 'POST', url: '/client', headers: forwarded });
+        expect(res.statusCode).toBe(202);
+        const { jobId, statusUrl } = res.json() as { jobId: string; statusUrl: string };
+        expect((await settled(jobs, jobId)).status).toBe('complete');
+        const result = await call({ method: 'GET', url: `${statusUrl}/result` });
+        expect(result.json()).toEqual(expected);
+      }
+    } finally {
+      await fastify.close();
+    }
   });
 
   it('Koa: after @koa/bodyparser, the body it read is kept as the text that came', async () => {

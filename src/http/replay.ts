@@ -1,6 +1,7 @@
 // Replaying a wrapped route's request into the handler, in any process: injected requests, the response kept.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InjectOptions, Response as InjectResponse } from 'light-my-request';
+import { UnrecoverableError } from '../core/errors.js';
 import type { JobContext } from '../core/types.js';
 import { limitResponseBody } from './node.js';
 import {
@@ -117,14 +118,12 @@ let injector: Promise<{ default: typeof import('light-my-request') }> | undefine
 function loadInjector(): Promise<{ default: typeof import('light-my-request') }> {
   injector ??= import('light-my-request').catch((cause: unknown) => {
     injector = undefined;
-    throw Object.assign(
-      new Error(
-        'respond-async: wrapping an Express or Koa handler needs `light-my-request`: npm install light-my-request',
-        {
-          cause,
-        },
-      ),
-      { code: 'ERR_RESPOND_ASYNC_DRIVER_MISSING' },
+    // Another attempt in this process would not find it either: the job fails at once, its code public, and can be
+    // retried (the dashboard's retry) once the package is installed.
+    throw new UnrecoverableError(
+      'respond-async: wrapping an Express or Koa handler needs `light-my-request` in the process that runs the job: ' +
+        'npm install light-my-request',
+      { code: 'ERR_RESPOND_ASYNC_DRIVER_MISSING', cause },
     );
   });
   return injector;

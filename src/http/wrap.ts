@@ -29,6 +29,22 @@ export interface WrappedRequestSnapshot {
   owner: string | null;
   /** What `capture(req)` returned at submit (JSON), or null. */
   captured: unknown;
+  /**
+   * What the app's proxy settings (Express `trust proxy`, Koa `app.proxy`, Fastify `trustProxy`) made of the request
+   * at submit, shown to the replayed handler as they were: the replay comes from no proxy. Absent in jobs submitted
+   * by versions that did not keep it.
+   */
+  client?: RequestClient;
+}
+
+/** The client of a request as its framework saw it behind the app's proxies (`X-Forwarded-*` trusted or not). */
+export interface RequestClient {
+  protocol: string;
+  ip: string;
+  ips: string[];
+  hostname: string;
+  /** The host with its port, such as `api.example.com:8443` (Express 5 `req.host`, Koa `ctx.host`, Fastify). */
+  host: string;
 }
 
 /** The response a wrapped handler produced, as the job's result and as `GET {statusUrl}/result` serves it. */
@@ -186,14 +202,22 @@ export function bytesOfParsedBody(body: unknown, contentType: string | undefined
   if (type === 'application/x-www-form-urlencoded' && typeof body === 'object' && body !== null) {
     const form = new URLSearchParams();
     for (const [key, value] of Object.entries(body)) {
-      for (const item of Array.isArray(value) ? value : [value]) form.append(key, String(item));
+      for (const item of Array.isArray(value) ? value : [value]) {
+        // A nested field (`user[name]=ann`, as `express.urlencoded({ extended: true })` reads it) has no flat form
+        // to go back to: written as `[object Object]`, the replayed handler would get another body.
+        if (typeof item === 'object' && item !== null) throw alreadyParsed(`${type} body with nested fields`);
+        form.append(key, String(item));
+      }
     }
     return Buffer.from(form.toString());
   }
-  throw Object.assign(
+  throw alreadyParsed(`${type || 'untyped'} body`);
+}
+
+function alreadyParsed(what: string): TypeError {
+  return Object.assign(
     new TypeError(
-      `respond-async: a body parser of the app read this ${type || 'untyped'} body before the wrapped route; ` +
-        'mount it after the route',
+      `respond-async: a body parser of the app read this ${what} before the wrapped route; mount it after the route`,
     ),
     { code: 'ERR_RESPOND_ASYNC_BODY_ALREADY_PARSED' },
   );
@@ -374,4 +398,16 @@ function inflate(bytes: Buffer, contentEncoding: string | undefined): Buffer {
 /** The body bytes of a snapshot, `undefined` when it had none. @internal */
 export function snapshotBytes(snapshot: WrappedRequestSnapshot): Buffer | undefined {
   return snapshot.body === null ? undefined : Buffer.from(snapshot.body, 'base64');
+}
+
+/**
+ * Show a replayed request (Express `req`, Koa `ctx.request`, Fastify `request`) the client it had at submit:
+ * `protocol`, `ip`, `ips`, `hostname` and `host` as own values over the framework's getters, which would read the replay's
+ * own connection (no proxy, no TLS). What derives from them (`secure`, Koa `origin`) follows. @internal
+ */
+export function pinClient(target: object, client: RequestClient | undefined): void {
+  if (client === undefined) return;
+  for (const name of ['protocol', 'ip', 'ips', 'hostname', 'host'] as const) {
+    Object.defineProperty(target, name, { value: client[name], writable: true, configurable: true });
+  }
 }

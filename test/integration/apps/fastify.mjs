@@ -1,10 +1,12 @@
 // A Fastify 5 API as it exists before respond-async: helmet, cors, compress, an auth hook, its own `/jobs/:slug` route,
-// and routes registered under the prefix `/api/v1`, where one route is wrapped.
+// and routes registered under the prefix `/api/v1`, where one route runs as a job and one existing handler is
+// wrapped; the operator's dashboard at `/ops`.
 import compress from '@fastify/compress';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import Fastify from 'fastify';
 import { respondAsync } from 'respond-async/fastify';
+import { fastifyExport, opsOnly, wrapOf } from './handlers.mjs';
 import { announce, createAppJobs, NOT_FOUND, UNAUTHORIZED, userOf } from './jobs.mjs';
 
 const { jobs, report } = await createAppJobs();
@@ -23,9 +25,15 @@ await app.register(
     });
     await api.register(ra.plugin);
     api.post('/reports', ra.route(report));
+    api.post('/users/:id/exports', ra.wrap(...wrapOf.fastify));
+    // The same handler, not wrapped: what it answers directly.
+    api.post('/direct/users/:id/exports', fastifyExport);
   },
   { prefix: '/api/v1' },
 );
+await app.register(ra.admin({ authorize: (request) => opsOnly(userOf(request.headers['x-user'])) }), {
+  prefix: '/ops',
+});
 app.setNotFoundHandler((_request, reply) => reply.code(404).type('application/problem+json').send(NOT_FOUND));
 
 await app.listen({ port: 0, host: '127.0.0.1' });

@@ -2,9 +2,10 @@
 // Copied into a scratch project that installed the packed tarball, so it imports `respond-async` as a user does.
 import { createJobs } from 'respond-async';
 
-/** The store named by STORE: `sqlite:<file>`, or `postgres://…#<schema>`. */
+/** The store named by STORE: `memory` (one process), `sqlite:<file>`, or `postgres://…#<schema>`. */
 export async function storeFromEnv() {
   const spec = process.env.STORE ?? '';
+  if (spec === 'memory') return undefined;
   if (spec.startsWith('sqlite:')) {
     const { SqliteStore } = await import('respond-async/sqlite');
     return new SqliteStore({ path: spec.slice('sqlite:'.length) });

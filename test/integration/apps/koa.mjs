@@ -1,5 +1,6 @@
 // A Koa 3 API as it exists before respond-async: helmet, cors, compress, @koa/bodyparser, an auth middleware, its own
-// `/jobs/:slug` route, and an `/api/v1` router, where one route is wrapped.
+// `/jobs/:slug` route, and an `/api/v1` router, where one route runs as a job and one existing middleware is
+// wrapped; the operator's dashboard at `/ops`.
 import bodyParser from '@koa/bodyparser';
 import cors from '@koa/cors';
 import Router from '@koa/router';
@@ -7,6 +8,7 @@ import Koa from 'koa';
 import compress from 'koa-compress';
 import helmet from 'koa-helmet';
 import { respondAsync } from 'respond-async/koa';
+import { koaExport, opsOnly, wrapOf } from './handlers.mjs';
 import { announce, createAppJobs, NOT_FOUND, UNAUTHORIZED, userOf } from './jobs.mjs';
 
 const { jobs, report } = await createAppJobs();
@@ -15,6 +17,7 @@ const app = new Koa();
 app.use(helmet());
 app.use(cors({ exposeHeaders: ['Location', 'Retry-After'] }));
 app.use(compress());
+app.use(ra.admin({ path: '/ops', authorize: (ctx) => opsOnly(userOf(ctx.get('x-user') || undefined)) }));
 app.use(ra.errors());
 app.use(bodyParser());
 
@@ -37,6 +40,9 @@ app.use(async (ctx, next) => {
 });
 const v1 = new Router({ prefix: '/api/v1' });
 v1.post('/reports', ra.route(report)); // Location: /api/v1/jobs/<id>
+v1.post('/users/:id/exports', ra.wrap(...wrapOf.koa));
+// The same middleware, not wrapped: what it answers directly.
+v1.post('/direct/users/:id/exports', koaExport);
 v1.use(ra.routes()); // GET|DELETE /api/v1/jobs/:id, GET /api/v1/jobs/:id/events
 app.use(v1.routes());
 app.use((ctx) => {
