@@ -13,6 +13,7 @@ import Fastify, {
   type RouteShorthandOptionsWithHandler,
 } from 'fastify';
 import fp from 'fastify-plugin';
+import { raceAbort } from './core/abort.js';
 import type { JobDefinition, Jobs } from './core/runtime.js';
 import type { JobContext } from './core/types.js';
 import { type AdminOptions, AdminProtocol } from './http/admin.js';
@@ -27,7 +28,7 @@ import {
   type RouteOptions,
   type RouteOptionsArg,
 } from './http/protocol.js';
-import { injectOptions, type ReplayFailure, settleInjected, untilAborted } from './http/replay.js';
+import { injectOptions, type ReplayFailure, settleInjected } from './http/replay.js';
 import { type HttpResponse, writableResponse } from './http/response.js';
 import {
   bytesOfParsedBody,
@@ -408,7 +409,7 @@ function replayer(handler: RouteHandlerMethod<any, any, any, any>, options: Fast
     try {
       const request = injectOptions(snapshot);
       request.headers = { ...request.headers, [REPLAY_HEADER]: token };
-      const response = await untilAborted(app.inject(request), ctx.signal);
+      const response = await raceAbort(app.inject(request), ctx.signal);
       return settleInjected(response, failure, maxBytes);
     } finally {
       replays.delete(token);

@@ -1,4 +1,5 @@
 // The worker of a Jobs runtime: the claim loop, running handlers, heartbeats, the writes that end an attempt, shutdown.
+import { raceAbort } from './abort.js';
 import { backoffDelay } from './backoff.js';
 import { CanceledError, ShutdownError, TimeoutError } from './errors.js';
 import type { DefineOptions, FieldLogger, JobDefinition, LogFields } from './jobs.js';
@@ -623,26 +624,6 @@ function ended(outcome: Outcome, timedOut: boolean): Ended {
       };
     }
   }
-}
-
-/** Settle with the handler, or reject as soon as the signal aborts (a handler that ignores its signal is abandoned). */
-function raceAbort<T>(work: Promise<T> | T, signal: AbortSignal): Promise<T> {
-  if (!(work instanceof Promise)) return Promise.resolve(work);
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 /**

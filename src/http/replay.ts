@@ -1,6 +1,7 @@
 // Replaying a wrapped route's request into the handler, in any process: injected requests, the response kept.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InjectOptions, Response as InjectResponse } from 'light-my-request';
+import { raceAbort } from '../core/abort.js';
 import { UnrecoverableError } from '../core/errors.js';
 import type { JobContext } from '../core/types.js';
 import { limitResponseBody } from './node.js';
@@ -59,7 +60,7 @@ export async function replayInto(
     });
     listener(req, res);
   };
-  const response = await untilAborted(inject(bounded, injectOptions(snapshot)), ctx.signal);
+  const response = await raceAbort(inject(bounded, injectOptions(snapshot)), ctx.signal);
   return settleInjected(response, failure, maxBytes);
 }
 
@@ -91,25 +92,6 @@ export function pinOwnMethods(target: object): void {
     if (name === 'constructor' || typeof descriptor?.value !== 'function' || Object.hasOwn(target, name)) continue;
     Object.defineProperty(target, name, { value: descriptor.value, writable: true, configurable: true });
   }
-}
-
-/** `promise`, or a rejection with the signal's reason once it aborts (a handler that never answers a canceled job). */
-export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 let injector: Promise<{ default: typeof import('light-my-request') }> | undefined;
