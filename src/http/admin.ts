@@ -9,7 +9,7 @@ import type { AdminListOptions, JobHistory, JobStore, ListPosition } from '../co
 import type { JobRecord, JobStatus } from '../core/types.js';
 import { problem } from './problem.js';
 import { type EventStream, type HttpResponse, jsonResponse } from './response.js';
-import { sseEvent } from './sse.js';
+import { EVENT_STREAM_HEADERS, sseEvent } from './sse.js';
 
 /** What `authorize(req)` answers: allowed, not authenticated (401), or authenticated but not allowed (403). */
 export type AdminDecision = true | 401 | 403;
@@ -349,11 +349,7 @@ export class AdminProtocol<Req> {
     };
     return {
       status: 200,
-      headers: {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-store, no-transform',
-        'x-accel-buffering': 'no',
-      },
+      headers: { ...EVENT_STREAM_HEADERS },
       stream,
     };
   }

@@ -10,7 +10,7 @@ import { parseIdempotencyKey, parseLastEventId, parsePreferWait } from './header
 import { ProblemError, problem } from './problem.js';
 import type { HttpResponse } from './response.js';
 import { jsonResponse } from './response.js';
-import { jobEventStream } from './sse.js';
+import { EVENT_STREAM_HEADERS, jobEventStream } from './sse.js';
 import { checkCallbackUrl } from './ssrf.js';
 import { type RouteSchema, validateRequest } from './validation.js';
 import { startWebhookDeliveries, validateWebhookOptions, type WebhookOptions } from './webhooks.js';
@@ -436,12 +436,7 @@ export class HttpProtocol<Req> {
         return { status: 204, headers: { 'cache-control': NO_STORE } };
       return {
         status: 200,
-        headers: {
-          'content-type': 'text/event-stream; charset=utf-8',
-          // no-transform: compression() and proxies pass each event on at once instead of buffering the stream.
-          'cache-control': 'no-store, no-transform',
-          'x-accel-buffering': 'no',
-        },
+        headers: { ...EVENT_STREAM_HEADERS },
         stream: jobEventStream({
           jobs: this.jobs,
           job,

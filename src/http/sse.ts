@@ -16,6 +16,16 @@ export interface EventStreamOptions {
   retryMs: number;
 }
 
+/**
+ * The headers of every event stream the library serves. `no-transform`: compression() and proxies pass each event
+ * on at once instead of buffering the stream; `X-Accel-Buffering: no` asks nginx the same.
+ */
+export const EVENT_STREAM_HEADERS: Readonly<Record<string, string>> = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-store, no-transform',
+  'x-accel-buffering': 'no',
+};
+
 /** Encode one SSE event. Data is one JSON line, so it never needs splitting. @internal */
 export function sseEvent(event: string, id: number, data: unknown, retryMs?: number): string {
   const retry = retryMs === undefined ? '' : `retry: ${retryMs}\n`;
