@@ -237,8 +237,9 @@ CREATE INDEX IF NOT EXISTS jobs_no_owner_page_idx ON jobs (created_at DESC, id C
     // entries in jobs_owner_page_idx on every submit (a cost that grew with every retained job). Statement
     // triggers keep it in step with every insert and delete, whichever process or statement makes them
     // (processes of the previous version during a rolling upgrade, the batched purge, an operator's SQL): one
-    // upsert per owner per statement. No statement changes a job's owner, so updates need no trigger. Every trigger takes the owners' rows in one order (ORDER BY owner through
-    // an upsert), so two statements touching several owners cannot deadlock. The triggers are created before
+    // upsert per owner per statement. No statement changes a job's owner, so updates need no trigger. Every
+    // trigger takes the owners' rows in one order (ORDER BY owner through an upsert), so two statements touching
+    // several owners cannot deadlock. The triggers are created before
     // the table is filled: creating them locks out writes to jobs until this transaction commits, so no row is
     // missed or counted twice. Rows are counted, expired ones not yet purged too: countByOwner() counts the
     // owner's unexpired jobs exactly only when this figure reaches the bound.
