@@ -490,6 +490,65 @@ describe('PostgresStore', () => {
     expect(await adminQuery(oldInsert, ['v1-b'])).toEqual([]);
   });
 
+  it('counts per owner the jobs there before the upgrade, those of processes of the previous version, and concurrent writes', async () => {
+    const schema = fresh.next();
+    const client = new pg.Client({ connectionString: pgUrl() });
+    await client.connect();
+    const insert = (ids: string[], owner: string | null) =>
+      adminQuery(
+        `INSERT INTO "${schema}".jobs (id, name, status, input, owner, max_attempts, run_at, created_at, updated_at)
+        SELECT id, 'task', 'queued', '{}', $2, 3, 0, 0, 0 FROM unnest($1::text[]) id`,
+        [ids, owner],
+      );
+    try {
+      // A schema of the version before the count per owner, holding jobs.
+      await client.query(`CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"`);
+      await client.query(
+        'CREATE TABLE migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+      );
+      for (const migration of POSTGRES_MIGRATIONS.filter((m) => m.version < 9)) {
+        await client.query(migration.sql);
+        await client.query('INSERT INTO migrations (version, name) VALUES ($1, $2)', [
+          migration.version,
+          migration.name,
+        ]);
+      }
+    } finally {
+      await client.end();
+    }
+    await insert(['a1', 'a2', 'a3'], 'ann');
+    await insert(['b1', 'n1'], null);
+    const s = store({ schema, listen: false });
+    await s.init();
+    expect(await s.countByOwner('ann', 100)).toBe(3);
+    // A process of the previous version inserts and deletes with its own statements.
+    await insert(['a4', 'a5'], 'ann');
+    await adminQuery(`DELETE FROM "${schema}".jobs WHERE id = 'a1'`);
+    expect(await s.countByOwner('ann', 100)).toBe(4);
+    // Several instances create for a few owners at once while another purges and removes: every count stays exact.
+    const others = [store({ schema, listen: false }), store({ schema, listen: false })];
+    await Promise.all(others.map((other) => other.init()));
+    await adminQuery(`UPDATE "${schema}".jobs SET status = 'complete', expires_at = 1 WHERE id IN ('a2', 'a3')`);
+    await Promise.all([
+      ...[s, ...others].flatMap((instance, i) =>
+        Array.from({ length: 60 }, (_, j) => instance.create(newJob({ owner: ['ann', 'bob', 'cy'][(i + j) % 3] }))),
+      ),
+      s.purgeExpired(),
+      s.remove!('a4'),
+    ]);
+    const counted = await adminQuery<{ owner: string; n: number }>(
+      `SELECT owner, count(*)::integer AS n FROM "${schema}".jobs WHERE owner IS NOT NULL GROUP BY owner ORDER BY owner`,
+    );
+    expect(counted).toEqual([
+      { owner: 'ann', n: 61 },
+      { owner: 'bob', n: 60 },
+      { owner: 'cy', n: 60 },
+    ]);
+    const kept = await adminQuery(`SELECT owner, n::integer AS n FROM "${schema}".owner_jobs ORDER BY owner`);
+    expect(kept).toEqual(counted);
+    for (const { owner, n } of counted) expect(await s.countByOwner(owner, 1000)).toBe(n);
+  });
+
   it('subscribe() reconnects after its connection is terminated', async () => {
     const schema = fresh.next();
     const listening = store({ schema });

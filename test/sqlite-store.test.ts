@@ -9,6 +9,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createJobs, StoreUnavailableError } from '../src/index.js';
 import { SqliteStore } from '../src/sqlite.js';
 import { SQLITE_SCHEMA_VERSION } from '../src/stores/sqlite.js';
+import { SQLITE_MIGRATIONS } from '../src/stores/sqlite-migrations.js';
 import { describeStoreConformance } from '../src/testing/index.js';
 import { newJob } from './helpers/jobs.js';
 import { sleep } from './helpers/time.js';
@@ -279,6 +280,35 @@ describe('SqliteStore (SQLite specific)', () => {
     const db = track(new Database(path, { readonly: true }));
     expect(db.prepare('SELECT count(*) AS n FROM respond_async_jobs').get()).toEqual({ n: 1 });
   }, 60_000);
+
+  it('counts per owner the jobs there before the upgrade and those of processes of the previous version', async () => {
+    const path = freshFile();
+    const db = track(new Database(path));
+    // A file of the version before the count per owner, holding jobs.
+    for (const migration of SQLITE_MIGRATIONS.filter((m) => m.version < 5)) db.exec(migration.sql);
+    db.pragma('user_version = 4');
+    const insert = db.prepare(`INSERT INTO respond_async_jobs (id, name, status, input, owner, max_attempts, run_at,
+      created_at, updated_at) VALUES (?, 'task', 'queued', '{}', ?, 3, 0, 0, 0)`);
+    for (const [id, owner] of [
+      ['a1', 'ann'],
+      ['a2', 'ann'],
+      ['b1', 'bob'],
+      ['n1', null],
+    ])
+      insert.run(id, owner);
+    const store = track(new SqliteStore({ path }));
+    await store.init();
+    expect(await store.countByOwner('ann', 100)).toBe(2);
+    expect(await store.countByOwner('bob', 100)).toBe(1);
+    // A process of the previous version inserts and deletes with its own statements.
+    insert.run('a3', 'ann');
+    db.prepare(`DELETE FROM respond_async_jobs WHERE id IN ('a1', 'b1')`).run();
+    expect(await store.countByOwner('ann', 100)).toBe(2);
+    expect(await store.countByOwner('bob', 100)).toBe(0);
+    expect(db.prepare('SELECT owner, n FROM respond_async_owner_jobs ORDER BY owner').all()).toEqual([
+      { owner: 'ann', n: 2 },
+    ]);
+  });
 
   it('refuses a schema newer than it knows', async () => {
     const path = freshFile();

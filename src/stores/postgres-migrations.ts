@@ -230,6 +230,48 @@ CREATE INDEX IF NOT EXISTS jobs_no_owner_page_idx ON jobs (created_at DESC, id C
   INCLUDE (expires_at) WHERE owner IS NULL;
 `,
   },
+  {
+    version: 9,
+    name: 'jobs per owner',
+    // The per-owner quota reads how many rows each owner holds from owner_jobs instead of counting the owner's
+    // entries in jobs_owner_page_idx on every submit (a cost that grew with every retained job). Statement
+    // triggers keep it in step with every insert and delete, whichever process or statement makes them
+    // (processes of the previous version during a rolling upgrade, the batched purge, an operator's SQL): one
+    // upsert per owner per statement. No statement changes a job's owner, so updates need no trigger. Every
+    // trigger takes the owners' rows in one order (ORDER BY owner through an upsert), so two statements touching
+    // several owners cannot deadlock. The triggers are created before
+    // the table is filled: creating them locks out writes to jobs until this transaction commits, so no row is
+    // missed or counted twice. Rows are counted, expired ones not yet purged too: countByOwner() counts the
+    // owner's unexpired jobs exactly only when this figure reaches the bound.
+    sql: `
+CREATE TABLE owner_jobs (owner text PRIMARY KEY, n bigint NOT NULL);
+CREATE FUNCTION owner_jobs_inserted() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
+BEGIN
+  INSERT INTO owner_jobs AS o (owner, n)
+    SELECT i.owner, count(*) FROM inserted i WHERE i.owner IS NOT NULL GROUP BY i.owner ORDER BY i.owner
+    ON CONFLICT (owner) DO UPDATE SET n = o.n + excluded.n;
+  RETURN NULL;
+END
+$fn$;
+CREATE FUNCTION owner_jobs_deleted() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
+BEGIN
+  INSERT INTO owner_jobs AS o (owner, n)
+    SELECT d.owner, -count(*) FROM deleted d WHERE d.owner IS NOT NULL GROUP BY d.owner ORDER BY d.owner
+    ON CONFLICT (owner) DO UPDATE SET n = o.n + excluded.n;
+  -- An owner without jobs leaves no row behind (owners may be many and short-lived). Looked up by key: the
+  -- rows locked just above.
+  DELETE FROM owner_jobs o
+  WHERE o.owner = ANY(ARRAY(SELECT DISTINCT d.owner FROM deleted d WHERE d.owner IS NOT NULL)) AND o.n <= 0;
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER owner_jobs_insert AFTER INSERT ON jobs REFERENCING NEW TABLE AS inserted
+  FOR EACH STATEMENT EXECUTE FUNCTION owner_jobs_inserted();
+CREATE TRIGGER owner_jobs_delete AFTER DELETE ON jobs REFERENCING OLD TABLE AS deleted
+  FOR EACH STATEMENT EXECUTE FUNCTION owner_jobs_deleted();
+INSERT INTO owner_jobs (owner, n) SELECT owner, count(*) FROM jobs WHERE owner IS NOT NULL GROUP BY owner;
+`,
+  },
 ];
 
 /** The newest migration this version knows: a schema migrated further was written by a newer respond-async. */

@@ -189,14 +189,18 @@ const SQL = {
     ORDER BY j.created_at DESC, j.id COLLATE "C" DESC
     LIMIT $3`,
 
-  // $1 owner, $2 up to. The per-owner quota: the owner's unexpired jobs on the same index, counted no further
-  // than $2.
+  // $1 owner, $2 up to. The per-owner quota. The rows the owner holds (owner_jobs, kept by triggers, migration 9)
+  // bound its unexpired jobs from above: under $2 they answer (the interface allows jobs past expires_at in a count
+  // under the bound). At $2, only an exact count may say the owner is at the bound: the owner's unexpired jobs on
+  // jobs_owner_page_idx, counted no further than $2 (the subquery runs only then).
   countOwner: (schema: string) => `
-    SELECT count(*)::integer AS n FROM (
-      SELECT 1 FROM ${schema}.jobs j
-      WHERE j.owner = $1
-      AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
-      LIMIT $2) s`,
+    SELECT CASE WHEN h.n < $2 THEN h.n ELSE (
+      SELECT count(*)::integer FROM (
+        SELECT 1 FROM ${schema}.jobs j
+        WHERE j.owner = $1
+        AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
+        LIMIT $2) s) END AS n
+    FROM (SELECT COALESCE((SELECT o.n FROM ${schema}.owner_jobs o WHERE o.owner = $1), 0)::integer AS n) h`,
 
   // $1 names, $2 worker, $3 limit, $4 lease ms. Due jobs of those names, oldest first: queued ones, and
   // processing ones whose lease lapsed (claim_jobs, migration 6).

@@ -96,4 +96,32 @@ CREATE INDEX IF NOT EXISTS respond_async_jobs_created_page ON respond_async_jobs
 CREATE INDEX IF NOT EXISTS respond_async_jobs_finished ON respond_async_jobs (finished_at) WHERE finished_at IS NOT NULL;
 `,
   },
+  {
+    version: 5,
+    name: 'jobs per owner',
+    // The per-owner quota reads how many rows each owner holds from this table instead of counting the owner's
+    // entries in the owner index on every submit (a cost that grew with every retained job). Triggers keep it in
+    // step with every insert and delete, whichever process or statement makes them (processes of the previous
+    // version during a rolling upgrade, an operator's SQL), and the table is filled from the rows already there.
+    // No statement changes a job's owner, so updates need no trigger.
+    // It counts rows, expired ones not yet purged too: countByOwner() counts the owner's unexpired jobs exactly
+    // only when this figure reaches the bound.
+    sql: `
+CREATE TABLE respond_async_owner_jobs (owner TEXT PRIMARY KEY NOT NULL, n INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO respond_async_owner_jobs (owner, n)
+  SELECT owner, count(*) FROM respond_async_jobs WHERE owner IS NOT NULL GROUP BY owner;
+CREATE TRIGGER respond_async_owner_jobs_insert AFTER INSERT ON respond_async_jobs
+  WHEN new.owner IS NOT NULL
+BEGIN
+  INSERT INTO respond_async_owner_jobs (owner, n) VALUES (new.owner, 1)
+    ON CONFLICT (owner) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER respond_async_owner_jobs_delete AFTER DELETE ON respond_async_jobs
+  WHEN old.owner IS NOT NULL
+BEGIN
+  UPDATE respond_async_owner_jobs SET n = n - 1 WHERE owner = old.owner;
+  DELETE FROM respond_async_owner_jobs WHERE owner = old.owner AND n <= 0;
+END;
+`,
+  },
 ];

@@ -98,7 +98,9 @@ const SQL = {
     SELECT * FROM respond_async_jobs
     WHERE owner IS @owner AND (created_at, id) < (@createdAt, @id) AND (expires_at IS NULL OR expires_at > @now)
     ORDER BY created_at DESC, id DESC LIMIT @limit`,
-  // The same index; the inner LIMIT stops the count at @upTo.
+  // The rows the owner holds, kept by triggers (migration 5); expired ones not yet purged count too.
+  ownerHeld: `SELECT n FROM respond_async_owner_jobs WHERE owner = @owner`,
+  // The owner's unexpired jobs, on the owner's index (migration 2); the inner LIMIT stops the count at @upTo.
   countByOwner: `
     SELECT count(*) AS n FROM (
       SELECT 1 FROM respond_async_jobs
@@ -276,6 +278,7 @@ function prepareStatements(db: BetterSqlite3.Database) {
     get: prepare(SQL.get),
     list: prepare(SQL.list),
     listBefore: prepare(SQL.listBefore),
+    ownerHeld: prepare<{ n: number }>(SQL.ownerHeld),
     countByOwner: prepare<{ n: number }>(SQL.countByOwner),
     claim: prepare(SQL.claim),
     renew: prepare<{ cancel_requested: number }>(SQL.renew),
@@ -472,7 +475,13 @@ export class SqliteStore implements JobStore {
 
   async countByOwner(owner: string, upTo: number): Promise<number> {
     const s = await this.#use();
-    return s.countByOwner.get({ owner, upTo: Math.max(0, Math.floor(upTo)), now: Date.now() })?.n ?? 0;
+    const bound = Math.max(0, Math.floor(upTo));
+    // The rows held bound the unexpired jobs from above: under the bound they answer (the interface allows jobs
+    // past expiresAt in a count under the bound); at it, only an exact count (a walk of the owner's index) may say
+    // the owner is at the bound.
+    const held = s.ownerHeld.get({ owner })?.n ?? 0;
+    if (held < bound) return held;
+    return s.countByOwner.get({ owner, upTo: bound, now: Date.now() })?.n ?? 0;
   }
 
   async getByKey(owner: string, idempotencyKey: string): Promise<JobRecord | undefined> {

@@ -125,6 +125,45 @@ function registerOwnerLookups(test: TestCase): void {
     assert.equal(await store.countByOwner('alice', 100), 4);
   });
 
+  test('countByOwner stays right through finish, retry, expiry, purge and remove', async ({ store }) => {
+    if (!store.countByOwner) return; // optional
+    const count = (upTo: number) => store.countByOwner!('alice', upTo);
+    for (let i = 0; i < 3; i += 1) await store.create(newJob({ owner: 'alice' }));
+    await store.create(newJob({ owner: 'bob', name: 'other' }));
+    assert.equal(await count(100), 3);
+    assert.equal(await count(3), 3);
+    // Failed for good: kept within retention, and counted; retried: counted once, as before.
+    const [failed] = await claimAlice(store);
+    await store.fail(failed.id, 'w1', { error: { message: 'x' }, retryAt: null, retentionMs: 60_000 });
+    assert.equal(await count(3), 3);
+    if (store.retry) {
+      assert.equal((await store.retry(failed.id)).outcome, 'retried');
+      assert.equal(await count(100), 3);
+      assert.equal(await count(3), 3);
+    }
+    // Expired: no longer counted where the count reaches the bound, and not at all once purged.
+    const [short] = await claimAlice(store);
+    await store.complete(short.id, 'w1', { result: 'ok', resultUrl: null, retentionMs: 1 });
+    await eventually('the job expires', async () => (await store.get(short.id)) === undefined);
+    assert.equal(await count(3), 2);
+    assert.equal(await count(2), 2);
+    await store.purgeExpired();
+    assert.equal(await count(100), 2);
+    assert.equal(await count(2), 2);
+    if (store.remove) {
+      const held = await store.list({ owner: 'alice', limit: 10 });
+      for (const [i, job] of held.entries()) {
+        assert.equal(await store.remove(job.id), true);
+        assert.equal(await count(100), held.length - i - 1);
+      }
+      // An owner counted down to none counts up again from none.
+      await store.create(newJob({ owner: 'alice' }));
+      assert.equal(await count(100), 1);
+      assert.equal(await count(1), 1);
+    }
+    assert.equal(await store.countByOwner('bob', 100), 1);
+  });
+
   test('getByKey finds the owner’s unexpired job bound to a key', async ({ store }) => {
     if (!store.getByKey) return; // optional
     const { job } = await store.create(newJob({ owner: 'alice', idempotencyKey: 'k' }));
