@@ -6,6 +6,7 @@
 // - claim() is one UPDATE over a `FOR UPDATE SKIP LOCKED` selection: no job goes to two live leases.
 // - A statement trigger announces every change (batched per statement) on '<schema>_changes'; subscribe() LISTENs.
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client, ClientConfig, Pool, PoolConfig, QueryResult } from 'pg';
 import { DriverMissingError, InputError, SchemaTooNewError, StoreClosedError } from '../core/errors.js';
 import type {
@@ -700,7 +701,12 @@ function ms(value: number): number {
   return Math.round(value);
 }
 
-const PURGE_BATCH = 5000;
+/**
+ * Expired jobs deleted per statement by purgeExpired(). The owner-count trigger locks the counter row of every owner
+ * the batch touches until it commits, so a submit for one of them waits for the whole batch: small batches keep
+ * that wait short.
+ */
+const PURGE_BATCH = 1000;
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 5000;
 
@@ -1039,13 +1045,19 @@ export class PostgresStore implements JobStore {
     await this.#query('release', { id, worker: workerId });
   }
 
+  /**
+   * Deletes expired jobs in batches of PURGE_BATCH, each its own statement, pausing after each as long as it took:
+   * the database spends at most half its time on the purge and the accept path keeps the rest.
+   */
   async purgeExpired(): Promise<number> {
     let removed = 0;
     for (;;) {
+      const started = performance.now();
       const result = await this.#execute('purge', { limit: PURGE_BATCH });
       const count = result.rowCount ?? 0;
       removed += count;
       if (count < PURGE_BATCH) return removed;
+      await sleep(performance.now() - started);
     }
   }
 
