@@ -1,4 +1,5 @@
-// The admin API contract (the operator's dashboard), on Express, Fastify, Koa and the Fetch adapter, over every store:
+// The admin API contract (the operator's dashboard), on Express, Fastify, Koa and the Fetch adapter, over every store
+// (and on Express 4 and Koa 2, over the memory store):
 // authorization (401 with the app's challenge, 403), filters and stable paging, each action, the live feed, the page.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -8,9 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import express from 'express';
+import express4 from 'express4';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
 import Koa from 'koa';
+import Koa2 from 'koa2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobStore } from '../src/core/store.js';
 import { respondAsync as expressAdapter } from '../src/express.js';
@@ -24,7 +27,9 @@ import { SqliteStore } from '../src/sqlite.js';
 import { readEvents } from './helpers/apps.js';
 import { closeAdmin, eventually, pgUrl, schemas } from './helpers/postgres.js';
 
-const FRAMEWORKS = ['express', 'fastify', 'koa', 'fetch'] as const;
+const FRAMEWORKS = ['express', 'fastify', 'koa', 'fetch', 'express4', 'koa2'] as const;
+/** The older majors the adapters support, run on one store: the admin mount is the same code. */
+const OLDER = new Set<Framework>(['express4', 'koa2']);
 const STORES = ['memory', 'sqlite', 'postgres'] as const;
 type Framework = (typeof FRAMEWORKS)[number];
 
@@ -84,8 +89,9 @@ async function startAdminApp(framework: Framework, jobs: Jobs) {
     actor: () => 'operator-1',
   });
   switch (framework) {
-    case 'express': {
-      const app = express();
+    case 'express':
+    case 'express4': {
+      const app = framework === 'express4' ? express4() : express();
       const ra = expressAdapter(jobs, { webhooks: webhooks() });
       app.use('/admin', ra.admin(options((req) => req.get('authorization'))));
       return listen(app.listen(0, '127.0.0.1'));
@@ -98,8 +104,9 @@ async function startAdminApp(framework: Framework, jobs: Jobs) {
       const { port } = app.server.address() as AddressInfo;
       return { url: `http://127.0.0.1:${port}`, close: () => app.close() };
     }
-    case 'koa': {
-      const app = new Koa();
+    case 'koa':
+    case 'koa2': {
+      const app = framework === 'koa2' ? new Koa2() : new Koa();
       const ra = koaAdapter(jobs, { webhooks: webhooks() });
       app.use(ra.admin({ path: '/admin', ...options((ctx) => ctx.get('authorization')) }));
       return listen(app.listen(0, '127.0.0.1'));
@@ -135,6 +142,7 @@ const ACT = { ...AUTH, 'x-respond-async-admin': '1' };
 
 for (const storeKind of STORES) {
   for (const framework of FRAMEWORKS) {
+    if (OLDER.has(framework) && storeKind !== 'memory') continue;
     describe(`admin API: ${framework} on the ${storeKind} store`, () => {
       let jobs: Jobs;
       let app: { url: string; close(): Promise<void> };
