@@ -2,6 +2,7 @@
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
 import express from 'express';
 import type { JobDefinition, Jobs } from './core/runtime.js';
+import type { JobContext } from './core/types.js';
 import { type AdminOptions, AdminProtocol } from './http/admin.js';
 import { nodeHeader, parsedByApp, pathOf, readNodeBody, readNodeBytes, sendNode } from './http/node.js';
 import {
@@ -122,46 +123,13 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
           return protocol.error(error);
         }
       };
-      return (req: Request, res: Response) => {
-        // accept() never rejects and sendNode() answers 500 problem+json when it cannot write: the catch is a last guard.
-        accept(req)
-          .then((response) => sendNode(res, response))
-          .catch(() => res.destroy());
-      };
+      return answerWith(accept);
     },
     wrap(handler, wrapOptions) {
       checkWrapOptions(wrapOptions);
       const definition = jobs.define(
         wrapOptions.name,
-        (snapshot: WrappedRequestSnapshot, ctx) => {
-          const failure: ReplayFailure = {};
-          const app = express();
-          app.disable('x-powered-by');
-          app.use((req: Request, res: Response, next: NextFunction) => {
-            remount(req, snapshot.mount);
-            req.params = snapshot.params;
-            // Express 5 parses the query from the URL with the app's parser: the snapshot holds what the route saw.
-            Object.defineProperty(req, 'query', { value: snapshot.query, writable: true, configurable: true });
-            if (wrapOptions.parse !== false)
-              req.body = parseReplayBody(
-                snapshotBytes(snapshot),
-                req.headers['content-type'],
-                req.headers['content-encoding'],
-              );
-            pinClient(req, snapshot.client);
-            req.job = wrappedJob(ctx);
-            wrapOptions.restore?.(req, snapshot.captured);
-            // Express 4 does not catch a rejected promise; a returned promise is caught here on both.
-            const returned: unknown = handler(req, res, next);
-            if (returned instanceof Promise) returned.catch(next);
-          });
-          app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
-            failure.error = error ?? new Error('next() was called with a falsy error');
-            if (res.headersSent) res.end();
-            else res.status(500).end();
-          });
-          return replayInto(app, snapshot, ctx, jobs.options.maxResultBytes, failure);
-        },
+        replayer(handler, wrapOptions, jobs.options.maxResultBytes),
         defineOptionsOf(wrapOptions),
       );
       const accept = async (req: Request): Promise<HttpResponse> => {
@@ -171,23 +139,7 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
             ? bytesOfParsedBody(req.body, req.headers['content-type'])
             : await readNodeBytes(req, req.headers, protocol as HttpProtocol<unknown>);
           if (body.byteLength > protocol.maxBodyBytes) return protocol.error({ status: 413 });
-          const snapshot = {
-            method: req.method,
-            url: req.originalUrl,
-            mount: req.baseUrl,
-            params: { ...(req.params as Record<string, string>) },
-            query: { ...(req.query as Record<string, unknown>) },
-            headers: selectHeaders(req.headers, wrapOptions.headers, parsed),
-            body: body.byteLength === 0 ? null : body.toString('base64'),
-            captured: wrapOptions.capture?.(req) ?? null,
-            client: {
-              protocol: req.protocol,
-              ip: req.ip ?? '',
-              ips: req.ips,
-              hostname: req.hostname ?? '',
-              host: hostOf(req),
-            },
-          };
+          const snapshot = snapshotOf(req, body, wrapOptions, parsed);
           const path = pathOf(req.originalUrl);
           return await protocol.submitWrapped(
             definition,
@@ -199,11 +151,7 @@ export function respondAsync(jobs: Jobs, options: ExpressRespondAsyncOptions = {
           return protocol.error(error);
         }
       };
-      return (req: Request, res: Response) => {
-        accept(req)
-          .then((response) => sendNode(res, response))
-          .catch(() => res.destroy());
-      };
+      return answerWith(accept);
     },
     routes() {
       return (req: Request, res: Response, next: NextFunction) => {
@@ -267,6 +215,82 @@ function hostOf(req: Request): string {
   const forwarded = req.get('x-forwarded-host');
   const host = forwarded && trust?.(req.socket.remoteAddress, 0) ? forwarded.split(',')[0].trim() : req.get('host');
   return host ?? '';
+}
+
+/** What a wrapped Express route keeps of the request for its replay. */
+function snapshotOf(
+  req: Request,
+  body: Buffer,
+  wrapOptions: ExpressWrapOptions,
+  parsed: boolean,
+): Omit<WrappedRequestSnapshot, 'owner'> {
+  return {
+    method: req.method,
+    url: req.originalUrl,
+    mount: req.baseUrl,
+    params: { ...(req.params as Record<string, string>) },
+    query: { ...(req.query as Record<string, unknown>) },
+    headers: selectHeaders(req.headers, wrapOptions.headers, parsed),
+    body: body.byteLength === 0 ? null : body.toString('base64'),
+    captured: wrapOptions.capture?.(req) ?? null,
+    client: {
+      protocol: req.protocol,
+      ip: req.ip ?? '',
+      ips: req.ips,
+      hostname: req.hostname ?? '',
+      host: hostOf(req),
+    },
+  };
+}
+
+/** A route handler answering what `accept` builds for the request. */
+function answerWith(accept: (req: Request) => Promise<HttpResponse>) {
+  return (req: Request, res: Response) => {
+    // accept() never rejects and sendNode() answers 500 problem+json when it cannot write: the catch is a last guard.
+    accept(req)
+      .then((response) => sendNode(res, response))
+      .catch(() => res.destroy());
+  };
+}
+
+/**
+ * The job handler of a wrapped Express route: each attempt replays the snapshot into a fresh Express app whose only
+ * middleware runs `handler` with the snapshot's mount, params, query, body and restored context.
+ */
+function replayer(
+  handler: RequestHandler<any, any, any, any>,
+  wrapOptions: ExpressWrapOptions,
+  maxResultBytes: number,
+) {
+  return (snapshot: WrappedRequestSnapshot, ctx: JobContext) => {
+    const failure: ReplayFailure = {};
+    const app = express();
+    app.disable('x-powered-by');
+    app.use((req: Request, res: Response, next: NextFunction) => {
+      remount(req, snapshot.mount);
+      req.params = snapshot.params;
+      // Express 5 parses the query from the URL with the app's parser: the snapshot holds what the route saw.
+      Object.defineProperty(req, 'query', { value: snapshot.query, writable: true, configurable: true });
+      if (wrapOptions.parse !== false)
+        req.body = parseReplayBody(
+          snapshotBytes(snapshot),
+          req.headers['content-type'],
+          req.headers['content-encoding'],
+        );
+      pinClient(req, snapshot.client);
+      req.job = wrappedJob(ctx);
+      wrapOptions.restore?.(req, snapshot.captured);
+      // Express 4 does not catch a rejected promise; a returned promise is caught here on both.
+      const returned: unknown = handler(req, res, next);
+      if (returned instanceof Promise) returned.catch(next);
+    });
+    app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+      failure.error = error ?? new Error('next() was called with a falsy error');
+      if (res.headersSent) res.end();
+      else res.status(500).end();
+    });
+    return replayInto(app, snapshot, ctx, maxResultBytes, failure);
+  };
 }
 
 export type { AdminDecision, AdminOptions } from './http/admin.js';

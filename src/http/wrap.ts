@@ -116,28 +116,13 @@ export interface WrapOptions<Req> {
 
 /** Request headers never stored unless the app names them: they carry credentials. */
 const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie']);
+/** Hop-by-hop headers: they belong to one connection, neither to the request nor to the response kept. */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'];
 /** Request headers that belong to the connection or to this library, not to the handler's request. */
-const DROPPED_REQUEST_HEADERS = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
-  'expect',
-  'content-length',
-  'prefer',
-]);
+const DROPPED_REQUEST_HEADERS = new Set([...HOP_BY_HOP, 'expect', 'content-length', 'prefer']);
 /** Response headers not kept: hop-by-hop ones, those the serving framework computes again, and cookies. */
 const DROPPED_RESPONSE_HEADERS = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'te',
-  'trailer',
-  'upgrade',
+  ...HOP_BY_HOP,
   'date',
   'content-length',
   // A result is served to whoever polls it, maybe much later: a session cookie is not kept in the store.

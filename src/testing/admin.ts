@@ -8,6 +8,13 @@ import { claimOptions, LONG_LEASE_MS, newJob, nextMillisecond, RETENTION_MS, typ
 
 /** Register the cases for the operator's operations. */
 export function registerAdmin(test: TestCase): void {
+  registerAdminViews(test);
+  registerAdminActions(test);
+  registerAdminHistory(test);
+}
+
+/** The operator's views: the list across owners, its paging, counts, throughput and timings. */
+function registerAdminViews(test: TestCase): void {
   test('adminList lists every owner’s jobs newest first, filtered by status, name, owner and time', async ({
     store,
   }) => {
@@ -120,7 +127,10 @@ export function registerAdmin(test: TestCase): void {
     assert.deepEqual(waitMs, { count: 3, p50: waits[1], p95: waits[2], p99: waits[2], max: waits[2] });
     assert.deepEqual(runMs, { count: 3, p50: runs[1], p95: runs[2], p99: runs[2], max: runs[2] });
   });
+}
 
+/** The operator's actions: retry, remove, redeliver. */
+function registerAdminActions(test: TestCase): void {
   test('retry runs a failed job again: same id, fresh attempts, its outcome cleared, seq counting on', async ({
     store,
   }) => {
@@ -232,7 +242,10 @@ export function registerAdmin(test: TestCase): void {
     assert.equal(refused.job?.id, plain.id);
     assert.equal((await store.redeliver(newJobId())).outcome, 'missing');
   });
+}
 
+/** The attempt history: each failed attempt and each webhook delivery attempt, as the job view shows them. */
+function registerAdminHistory(test: TestCase): void {
   test('history keeps each failed attempt, with its timings and the full error', async ({ store }) => {
     if (!store.history) return; // optional
     const { job } = await store.create(newJob());
