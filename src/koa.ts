@@ -1,6 +1,7 @@
 // respond-async/koa: Koa middleware for wrapped routes and status endpoints, with or without @koa/router.
 import Koa, { type Context, type Middleware } from 'koa';
 import type { JobDefinition, Jobs } from './core/runtime.js';
+import type { JobContext } from './core/types.js';
 import { type AdminOptions, AdminProtocol, adminPath } from './http/admin.js';
 import { nodeHeader, parsedByApp, readNodeBody, readNodeBytes, sendNode } from './http/node.js';
 import { ProblemError } from './http/problem.js';
@@ -109,20 +110,6 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
     };
   };
 
-  const send = (ctx: Context, given: HttpResponse): void => {
-    const response = writableResponse(given);
-    if (response.stream) {
-      ctx.respond = false;
-      sendNode(ctx.res, response);
-      return;
-    }
-    ctx.status = response.status;
-    // What ctx.set() does, without its per-call arrays: our names are lower case and our values strings already.
-    const { res } = ctx;
-    if (!res.headersSent) for (const name in response.headers) res.setHeader(name, response.headers[name]);
-    ctx.body = response.bytes ? Buffer.from(response.bytes) : response.body;
-  };
-
   const route =
     <Input>(job: JobDefinition<Input, unknown>, routeOptions?: KoaRouteOptions<Input>): Middleware =>
     async (ctx) => {
@@ -169,34 +156,9 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
       // takes), whose paths are the protocol's under the router's prefix. The router copies the layer and prefixes
       // it (`setPrefix`, once per enclosing router); the copy's path is `{prefix}{basePath}`, which the router hands
       // back as `ctx.routerPath` when it runs the layer.
-      const layer: KoaRouterLayer = {
-        mount: '',
-        path: base,
-        name: undefined,
-        methods: ['HEAD', 'GET', 'DELETE', 'POST', 'PUT', 'PATCH', 'OPTIONS', 'TRACE'],
-        paramNames: [],
-        opts: {},
-        stack: [
-          (ctx, next) => {
-            const path = (ctx as { routerPath?: string }).routerPath ?? base;
-            return handle(ctx, next, path.slice(0, path.length - base.length));
-          },
-        ],
-        setPrefix(prefix: string) {
-          this.mount = prefix.replace(/\/+$/, '') + this.mount;
-          this.path = this.mount + base;
-          routerMount = this.mount;
-          return this;
-        },
-        match(path: string) {
-          return path.startsWith(this.path) && protocol.matches(path.slice(this.mount.length));
-        },
-        captures: () => [],
-        params: (_path: string, _captures: string[], params?: Record<string, string>) => params ?? {},
-        param() {
-          return this;
-        },
-      };
+      const layer = routerLayer(base, protocol, handle, (mount) => {
+        routerMount = mount;
+      });
       const router = {
         stack: [layer],
         param() {
@@ -205,75 +167,27 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
       };
       return Object.assign(middleware, { router });
     },
-    errors() {
-      return async (ctx, next) => {
-        try {
-          await next();
-        } catch (error) {
-          const response = protocol.bodyParserError(error);
-          if (response === undefined || ctx.res.headersSent) throw error;
-          send(ctx, response);
-        }
-      };
-    },
+    errors: () => bodyParserErrors(protocol),
     wrap(middleware, wrapOptions) {
       checkWrapOptions(wrapOptions);
       const definition = jobs.define(
         wrapOptions.name,
-        (snapshot: WrappedRequestSnapshot, jobContext) => {
-          const failure: ReplayFailure = {};
-          const app = new Koa();
-          app.use(async (ctx, next) => {
-            try {
-              (ctx as { params?: Record<string, string> }).params = snapshot.params;
-              if (wrapOptions.parse !== false) {
-                const bytes = snapshotBytes(snapshot);
-                const request = ctx.request as { body?: unknown; rawBody?: string };
-                request.body = parseReplayBody(bytes, ctx.get('content-type'), ctx.get('content-encoding'));
-                if (bytes !== undefined) request.rawBody = bytes.toString('utf8');
-              }
-              pinClient(ctx.request, snapshot.client);
-              ctx.job = wrappedJob(jobContext);
-              wrapOptions.restore?.(ctx, snapshot.captured);
-              await middleware(ctx, next);
-            } catch (error) {
-              failure.error = error ?? new Error('the middleware threw a falsy value');
-              ctx.status = 500;
-              ctx.body = '';
-            }
-          });
-          return replayInto(app.callback(), snapshot, jobContext, jobs.options.maxResultBytes, failure);
-        },
+        replayer(middleware, wrapOptions, jobs.options.maxResultBytes),
         defineOptionsOf(wrapOptions),
       );
       return async (ctx) => {
         let response: HttpResponse;
         try {
           const request = ctx.request as { body?: unknown; rawBody?: unknown };
-          let body: Buffer;
           const parsed = parsedByApp(ctx.req, request.body);
-          if (parsed) {
-            // `@koa/bodyparser` keeps the text it parsed.
-            body =
+          const body = parsed
+            ? // `@koa/bodyparser` keeps the text it parsed.
               typeof request.rawBody === 'string'
-                ? Buffer.from(request.rawBody)
-                : bytesOfParsedBody(request.body, ctx.get('content-type'));
-          } else {
-            body = await readNodeBytes(ctx.req, ctx.req.headers, protocol as HttpProtocol<unknown>);
-          }
+              ? Buffer.from(request.rawBody)
+              : bytesOfParsedBody(request.body, ctx.get('content-type'))
+            : await readNodeBytes(ctx.req, ctx.req.headers, protocol as HttpProtocol<unknown>);
           if (body.byteLength > protocol.maxBodyBytes) throw new ProblemError(protocol.error({ status: 413 }));
-          const params = (ctx as { params?: Record<string, string> }).params;
-          const snapshot = {
-            method: ctx.method,
-            url: ctx.url,
-            mount: mountOf(ctx),
-            params: params === undefined ? {} : { ...params },
-            query: { ...ctx.query },
-            headers: selectHeaders(ctx.req.headers, wrapOptions.headers, parsed),
-            body: body.byteLength === 0 ? null : body.toString('base64'),
-            captured: wrapOptions.capture?.(ctx) ?? null,
-            client: { protocol: ctx.protocol, ip: ctx.ip, ips: ctx.ips, hostname: ctx.hostname, host: ctx.host },
-          };
+          const snapshot = snapshotOf(ctx, body, wrapOptions, parsed);
           response = await protocol.submitWrapped(
             definition,
             toRequest(ctx, undefined),
@@ -287,23 +201,7 @@ export function respondAsync(jobs: Jobs, options: KoaRespondAsyncOptions = {}): 
       };
     },
     statusUrl: (id) => protocol.statusUrl(id),
-    admin(adminOptions) {
-      const admin = new AdminProtocol<Context>(jobs, adminOptions, (error) => protocol.error(error));
-      const path = adminPath(adminOptions.path);
-      return async (ctx, next) => {
-        const own = ctx.path === path || ctx.path.startsWith(`${path}/`);
-        if (!own) return next();
-        const response = await admin.handle({
-          raw: ctx,
-          method: ctx.method,
-          path: ctx.path.slice(path.length),
-          mount: mountOf(ctx) + path,
-          query: new URLSearchParams(ctx.querystring),
-          header: nodeHeader(ctx.req),
-        });
-        send(ctx, response);
-      };
-    },
+    admin: (adminOptions) => adminMiddleware(jobs, protocol, adminOptions),
   };
 }
 
@@ -324,6 +222,145 @@ interface KoaRouterLayer {
 }
 
 export type { AdminDecision, AdminOptions } from './http/admin.js';
+
+/** What a wrapped Koa middleware keeps of the request for its replay. */
+function snapshotOf(
+  ctx: Context,
+  body: Buffer,
+  wrapOptions: KoaWrapOptions,
+  parsed: boolean,
+): Omit<WrappedRequestSnapshot, 'owner'> {
+  const params = (ctx as { params?: Record<string, string> }).params;
+  return {
+    method: ctx.method,
+    url: ctx.url,
+    mount: mountOf(ctx),
+    params: params === undefined ? {} : { ...params },
+    query: { ...ctx.query },
+    headers: selectHeaders(ctx.req.headers, wrapOptions.headers, parsed),
+    body: body.byteLength === 0 ? null : body.toString('base64'),
+    captured: wrapOptions.capture?.(ctx) ?? null,
+    client: { protocol: ctx.protocol, ip: ctx.ip, ips: ctx.ips, hostname: ctx.hostname, host: ctx.host },
+  };
+}
+
+/**
+ * The job handler of a wrapped Koa middleware: each attempt replays the snapshot into a fresh Koa app whose only
+ * middleware runs `middleware` with the snapshot's params, body and restored context.
+ */
+function replayer(middleware: Middleware<any, any>, wrapOptions: KoaWrapOptions, maxResultBytes: number) {
+  return (snapshot: WrappedRequestSnapshot, jobContext: JobContext) => {
+    const failure: ReplayFailure = {};
+    const app = new Koa();
+    app.use(async (ctx, next) => {
+      try {
+        (ctx as { params?: Record<string, string> }).params = snapshot.params;
+        if (wrapOptions.parse !== false) {
+          const bytes = snapshotBytes(snapshot);
+          const request = ctx.request as { body?: unknown; rawBody?: string };
+          request.body = parseReplayBody(bytes, ctx.get('content-type'), ctx.get('content-encoding'));
+          if (bytes !== undefined) request.rawBody = bytes.toString('utf8');
+        }
+        pinClient(ctx.request, snapshot.client);
+        ctx.job = wrappedJob(jobContext);
+        wrapOptions.restore?.(ctx, snapshot.captured);
+        await middleware(ctx, next);
+      } catch (error) {
+        failure.error = error ?? new Error('the middleware threw a falsy value');
+        ctx.status = 500;
+        ctx.body = '';
+      }
+    });
+    return replayInto(app.callback(), snapshot, jobContext, maxResultBytes, failure);
+  };
+}
+
+/** `ra.errors()`: the app's body parser errors on wrapped routes as problem+json; other errors are rethrown. */
+function bodyParserErrors(protocol: HttpProtocol<Context>): Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+    } catch (error) {
+      const response = protocol.bodyParserError(error);
+      if (response === undefined || ctx.res.headersSent) throw error;
+      send(ctx, response);
+    }
+  };
+}
+
+/** `ra.admin()`: the operator's page and API under `adminOptions.path`. */
+function adminMiddleware(jobs: Jobs, protocol: HttpProtocol<Context>, adminOptions: KoaAdminOptions): Middleware {
+  const admin = new AdminProtocol<Context>(jobs, adminOptions, (error) => protocol.error(error));
+  const path = adminPath(adminOptions.path);
+  return async (ctx, next) => {
+    const own = ctx.path === path || ctx.path.startsWith(`${path}/`);
+    if (!own) return next();
+    const response = await admin.handle({
+      raw: ctx,
+      method: ctx.method,
+      path: ctx.path.slice(path.length),
+      mount: mountOf(ctx) + path,
+      query: new URLSearchParams(ctx.querystring),
+      header: nodeHeader(ctx.req),
+    });
+    send(ctx, response);
+  };
+}
+
+/** Write a protocol answer on the context (a stream goes straight to the response, around Koa). */
+function send(ctx: Context, given: HttpResponse): void {
+  const response = writableResponse(given);
+  if (response.stream) {
+    ctx.respond = false;
+    sendNode(ctx.res, response);
+    return;
+  }
+  ctx.status = response.status;
+  // What ctx.set() does, without its per-call arrays: our names are lower case and our values strings already.
+  const { res } = ctx;
+  if (!res.headersSent) for (const name in response.headers) res.setHeader(name, response.headers[name]);
+  ctx.body = response.bytes ? Buffer.from(response.bytes) : response.body;
+}
+
+/**
+ * `routes()` as a `@koa/router` layer of one route (what `router.use(other.routes())` takes), so that a router runs
+ * it under its prefix; `onPrefix` hears the router's prefix once the router sets it.
+ */
+function routerLayer(
+  base: string,
+  protocol: HttpProtocol<Context>,
+  handle: (ctx: Context, next: () => Promise<unknown>, under?: string) => Promise<unknown>,
+  onPrefix: (mount: string) => void,
+): KoaRouterLayer {
+  return {
+    mount: '',
+    path: base,
+    name: undefined,
+    methods: ['HEAD', 'GET', 'DELETE', 'POST', 'PUT', 'PATCH', 'OPTIONS', 'TRACE'],
+    paramNames: [],
+    opts: {},
+    stack: [
+      (ctx, next) => {
+        const path = (ctx as { routerPath?: string }).routerPath ?? base;
+        return handle(ctx, next, path.slice(0, path.length - base.length));
+      },
+    ],
+    setPrefix(prefix: string) {
+      this.mount = prefix.replace(/\/+$/, '') + this.mount;
+      this.path = this.mount + base;
+      onPrefix(this.mount);
+      return this;
+    },
+    match(path: string) {
+      return path.startsWith(this.path) && protocol.matches(path.slice(this.mount.length));
+    },
+    captures: () => [],
+    params: (_path: string, _captures: string[], params?: Record<string, string>) => params ?? {},
+    param() {
+      return this;
+    },
+  };
+}
 
 /** koa-mount's prefix (`ctx.mountPath`, stripped from `ctx.path`), without a trailing slash; `''` without it. */
 function mountOf(ctx: Context): string {
