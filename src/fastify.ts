@@ -110,10 +110,6 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
     webhooks: options.webhooks !== undefined,
     toJsonSchema: options.toJsonSchema,
   });
-  const documentationOnly = {
-    validatorCompiler: () => () => true,
-    serializerCompiler: () => (data: unknown) => JSON.stringify(data),
-  };
 
   // Where the plugin is registered (the registering instance's `prefix`): the Location of every wrapped route.
   let mount = '';
@@ -240,16 +236,15 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
       checkWrapOptions(wrapOptions);
       const replay = replayer(handler, wrapOptions, jobs.options.maxResultBytes);
       const definition = jobs.define(wrapOptions.name, replay, defineOptionsOf(wrapOptions));
-      const raw = new WeakMap<FastifyRequest, { body?: Buffer; decoded?: boolean; error?: unknown }>();
       const readRaw: preParsingAsyncHookHandler = async (request, _reply, payload) => {
         try {
           const headers = payloadHeaders(request, payload);
-          raw.set(request, {
+          (request as WithRaw)[RAW] = {
             body: await readNodeBytes(payload, headers, protocol as HttpProtocol<unknown>),
             decoded: headers !== request.raw.headers,
-          });
+          };
         } catch (error) {
-          raw.set(request, { error });
+          (request as WithRaw)[RAW] = { error };
         }
         return skipParsing(request, payload);
       };
@@ -261,29 +256,13 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
         handler: async (request, reply) => {
           let response: HttpResponse;
           try {
-            const read = raw.get(request);
+            const read = (request as WithRaw)[RAW];
             if (read?.error !== undefined) throw read.error;
             // No read: the app replaced the route's preParsing hook, so Fastify parsed the body.
             const parsed = read === undefined;
             const body = read?.body ?? bytesOfParsedBody(request.body ?? '', request.raw.headers['content-type']);
             if (body.byteLength > protocol.maxBodyBytes) throw new ProblemError(protocol.error({ status: 413 }));
-            const snapshot = {
-              method: request.method,
-              url: request.url,
-              mount: '',
-              params: { ...(request.params as Record<string, string>) },
-              query: { ...(request.query as Record<string, unknown>) },
-              headers: selectHeaders(request.raw.headers, wrapOptions.headers, parsed || read?.decoded === true),
-              body: body.byteLength === 0 ? null : body.toString('base64'),
-              captured: wrapOptions.capture?.(request) ?? null,
-              client: {
-                protocol: request.protocol,
-                ip: request.ip,
-                ips: request.ips ?? [],
-                hostname: request.hostname,
-                host: request.host,
-              },
-            };
+            const snapshot = snapshotOf(request, body, wrapOptions, parsed || read?.decoded === true);
             response = await protocol.submitWrapped(
               definition,
               toRequest(request),
@@ -300,42 +279,87 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
     statusUrl: (id) => protocol.statusUrl(id),
     admin(adminOptions) {
       const admin = new AdminProtocol<FastifyRequest>(jobs, adminOptions, (error) => protocol.error(error));
-      // Not wrapped in fastify-plugin: encapsulated, so that the prefix it is registered with applies to its routes.
-      return async (app: FastifyInstance) => {
-        const prefix = app.prefix;
-        app.addHook('preClose', async () => {
-          for (const end of streams) end();
-        });
-        const handler = async (request: FastifyRequest, reply: FastifyReply) => {
-          const url = request.url;
-          const query = url.indexOf('?');
-          const response = await admin.handle({
-            raw: request,
-            method: request.method,
-            path: pathOf(url).slice(prefix.length),
-            mount: prefix,
-            query: new URLSearchParams(query === -1 ? '' : url.slice(query + 1)),
-            header: nodeHeader(request.raw),
-          });
-          return send(reply, response);
-        };
-        const route = {
-          method: ['GET', 'HEAD', 'DELETE', 'POST', 'PUT', 'PATCH', 'OPTIONS'],
-          exposeHeadRoute: false,
-          errorHandler,
-          handler,
-          // No admin request has a body to read: none is parsed, whatever its type.
-          preParsing: (request: FastifyRequest, _reply: FastifyReply, payload: RequestPayload) =>
-            Promise.resolve(skipParsing(request, payload)),
-        };
-        // The operator's API stays out of the app's public document (@fastify/swagger reads `hide`); a fresh schema
-        // object per route, since Fastify marks the schemas it has seen.
-        app.route({ ...route, url: '/', schema: { hide: true } as FastifySchema });
-        app.route({ ...route, url: '/*', schema: { hide: true } as FastifySchema });
-      };
+      return adminPlugin(admin, send, errorHandler, streams);
     },
   };
 }
+
+/**
+ * `ra.admin()`: the operator's page and API as a plugin. `send` and `errorHandler` are the adapter's; `streams` its
+ * open event streams, ended before the server closes.
+ */
+function adminPlugin(
+  admin: AdminProtocol<FastifyRequest>,
+  send: (reply: FastifyReply, given: HttpResponse) => FastifyReply | undefined,
+  errorHandler: (error: unknown, request: FastifyRequest, reply: FastifyReply) => FastifyReply | undefined,
+  streams: Set<() => void>,
+): FastifyPluginAsync {
+  // Not wrapped in fastify-plugin: encapsulated, so that the prefix it is registered with applies to its routes.
+  return async (app: FastifyInstance) => {
+    const prefix = app.prefix;
+    app.addHook('preClose', async () => {
+      for (const end of streams) end();
+    });
+    const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+      const url = request.url;
+      const query = url.indexOf('?');
+      const response = await admin.handle({
+        raw: request,
+        method: request.method,
+        path: pathOf(url).slice(prefix.length),
+        mount: prefix,
+        query: new URLSearchParams(query === -1 ? '' : url.slice(query + 1)),
+        header: nodeHeader(request.raw),
+      });
+      return send(reply, response);
+    };
+    const route = {
+      method: ['GET', 'HEAD', 'DELETE', 'POST', 'PUT', 'PATCH', 'OPTIONS'],
+      exposeHeadRoute: false,
+      errorHandler,
+      handler,
+      // No admin request has a body to read: none is parsed, whatever its type.
+      preParsing: (request: FastifyRequest, _reply: FastifyReply, payload: RequestPayload) =>
+        Promise.resolve(skipParsing(request, payload)),
+    };
+    // The operator's API stays out of the app's public document (@fastify/swagger reads `hide`); a fresh schema
+    // object per route, since Fastify marks the schemas it has seen.
+    app.route({ ...route, url: '/', schema: { hide: true } as FastifySchema });
+    app.route({ ...route, url: '/*', schema: { hide: true } as FastifySchema });
+  };
+}
+
+/** What a wrapped Fastify route keeps of the request for its replay. */
+function snapshotOf(
+  request: FastifyRequest,
+  body: Buffer,
+  wrapOptions: FastifyWrapOptions,
+  parsed: boolean,
+): Omit<WrappedRequestSnapshot, 'owner'> {
+  return {
+    method: request.method,
+    url: request.url,
+    mount: '',
+    params: { ...(request.params as Record<string, string>) },
+    query: { ...(request.query as Record<string, unknown>) },
+    headers: selectHeaders(request.raw.headers, wrapOptions.headers, parsed),
+    body: body.byteLength === 0 ? null : body.toString('base64'),
+    captured: wrapOptions.capture?.(request) ?? null,
+    client: {
+      protocol: request.protocol,
+      ip: request.ip,
+      ips: request.ips ?? [],
+      hostname: request.hostname,
+      host: request.host,
+    },
+  };
+}
+
+/** Compilers for route schemas that are documentation only: they neither validate nor serialize. */
+const documentationOnly = {
+  validatorCompiler: () => () => true,
+  serializerCompiler: () => (data: unknown) => JSON.stringify(data),
+};
 
 /** Marks a replay's injected request, so that the replay instance finds its snapshot and job. */
 const REPLAY_HEADER = 'x-respond-async-replay';
@@ -426,6 +450,9 @@ export type { AdminDecision, AdminOptions } from './http/admin.js';
  */
 const BODY = Symbol('respond-async.body');
 type WithBody = FastifyRequest & { [BODY]?: { body?: RequestBody; error?: unknown } };
+/** The same for a route of `wrap()`: the bytes as they came (`decoded`: an app's hook already decoded them). */
+const RAW = Symbol('respond-async.raw');
+type WithRaw = FastifyRequest & { [RAW]?: { body?: Buffer; decoded?: boolean; error?: unknown } };
 
 /**
  * The headers a route's body is read by: the request's, without `Content-Encoding` when an earlier preParsing hook of
