@@ -1,6 +1,7 @@
 // A JobStore wrapper for fault injection: while on, a chosen fraction of calls of every kind rejects at once, hangs
 // and then rejects, hangs and then goes through (a slow store), or goes through and then rejects (the reply was lost
-// after the write committed). Counts the faults it injected, by method and by kind of fault.
+// after the write committed). The first call of each method while faults are on always gets one, so that a method
+// the runtime calls rarely (fail, renew) is still tested. Counts the faults it injected, by method and by kind of fault.
 import type { ClaimOptions, CreateResult, JobStore } from '../../src/core/store.js';
 import type { JobChange, NewJob } from '../../src/core/types.js';
 
@@ -40,6 +41,8 @@ export class FaultyStore implements JobStore {
   readonly subscribe?: JobStore['subscribe'];
   #on = false;
   #rate: number;
+  /** Methods that got a fault already (each one's first call while on gets one for sure). */
+  readonly #faulted = new Set<string>();
   readonly #maxHangMs: number;
   readonly #random: () => number;
 
@@ -79,7 +82,9 @@ export class FaultyStore implements JobStore {
 
   async #call<T>(method: string, call: () => Promise<T>): Promise<T> {
     this.calls[method] = (this.calls[method] ?? 0) + 1;
-    if (!this.#on || SPARED.has(method) || this.#random() >= this.#rate) return call();
+    if (!this.#on || SPARED.has(method)) return call();
+    if (this.#faulted.has(method) && this.#random() >= this.#rate) return call();
+    this.#faulted.add(method);
     const kind = KINDS[Math.floor(this.#random() * KINDS.length)] as FaultKind;
     this.injected.total += 1;
     this.injected.byKind[kind] += 1;
