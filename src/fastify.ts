@@ -18,7 +18,7 @@ import type { JobDefinition, Jobs } from './core/runtime.js';
 import type { JobContext } from './core/types.js';
 import { type AdminOptions, AdminProtocol } from './http/admin.js';
 import { limitResponseBody, nodeHeader, pathOf, readNodeBody, readNodeBytes, sendNode } from './http/node.js';
-import { fastifyOpenApiSchemas, type OpenApiOptions } from './http/openapi.js';
+import { type FastifyOpenApiSchemas, fastifyOpenApiSchemas, type OpenApiOptions } from './http/openapi.js';
 import { ProblemError } from './http/problem.js';
 import {
   HttpProtocol,
@@ -102,18 +102,62 @@ export interface FastifyRespondAsync {
  */
 export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {}): FastifyRespondAsync {
   const protocol = new HttpProtocol<FastifyRequest>(jobs, options);
-  // Route schemas for documentation (`@fastify/swagger`) only: these compilers neither validate nor serialize, so
-  // Fastify answers exactly as the other adapters do (the library validates with the route's Standard Schemas).
-  const docs = fastifyOpenApiSchemas({
-    basePath: protocol.basePath,
-    owner: protocol.listsJobs,
-    webhooks: options.webhooks !== undefined,
-    toJsonSchema: options.toJsonSchema,
-  });
+  const adapter: Adapter = {
+    jobs,
+    protocol,
+    // Route schemas for documentation (`@fastify/swagger`) only: these compilers neither validate nor serialize, so
+    // Fastify answers exactly as the other adapters do (the library validates with the route's Standard Schemas).
+    docs: fastifyOpenApiSchemas({
+      basePath: protocol.basePath,
+      owner: protocol.listsJobs,
+      webhooks: options.webhooks !== undefined,
+      toJsonSchema: options.toJsonSchema,
+    }),
+    mount: '',
+    streams: new Set(),
+    errorHandler: (error, _request, reply) => send(adapter, reply, protocol.error(error)),
+    readBody: bodyReader(protocol),
+  };
+  return {
+    plugin: fp(statusPlugin(adapter), { fastify: '5.x', name: 'respond-async' }),
+    route<Input>(job: JobDefinition<Input, unknown>, routeOptions?: FastifyRouteOptions<Input>) {
+      return submitRoute(adapter, job, routeOptions);
+    },
+    wrap: (handler, wrapOptions) => wrappedRoute(adapter, handler, wrapOptions),
+    statusUrl: (id) => protocol.statusUrl(id),
+    admin(adminOptions) {
+      const admin = new AdminProtocol<FastifyRequest>(jobs, adminOptions, (error) => protocol.error(error));
+      return adminPlugin(admin, adapter);
+    },
+  };
+}
 
-  // Where the plugin is registered (the registering instance's `prefix`): the Location of every wrapped route.
-  let mount = '';
-  const toRequest = (request: FastifyRequest, body?: RequestBody, prefix = mount): ProtocolRequest<FastifyRequest> => ({
+/** What the parts of one `respondAsync()` share: the plugin, its routes, the wrapped routes and `admin()`. */
+interface Adapter {
+  jobs: Jobs;
+  protocol: HttpProtocol<FastifyRequest>;
+  docs: FastifyOpenApiSchemas;
+  /**
+   * Where the plugin is registered (the registering instance's `prefix`): the Location of every wrapped route. Set
+   * when the plugin registers, read on each request.
+   */
+  mount: string;
+  /** Open event streams, ended before the server closes (Fastify waits for hijacked connections otherwise). */
+  streams: Set<() => void>;
+  /** Every route's error handler: what Fastify catches, answered as problem+json. */
+  errorHandler: (error: unknown, request: FastifyRequest, reply: FastifyReply) => FastifyReply | undefined;
+  /** The preParsing hook of `route()`'s routes. */
+  readBody: preParsingAsyncHookHandler;
+}
+
+/** The protocol's view of a request; `prefix`: what of its path lies before the protocol's paths. */
+function toRequest(
+  adapter: Adapter,
+  request: FastifyRequest,
+  body?: RequestBody,
+  prefix = adapter.mount,
+): ProtocolRequest<FastifyRequest> {
+  return {
     raw: request,
     method: request.method,
     path: pathOf(request.url).slice(prefix.length),
@@ -123,69 +167,72 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
     bodyJson: body?.json,
     params: { ...(request.params as Record<string, string>) },
     query: { ...(request.query as Record<string, unknown>) },
-  });
-
-  // Open event streams, ended before the server closes (Fastify waits for hijacked connections otherwise).
-  const streams = new Set<() => void>();
-  const send = (reply: FastifyReply, given: HttpResponse): FastifyReply | undefined => {
-    const response = writableResponse(given);
-    if (response.stream) {
-      reply.hijack();
-      const end = sendNode(reply.raw, response);
-      if (end) {
-        streams.add(end);
-        reply.raw.once('close', () => streams.delete(end));
-      }
-      return undefined;
-    }
-    return reply
-      .code(response.status)
-      .headers(response.headers)
-      .send(response.bytes ? Buffer.from(response.bytes) : response.body);
   };
+}
 
-  const errorHandler = (error: unknown, _request: FastifyRequest, reply: FastifyReply) =>
-    send(reply, protocol.error(error));
+/** Write a protocol answer on the reply (a stream goes straight to the response, hijacked from Fastify). */
+function send(adapter: Adapter, reply: FastifyReply, given: HttpResponse): FastifyReply | undefined {
+  const response = writableResponse(given);
+  if (response.stream) {
+    reply.hijack();
+    const end = sendNode(reply.raw, response);
+    if (end) {
+      adapter.streams.add(end);
+      reply.raw.once('close', () => adapter.streams.delete(end));
+    }
+    return undefined;
+  }
+  return reply
+    .code(response.status)
+    .headers(response.headers)
+    .send(response.bytes ? Buffer.from(response.bytes) : response.body);
+}
 
-  // Bodies of wrapped routes, read by the protocol's rules (as the other adapters do) instead of Fastify's parsers,
-  // which refuse `application/*+json`, a `__proto__` key and an empty JSON body. Kept until the handler runs, so that
-  // the app's own hooks (authentication) still answer before a bad body does.
-  const readBody: preParsingAsyncHookHandler = async (request, _reply, payload) => {
+/** A route handler answering what `accept` builds for the request; what it throws is answered as problem+json. */
+function answerWith(adapter: Adapter, accept: (request: FastifyRequest) => Promise<HttpResponse>) {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    let response: HttpResponse;
     try {
-      (request as WithBody)[BODY] = {
-        body: await readNodeBody(payload, payloadHeaders(request, payload), protocol as HttpProtocol<unknown>),
-      };
+      response = await accept(request);
     } catch (error) {
-      (request as WithBody)[BODY] = { error };
+      response = adapter.protocol.error(error);
     }
-    return skipParsing(request, payload);
+    return send(adapter, reply, response);
   };
+}
 
-  const statusHandler = (prefix: string) => async (request: FastifyRequest, reply: FastifyReply) => {
-    const response = await protocol
-      .handle(toRequest(request, undefined, prefix))
-      .catch((error: unknown) => protocol.error(error));
-    // Not one of ours after all (`{basePath}/` matches `:jobId` empty): the app's 404, as on the other adapters.
-    if (response) return send(reply, response);
-    reply.callNotFound();
-    return reply;
-  };
+/** End the open event streams before the server closes. */
+function endStreamsOnClose(app: FastifyInstance, streams: Set<() => void>): void {
+  app.addHook('preClose', async () => {
+    for (const end of streams) end();
+  });
+}
 
-  const plugin: FastifyPluginAsync = async (app: FastifyInstance) => {
+/** `ra.plugin`: the status routes under `basePath`, relative to the prefix the plugin is registered with. */
+function statusPlugin(adapter: Adapter): FastifyPluginAsync {
+  const { protocol, docs } = adapter;
+  return async (app: FastifyInstance) => {
     // Fastify prefixes the routes below with the registering instance's prefix (`register(…, { prefix })`), so
     // `basePath` is relative to it, and so is every status URL.
-    mount = app.prefix;
+    const prefix = app.prefix;
+    adapter.mount = prefix;
     const base = protocol.basePath;
-    app.addHook('preClose', async () => {
-      for (const end of streams) end();
-    });
+    endStreamsOnClose(app, adapter.streams);
     // Only the paths the protocol owns (DESIGN.md, "Paths under the base path"): the app's own routes under the
     // base path still register, and anything else there reaches the app's 404. Every method on a job's paths, so
     // that those it does not take answer 405 with Allow; their bodies are never parsed (nor read).
     const common = {
       exposeHeadRoute: false,
-      errorHandler,
-      handler: statusHandler(app.prefix),
+      errorHandler: adapter.errorHandler,
+      handler: async (request: FastifyRequest, reply: FastifyReply) => {
+        const response = await protocol
+          .handle(toRequest(adapter, request, undefined, prefix))
+          .catch((error: unknown) => protocol.error(error));
+        // Not one of ours after all (`{basePath}/` matches `:jobId` empty): the app's 404, as on the other adapters.
+        if (response) return send(adapter, reply, response);
+        reply.callNotFound();
+        return reply;
+      },
       preParsing: (request: FastifyRequest, _reply: FastifyReply, payload: RequestPayload) =>
         Promise.resolve(skipParsing(request, payload)),
     };
@@ -206,100 +253,100 @@ export function respondAsync(jobs: Jobs, options: FastifyRespondAsyncOptions = {
       app.route({ ...common, method: 'HEAD', url: base, schema: hidden() });
     }
   };
+}
 
+/** `ra.route(job, options)`: route options answering 202 and running `job` with the request's body. */
+function submitRoute<Input>(
+  adapter: Adapter,
+  job: JobDefinition<Input, unknown>,
+  routeOptions?: FastifyRouteOptions<Input>,
+): RouteShorthandOptionsWithHandler {
+  const { protocol } = adapter;
   return {
-    plugin: fp(plugin, { fastify: '5.x', name: 'respond-async' }),
-    route<Input>(job: JobDefinition<Input, unknown>, routeOptions?: FastifyRouteOptions<Input>) {
-      return {
-        ...documentationOnly,
-        schema: docs.submit({ job, schema: routeOptions?.schema }),
-        errorHandler,
-        preParsing: readBody,
-        handler: async (request, reply) => {
-          let response: HttpResponse;
-          try {
-            const read = (request as WithBody)[BODY];
-            if (read?.error !== undefined) throw read.error;
-            // No read: the app replaced the route's preParsing hook, so Fastify parsed the body; checked by the rules.
-            const body = read
-              ? read.body
-              : { value: protocol.checkParsedBody(request.body, request.headers), json: undefined };
-            response = await protocol.submit(job, toRequest(request, body), routeOptions);
-          } catch (error) {
-            response = protocol.error(error);
-          }
-          return send(reply, response);
-        },
-      };
-    },
-    wrap(handler, wrapOptions) {
-      checkWrapOptions(wrapOptions);
-      const replay = replayer(handler, wrapOptions, jobs.options.maxResultBytes);
-      const definition = jobs.define(wrapOptions.name, replay, defineOptionsOf(wrapOptions));
-      const readRaw: preParsingAsyncHookHandler = async (request, _reply, payload) => {
-        try {
-          const headers = payloadHeaders(request, payload);
-          (request as WithRaw)[RAW] = {
-            body: await readNodeBytes(payload, headers, protocol as HttpProtocol<unknown>),
-            decoded: headers !== request.raw.headers,
-          };
-        } catch (error) {
-          (request as WithRaw)[RAW] = { error };
-        }
-        return skipParsing(request, payload);
-      };
-      return {
-        ...documentationOnly,
-        schema: docs.submit({ job: definition }),
-        errorHandler,
-        preParsing: readRaw,
-        handler: async (request, reply) => {
-          let response: HttpResponse;
-          try {
-            const read = (request as WithRaw)[RAW];
-            if (read?.error !== undefined) throw read.error;
-            // No read: the app replaced the route's preParsing hook, so Fastify parsed the body.
-            const parsed = read === undefined;
-            const body = read?.body ?? bytesOfParsedBody(request.body ?? '', request.raw.headers['content-type']);
-            if (body.byteLength > protocol.maxBodyBytes) throw new ProblemError(protocol.error({ status: 413 }));
-            const snapshot = snapshotOf(request, body, wrapOptions, parsed || read?.decoded === true);
-            response = await protocol.submitWrapped(
-              definition,
-              toRequest(request),
-              snapshot,
-              wrapOptions.estimatedSeconds,
-            );
-          } catch (error) {
-            response = protocol.error(error);
-          }
-          return send(reply, response);
-        },
-      };
-    },
-    statusUrl: (id) => protocol.statusUrl(id),
-    admin(adminOptions) {
-      const admin = new AdminProtocol<FastifyRequest>(jobs, adminOptions, (error) => protocol.error(error));
-      return adminPlugin(admin, send, errorHandler, streams);
-    },
+    ...documentationOnly,
+    schema: adapter.docs.submit({ job, schema: routeOptions?.schema }),
+    errorHandler: adapter.errorHandler,
+    preParsing: adapter.readBody,
+    handler: answerWith(adapter, (request) => {
+      const read = (request as WithBody)[BODY];
+      if (read?.error !== undefined) throw read.error;
+      // No read: the app replaced the route's preParsing hook, so Fastify parsed the body; checked by the rules.
+      const body = read
+        ? read.body
+        : { value: protocol.checkParsedBody(request.body, request.headers), json: undefined };
+      return protocol.submit(job, toRequest(adapter, request, body), routeOptions);
+    }),
+  };
+}
+
+/** `ra.wrap(handler, options)`: route options answering 202 and replaying `handler` with the request as job `name`. */
+function wrappedRoute(
+  adapter: Adapter,
+  handler: RouteHandlerMethod<any, any, any, any>,
+  wrapOptions: FastifyWrapOptions,
+): RouteShorthandOptionsWithHandler {
+  const { jobs, protocol } = adapter;
+  checkWrapOptions(wrapOptions);
+  const replay = replayer(handler, wrapOptions, jobs.options.maxResultBytes);
+  const definition = jobs.define(wrapOptions.name, replay, defineOptionsOf(wrapOptions));
+  return {
+    ...documentationOnly,
+    schema: adapter.docs.submit({ job: definition }),
+    errorHandler: adapter.errorHandler,
+    preParsing: rawReader(protocol),
+    handler: answerWith(adapter, (request) => {
+      const read = (request as WithRaw)[RAW];
+      if (read?.error !== undefined) throw read.error;
+      // No read: the app replaced the route's preParsing hook, so Fastify parsed the body.
+      const parsed = read === undefined;
+      const body = read?.body ?? bytesOfParsedBody(request.body ?? '', request.raw.headers['content-type']);
+      if (body.byteLength > protocol.maxBodyBytes) throw new ProblemError(protocol.error({ status: 413 }));
+      const snapshot = snapshotOf(request, body, wrapOptions, parsed || read?.decoded === true);
+      return protocol.submitWrapped(definition, toRequest(adapter, request), snapshot, wrapOptions.estimatedSeconds);
+    }),
   };
 }
 
 /**
- * `ra.admin()`: the operator's page and API as a plugin. `send` and `errorHandler` are the adapter's; `streams` its
- * open event streams, ended before the server closes.
+ * The preParsing hook of `route()`'s routes: the body read by the protocol's rules (as the other adapters do) instead
+ * of Fastify's parsers, which refuse `application/*+json`, a `__proto__` key and an empty JSON body. Kept until the
+ * handler runs, so that the app's own hooks (authentication) still answer before a bad body does.
  */
-function adminPlugin(
-  admin: AdminProtocol<FastifyRequest>,
-  send: (reply: FastifyReply, given: HttpResponse) => FastifyReply | undefined,
-  errorHandler: (error: unknown, request: FastifyRequest, reply: FastifyReply) => FastifyReply | undefined,
-  streams: Set<() => void>,
-): FastifyPluginAsync {
+function bodyReader(protocol: HttpProtocol<FastifyRequest>): preParsingAsyncHookHandler {
+  return async (request, _reply, payload) => {
+    try {
+      (request as WithBody)[BODY] = {
+        body: await readNodeBody(payload, payloadHeaders(request, payload), protocol as HttpProtocol<unknown>),
+      };
+    } catch (error) {
+      (request as WithBody)[BODY] = { error };
+    }
+    return skipParsing(request, payload);
+  };
+}
+
+/** The preParsing hook of `wrap()`'s routes: the body's bytes as they came, kept as `bodyReader` keeps its body. */
+function rawReader(protocol: HttpProtocol<FastifyRequest>): preParsingAsyncHookHandler {
+  return async (request, _reply, payload) => {
+    try {
+      const headers = payloadHeaders(request, payload);
+      (request as WithRaw)[RAW] = {
+        body: await readNodeBytes(payload, headers, protocol as HttpProtocol<unknown>),
+        decoded: headers !== request.raw.headers,
+      };
+    } catch (error) {
+      (request as WithRaw)[RAW] = { error };
+    }
+    return skipParsing(request, payload);
+  };
+}
+
+/** `ra.admin()`: the operator's page and API as a plugin. */
+function adminPlugin(admin: AdminProtocol<FastifyRequest>, adapter: Adapter): FastifyPluginAsync {
   // Not wrapped in fastify-plugin: encapsulated, so that the prefix it is registered with applies to its routes.
   return async (app: FastifyInstance) => {
     const prefix = app.prefix;
-    app.addHook('preClose', async () => {
-      for (const end of streams) end();
-    });
+    endStreamsOnClose(app, adapter.streams);
     const handler = async (request: FastifyRequest, reply: FastifyReply) => {
       const url = request.url;
       const query = url.indexOf('?');
@@ -311,12 +358,12 @@ function adminPlugin(
         query: new URLSearchParams(query === -1 ? '' : url.slice(query + 1)),
         header: nodeHeader(request.raw),
       });
-      return send(reply, response);
+      return send(adapter, reply, response);
     };
     const route = {
       method: ['GET', 'HEAD', 'DELETE', 'POST', 'PUT', 'PATCH', 'OPTIONS'],
       exposeHeadRoute: false,
-      errorHandler,
+      errorHandler: adapter.errorHandler,
       handler,
       // No admin request has a body to read: none is parsed, whatever its type.
       preParsing: (request: FastifyRequest, _reply: FastifyReply, payload: RequestPayload) =>
