@@ -261,3 +261,23 @@ describe('MemoryStore: JSON values', () => {
     expect((await store.get(created.job.id))?.result).toEqual({});
   });
 });
+
+describe('MemoryStore: records handed out', () => {
+  it('shares nothing with what it holds: changing a record from create, get or claim changes nothing stored', async () => {
+    const store = new MemoryStore();
+    const created = await store.create(job({ input: { n: 1 }, owner: 'a' }));
+    const { input, ...fields } = created.job;
+    expect(input).toEqual({ n: 1 });
+    Object.assign(created.job, { status: 'failed', attempt: 9, name: 'other', runAt: 0 });
+    (created.job.input as { n: number }).n = 2;
+    const read = await store.get(created.job.id);
+    expect(read).toEqual({ ...fields, input: { n: 1 } });
+    Object.assign(read!, { status: 'complete', seq: 99 });
+    const [claimed] = await store.claim({ names: ['bounded'], workerId: 'w', limit: 1, leaseMs: 60_000 });
+    expect(claimed).toMatchObject({ id: created.job.id, status: 'processing', attempt: 1, seq: fields.seq + 1 });
+    claimed.leaseOwner = 'someone else';
+    expect(await store.renew([created.job.id], 'w', 60_000)).toEqual([
+      { id: created.job.id, held: true, cancelRequested: false },
+    ]);
+  });
+});

@@ -41,20 +41,77 @@ export interface MemoryStoreOptions {
 const RECORD_BYTES = 600;
 
 /**
- * A job as the store holds it: its record, but for its JSON values, kept as JSON text (`JSON.stringify`, so that a
- * value reads back as on the durable stores: a Map as `{}`) and parsed afresh for every caller.
+ * A job as the store holds it. Its JSON values are kept as JSON text (`JSON.stringify`, so that a value reads back
+ * as on the durable stores: a Map as `{}`) and parsed afresh for every caller. Its record is built when first used
+ * (claimed, changed or read): until then the job is kept as what it was submitted with, since the other fields of a
+ * new job are the same for every job, and fewer objects per job cost the garbage collector less.
  */
-interface Held {
-  readonly record: JobRecord;
+class Held {
+  readonly id: string;
+  readonly name: string;
+  readonly owner: string | null;
+  readonly idempotencyKey: string | null;
+  readonly requestHash: string | null;
+  readonly maxAttempts: number;
+  readonly callbackUrl: string | null;
+  readonly traceContext: string | null;
+  readonly createdAt: number;
   input: string | undefined;
-  result: string | undefined;
-  error: string | undefined;
-  /** The failed attempts recorded by `fail()`, as JSON texts. */
-  attempts: string[];
-  /** The delivery attempts recorded by `recordDelivery()`, as JSON texts. */
-  deliveries: string[];
+  result: string | undefined = undefined;
+  error: string | undefined = undefined;
+  /** The failed attempts recorded by `fail()`, as JSON texts (none: undefined). */
+  attempts: string[] | undefined = undefined;
+  /** The delivery attempts recorded by `recordDelivery()`, as JSON texts (none: undefined). */
+  deliveries: string[] | undefined = undefined;
   /** What it counts against `maxBytes`. */
-  bytes: number;
+  bytes = 0;
+  #record: JobRecord | undefined = undefined;
+
+  constructor(job: NewJob, createdAt: number) {
+    this.id = job.id;
+    this.name = job.name;
+    this.owner = job.owner;
+    this.idempotencyKey = job.idempotencyKey;
+    this.requestHash = job.requestHash;
+    this.maxAttempts = job.maxAttempts;
+    this.callbackUrl = job.callbackUrl;
+    this.traceContext = job.traceContext ?? null;
+    this.createdAt = createdAt;
+    this.input = job.inputJson ?? JSON.stringify(job.input);
+  }
+
+  /** The record (its `input`, `result` and `error` left out: they are the texts above). */
+  get record(): JobRecord {
+    if (this.#record === undefined) {
+      this.#record = newRecord(this, this.createdAt);
+      this.#record.input = undefined;
+    }
+    return this.#record;
+  }
+
+  /** Whether the record was built: until then the job is queued, due at its creation, and unchanged. */
+  get built(): boolean {
+    return this.#record !== undefined;
+  }
+
+  /** As `record.status`, without building the record. */
+  get status(): JobStatus {
+    return this.#record?.status ?? 'queued';
+  }
+
+  /** As `record.runAt`, without building the record. */
+  get runAt(): number {
+    return this.#record?.runAt ?? this.createdAt;
+  }
+
+  /** Back to the record of a new job, as retried: queued, due now, its result and error gone, its history kept. */
+  requeue(now: number): void {
+    const { seq } = this.record;
+    this.#record = undefined;
+    this.result = undefined;
+    this.error = undefined;
+    Object.assign(this.record, { runAt: now, updatedAt: now, seq: seq + 1 });
+  }
 }
 
 /**
@@ -100,19 +157,16 @@ export class MemoryStore implements JobStore {
     const scope = job.idempotencyKey === null ? null : keyScope(job.owner, job.idempotencyKey);
     const bound = scope === null ? undefined : this.#keys.get(scope);
     if (bound !== undefined && !expired(bound, now)) return { job: copy(bound), created: false };
-    const record = newRecord(job, now);
-    record.input = undefined; // kept as text, so that the caller's value is neither held nor shared
-    const input = job.inputJson ?? JSON.stringify(job.input);
-    const held: Held = { record, input, result: undefined, error: undefined, attempts: [], deliveries: [], bytes: 0 };
+    const held = new Held(job, now); // the input as text, so that the caller's value is neither held nor shared
     held.bytes = sizeOf(held);
     this.#makeRoom(held.bytes, now);
     this.#jobs.set(job.id, held);
     this.#bytes += held.bytes;
-    if (record.owner !== null) this.#owners.set(record.owner, (this.#owners.get(record.owner) ?? new Set()).add(held));
+    if (job.owner !== null) this.#owners.set(job.owner, (this.#owners.get(job.owner) ?? new Set()).add(held));
     if (scope !== null) this.#keys.set(scope, held);
     this.#enqueue(held);
-    // The caller's own input goes back to it: nothing the store holds is shared.
-    return { job: { ...record, input: job.input }, created: true };
+    // A record of its own for the caller, with the caller's input: nothing the store holds is shared.
+    return { job: newRecord(job, now), created: true };
   }
 
   async get(id: string): Promise<JobRecord | undefined> {
@@ -124,13 +178,11 @@ export class MemoryStore implements JobStore {
     const now = Date.now();
     const owned =
       owner === null
-        ? [...this.#jobs.values()].filter((held) => held.record.owner === null)
+        ? [...this.#jobs.values()].filter((held) => held.owner === null)
         : [...(this.#owners.get(owner) ?? [])];
-    const page = owned.filter(
-      (held) => !expired(held, now) && (before === undefined || listedAfter(held.record, before)),
-    );
+    const page = owned.filter((held) => !expired(held, now) && (before === undefined || listedAfter(held, before)));
     // Jobs were added about oldest first: this sort mostly reverses a run, which is cheap.
-    page.sort((a, b) => (listedAfter(a.record, b.record) ? 1 : -1));
+    page.sort((a, b) => (listedAfter(a, b) ? 1 : -1));
     return page.slice(0, Math.max(0, limit)).map(copy);
   }
 
@@ -150,7 +202,7 @@ export class MemoryStore implements JobStore {
     const due = [...this.#processing].filter((h) => h.record.leaseUntil! < now && names.includes(h.record.name));
     const queues = names.map((name) => this.#queues.get(name) ?? []);
     for (const queue of queues) {
-      const end = queue.findIndex((held, i) => i >= limit || held.record.runAt > now);
+      const end = queue.findIndex((held, i) => i >= limit || held.runAt > now);
       due.push(...queue.slice(0, end < 0 ? queue.length : end));
     }
     due.sort((a, b) => a.record.runAt - b.record.runAt); // stable: a queue's order is kept
@@ -167,7 +219,7 @@ export class MemoryStore implements JobStore {
     });
     // What was claimed heads its queue (the sort is stable): it leaves in one splice per queue.
     for (const queue of queues) {
-      const left = queue.findIndex((held) => held.record.status === 'queued');
+      const left = queue.findIndex((held) => held.status === 'queued');
       queue.splice(0, left < 0 ? queue.length : left);
     }
     return claimed;
@@ -205,7 +257,7 @@ export class MemoryStore implements JobStore {
   async fail(id: string, workerId: string, outcome: Parameters<JobStore['fail']>[2]) {
     return this.#end(id, workerId, outcome.retentionMs, (held) => {
       held.error = JSON.stringify(outcome.error);
-      if (outcome.attempt) held.attempts.push(JSON.stringify(outcome.attempt));
+      if (outcome.attempt) held.attempts = [...(held.attempts ?? []), JSON.stringify(outcome.attempt)];
       return outcome.retryAt ?? 'failed';
     });
   }
@@ -258,7 +310,7 @@ export class MemoryStore implements JobStore {
     held.record.deliveryStatus = update.status;
     held.record.deliveryAttempts = update.attempts;
     if (update.attempt) {
-      held.deliveries.push(JSON.stringify(update.attempt));
+      held.deliveries = [...(held.deliveries ?? []), JSON.stringify(update.attempt)];
       this.#resize(held);
     }
     held.record.deliveryNextAt = update.nextAt;
@@ -288,7 +340,7 @@ export class MemoryStore implements JobStore {
     const counts = new Map<string, JobCount>();
     for (const held of this.#jobs.values()) {
       if (expired(held, now)) continue;
-      const { name, status } = held.record;
+      const { name, status } = held;
       const key = `${status}\u0000${name}`;
       const count = counts.get(key) ?? { name, status, count: 0 };
       count.count += 1;
@@ -334,24 +386,7 @@ export class MemoryStore implements JobStore {
     if (r.status !== 'failed' && r.status !== 'canceled') return { outcome: 'refused', job: copy(held) };
     this.#finished.delete(held);
     this.#deliveries.delete(held);
-    held.result = undefined;
-    held.error = undefined;
-    Object.assign(r, {
-      status: 'queued',
-      attempt: 0,
-      runAt: now,
-      progress: null,
-      message: null,
-      resultUrl: null,
-      cancelRequested: false,
-      deliveryStatus: null,
-      deliveryAttempts: 0,
-      deliveryNextAt: null,
-      startedAt: null,
-      finishedAt: null,
-      expiresAt: null,
-    } satisfies Partial<JobRecord>);
-    touch(r, now);
+    held.requeue(now);
     this.#resize(held);
     this.#enqueue(held);
     return { outcome: 'retried', job: copy(held) };
@@ -360,8 +395,8 @@ export class MemoryStore implements JobStore {
   async remove(id: string): Promise<boolean> {
     const held = this.#jobs.get(id);
     if (held === undefined || expired(held, Date.now())) return false;
-    if (held.record.status === 'queued') {
-      const queue = this.#queues.get(held.record.name) ?? [];
+    if (held.status === 'queued') {
+      const queue = this.#queues.get(held.name) ?? [];
       queue.splice(queue.indexOf(held), 1);
     }
     this.#processing.delete(held);
@@ -386,8 +421,8 @@ export class MemoryStore implements JobStore {
     const held = this.#jobs.get(id);
     if (held === undefined || expired(held, Date.now())) return { attempts: [], deliveries: [] };
     return {
-      attempts: held.attempts.map((text) => JSON.parse(text) as AttemptRecord),
-      deliveries: held.deliveries.map((text) => JSON.parse(text) as DeliveryAttempt),
+      attempts: (held.attempts ?? []).map((text) => JSON.parse(text) as AttemptRecord),
+      deliveries: (held.deliveries ?? []).map((text) => JSON.parse(text) as DeliveryAttempt),
     };
   }
 
@@ -418,11 +453,12 @@ export class MemoryStore implements JobStore {
 
   /** Into its name's queue, by `runAt` then as it came. New jobs and retries go at or near the end: look from there. */
   #enqueue(held: Held): void {
-    const queue = this.#queues.get(held.record.name) ?? [];
-    this.#queues.set(held.record.name, queue);
+    const queue = this.#queues.get(held.name) ?? [];
+    this.#queues.set(held.name, queue);
     let at = queue.length;
-    while (at > 0 && queue[at - 1].record.runAt > held.record.runAt) at--;
-    queue.splice(at, 0, held);
+    while (at > 0 && queue[at - 1].runAt > held.runAt) at--;
+    if (at === queue.length) queue.push(held);
+    else queue.splice(at, 0, held);
   }
 
   /**
@@ -480,17 +516,17 @@ export class MemoryStore implements JobStore {
 
   /** Forget a finished job: its id, its key, its place among its owner's jobs, its bytes. */
   #remove(held: Held): void {
-    const r = held.record;
-    this.#jobs.delete(r.id);
+    const { id, owner, idempotencyKey } = held;
+    this.#jobs.delete(id);
     this.#finished.delete(held);
     this.#deliveries.delete(held);
     this.#bytes -= held.bytes;
-    const scope = r.idempotencyKey === null ? null : keyScope(r.owner, r.idempotencyKey);
+    const scope = idempotencyKey === null ? null : keyScope(owner, idempotencyKey);
     if (scope !== null && this.#keys.get(scope) === held) this.#keys.delete(scope);
-    if (r.owner !== null) {
-      const owned = this.#owners.get(r.owner);
+    if (owner !== null) {
+      const owned = this.#owners.get(owner);
       owned?.delete(held);
-      if (owned?.size === 0) this.#owners.delete(r.owner);
+      if (owned?.size === 0) this.#owners.delete(owner);
     }
   }
 }
@@ -511,7 +547,7 @@ function listedAfter(a: ListPosition, b: ListPosition): boolean {
 }
 
 function expired(held: Held, now: number): boolean {
-  return held.record.expiresAt !== null && held.record.expiresAt <= now;
+  return held.built && held.record.expiresAt !== null && held.record.expiresAt <= now;
 }
 
 function touch(record: JobRecord, now: number): void {
@@ -519,11 +555,12 @@ function touch(record: JobRecord, now: number): void {
   record.seq += 1;
 }
 
-function sizeOf({ record: r, input, result, error, attempts, deliveries }: Held): number {
-  const history = attempts.join('').length + deliveries.join('').length;
-  const json = (input?.length ?? 0) + (result?.length ?? 0) + (error?.length ?? 0) + history;
-  const texts = [r.id, r.name, r.owner, r.idempotencyKey, r.requestHash, r.callbackUrl, r.message, r.resultUrl];
-  return texts.reduce((bytes, text) => bytes + (text?.length ?? 0), RECORD_BYTES + json);
+function sizeOf(held: Held): number {
+  const { id, name, owner, idempotencyKey, requestHash, callbackUrl, input, result, error } = held;
+  const texts = [id, name, owner, idempotencyKey, requestHash, callbackUrl, input, result, error];
+  if (held.built) texts.push(held.record.message, held.record.resultUrl);
+  texts.push(...(held.attempts ?? []), ...(held.deliveries ?? []));
+  return texts.reduce((bytes, text) => bytes + (text?.length ?? 0), RECORD_BYTES);
 }
 
 function parse(text: string | undefined) {
