@@ -12,11 +12,11 @@ import type {
   JobStore,
   JobTimings,
   ListOptions,
-  ListPosition,
   ThroughputBucket,
 } from '../core/store.js';
 import type { JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
-import { keyScope, newRecord, percentiles } from './common.js';
+import { keyScope, newRecord } from './common.js';
+import { adminPage, countJobs, listedAfter, throughput, timings } from './record-views.js';
 
 /**
  * The bounds. A new job that would pass one first makes the store delete the jobs past their retention, then evict
@@ -319,63 +319,19 @@ export class MemoryStore implements JobStore {
   }
 
   async adminList(options: AdminListOptions): Promise<JobRecord[]> {
-    const now = Date.now();
-    const { statuses, name, owner, from, to, before } = options;
-    const page = [...this.#jobs.values()].filter((held) => {
-      const r = held.record;
-      if (expired(held, now)) return false;
-      if (statuses !== undefined && !statuses.includes(r.status)) return false;
-      if (name !== undefined && r.name !== name) return false;
-      if (owner !== undefined && r.owner !== owner) return false;
-      if (from !== undefined && r.createdAt < from) return false;
-      if (to !== undefined && r.createdAt >= to) return false;
-      return before === undefined || listedAfter(r, before);
-    });
-    page.sort((a, b) => (listedAfter(a.record, b.record) ? 1 : -1));
-    return page.slice(0, Math.max(0, options.limit)).map(copy);
+    return adminPage(this.#live(this.#jobs.values()), options).map(copy);
   }
 
   async countJobs(): Promise<JobCount[]> {
-    const now = Date.now();
-    const counts = new Map<string, JobCount>();
-    for (const held of this.#jobs.values()) {
-      if (expired(held, now)) continue;
-      const { name, status } = held;
-      const key = `${status}\u0000${name}`;
-      const count = counts.get(key) ?? { name, status, count: 0 };
-      count.count += 1;
-      counts.set(key, count);
-    }
-    return [...counts.values()];
+    return countJobs(this.#live(this.#jobs.values()));
   }
 
   async throughput({ windowMs, bucketMs }: { windowMs: number; bucketMs: number }): Promise<ThroughputBucket[]> {
-    const now = Date.now();
-    const buckets = new Map<string, ThroughputBucket>();
-    for (const held of this.#finished) {
-      const r = held.record;
-      if (expired(held, now) || r.finishedAt === null || r.finishedAt < now - windowMs) continue;
-      const at = Math.floor(r.finishedAt / bucketMs) * bucketMs;
-      const key = `${at}\u0000${r.name}`;
-      const bucket = buckets.get(key) ?? { name: r.name, at, complete: 0, failed: 0, canceled: 0 };
-      if (r.status === 'complete' || r.status === 'failed' || r.status === 'canceled') bucket[r.status] += 1;
-      buckets.set(key, bucket);
-    }
-    return [...buckets.values()];
+    return throughput(this.#records(this.#finished), windowMs, bucketMs);
   }
 
   async timings({ windowMs }: { windowMs: number }): Promise<JobTimings> {
-    const now = Date.now();
-    const wait: number[] = [];
-    const run: number[] = [];
-    for (const held of this.#finished) {
-      const r = held.record;
-      if (expired(held, now) || r.finishedAt === null || r.finishedAt < now - windowMs || r.startedAt === null)
-        continue;
-      wait.push(r.startedAt - r.createdAt);
-      run.push(r.finishedAt - r.startedAt);
-    }
-    return { waitMs: percentiles(wait), runMs: percentiles(run) };
+    return timings(this.#records(this.#finished), windowMs);
   }
 
   async retry(id: string): Promise<AdminOutcome<'retried'>> {
@@ -431,6 +387,17 @@ export class MemoryStore implements JobStore {
   /** Jobs held now, finished ones included (for tests and metrics). */
   get size(): number {
     return this.#jobs.size;
+  }
+
+  /** The jobs of `jobs` that have not expired. */
+  *#live<T extends Held>(jobs: Iterable<T>): Iterable<T> {
+    const now = Date.now();
+    for (const held of jobs) if (!expired(held, now)) yield held;
+  }
+
+  /** The records of the jobs of `jobs` that have not expired. */
+  *#records(jobs: Iterable<Held>): Iterable<JobRecord> {
+    for (const held of this.#live(jobs)) yield held.record;
   }
 
   #held(id: string, workerId: string): Held | undefined {
@@ -539,11 +506,6 @@ function copy(held: Held): JobRecord {
     result: parse(held.result),
     error: (parse(held.error) as JobErrorInfo | undefined) ?? null,
   };
-}
-
-/** Whether `a` comes after (is older than) `b` in `JobStore.list` order: `createdAt` descending, then id descending. */
-function listedAfter(a: ListPosition, b: ListPosition): boolean {
-  return a.createdAt < b.createdAt || (a.createdAt === b.createdAt && a.id < b.id);
 }
 
 function expired(held: Held, now: number): boolean {
