@@ -108,6 +108,24 @@ describe('hand-off to an idle worker (PostgreSQL)', () => {
     expect(runs).toBe(1);
   });
 
+  it('a worker whose LISTEN connection drops stops being handed jobs until it listens and offers again', async () => {
+    const { api, worker, schema } = await split(async () => 'ran', { leaseMs: 600 });
+    await eventually(async () => ((await offered(schema, worker.workerId)) ?? 0) > 0, 5000);
+    await adminQuery(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'respond-async-listen' AND query = $1`,
+      [`LISTEN "${schema}_changes"`],
+    );
+    await eventually(async () => (await offered(schema, worker.workerId)) === 0, 5000);
+    const { job } = await api.submit('quick', {});
+    expect(job).toMatchObject({ status: 'queued', leaseOwner: null });
+    expect(await api.waitFor(job.id, 5000)).toMatchObject({ status: 'complete', result: 'ran' });
+    // Listening again (the store reconnects), the idle worker offers its slots anew.
+    await eventually(async () => ((await offered(schema, worker.workerId)) ?? 0) > 0, 10_000);
+    const again = await api.submit('quick', {});
+    expect(again.job).toMatchObject({ status: 'processing', leaseOwner: worker.workerId });
+    expect(await api.waitFor(again.job.id, 5000)).toMatchObject({ status: 'complete', result: 'ran' });
+  });
+
   it('a worker handed a job beyond its free slots hands it back; it runs once, never above concurrency', async () => {
     let running = 0;
     let most = 0;

@@ -832,6 +832,8 @@ export class PostgresStore implements JobStore {
   readonly #sql: Record<StatementName, string>;
   readonly #prefix: string;
   readonly #subscriptions = new Set<() => Promise<void>>();
+  /** Workers that offered slots through this store: they hear of handed jobs through its LISTEN connection. */
+  readonly #offering = new Set<string>();
   /** Creates and completions waiting for the end of this event-loop turn, to go in one statement each. */
   #creates: Array<Pending<CreateParams, CreateResult>> = [];
   #completes: Array<Pending<CompleteParams, JobRecord | undefined>> = [];
@@ -971,12 +973,14 @@ export class PostgresStore implements JobStore {
    * names it as `leaseOwner`. Resolves to the slots still offered.
    */
   async offerSlots(offer: SlotOffer): Promise<number> {
+    this.#offering.add(offer.workerId);
     const [row] = await this.#query('offerSlots', offer);
     return Number((row as { free?: unknown } | undefined)?.free ?? 0);
   }
 
   /** Withdraw the offer of `workerId` (it stops claiming). */
   async withdrawSlots(workerId: string): Promise<void> {
+    this.#offering.delete(workerId);
     await this.#query('withdrawSlots', { workerId });
   }
 
@@ -1371,6 +1375,11 @@ export class PostgresStore implements JobStore {
     const lost = (client: Client) => {
       if (current !== client) return;
       current = undefined;
+      // Jobs handed over while nobody listens would wait for their lease to lapse: stop offering until the worker,
+      // idle again, offers anew (its renewal learns that nothing is offered).
+      for (const workerId of this.#offering) {
+        this.#query('offerSlots', { workerId, names: [], free: 0, leaseMs: 0, ttlMs: 0 }).catch(() => {});
+      }
       client.removeListener('notification', onNotification);
       client.end().catch(() => {});
       if (stopped) return;
