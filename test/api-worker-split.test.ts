@@ -67,6 +67,14 @@ describe('hand-off to an idle worker (PostgreSQL)', () => {
     expect(await api.waitFor(job.id, 5000)).toMatchObject({ status: 'complete', result: { ok: true }, attempt: 1 });
   });
 
+  it('a handed job too large for a notification is read by the worker, and runs with its whole input', async () => {
+    const { api, worker, schema } = await split(async (input) => (input as { text: string }).text.length);
+    await eventually(async () => ((await offered(schema, worker.workerId)) ?? 0) > 0, 5000);
+    const { job } = await api.submit('quick', { text: 'x'.repeat(20_000) });
+    expect(job).toMatchObject({ status: 'processing', leaseOwner: worker.workerId });
+    expect(await api.waitFor(job.id, 5000)).toMatchObject({ status: 'complete', result: 20_000, attempt: 1 });
+  });
+
   it('an API process with no worker leaves the job queued; a worker started later runs it', async () => {
     const schema = fresh.next();
     const api = createJobs({
