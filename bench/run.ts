@@ -559,7 +559,8 @@ async function latencySection(db: BenchPostgres | undefined): Promise<void> {
       'round, then the median over rounds. "One process": the submitting runtime also runs the job (it wakes its ' +
       'own worker at once; PostgreSQL inserts the job already claimed by it). "API and worker processes": an API-only runtime submits, a worker process hears of the ' +
       'job through LISTEN/NOTIFY — the way graphile-worker is measured too (`addJob` from `makeWorkerUtils` in one ' +
-      'process, `run()` in another).',
+      'process, `run()` in another); PostgreSQL inserts the job leased to the idle worker, whose offer of free ' +
+      'slots it found, and the notification carries the job, so the worker starts it without a claim.',
   );
   emit();
   const results = new Map<string, { p50: number[]; p99: number[] }>(

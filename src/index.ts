@@ -42,6 +42,7 @@ export type {
   ListOptions,
   ListPosition,
   Percentiles,
+  SlotOffer,
   ThroughputBucket,
 } from './core/store.js';
 export {

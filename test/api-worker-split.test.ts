@@ -1,6 +1,8 @@
 // An API-only process (`worker: false`) next to a worker process on one PostgreSQL schema: the API process hears
 // the worker's changes through LISTEN/NOTIFY at once, not at its watchers' 5 s poll.
 // Over HTTP too: `Prefer: wait` answers 200 for a 10 ms job, and SSE relays progress well under that poll.
+// An idle worker offers its free slots: the API process inserts a job already leased to it (no claim); a worker
+// that died, or one over capacity, loses or hands back such a job and another runs it, once.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
@@ -8,7 +10,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { respondAsync } from '../src/express.js';
 import { createJobs, type Jobs } from '../src/index.js';
 import { PostgresStore } from '../src/postgres.js';
-import { closeAdmin, pgUrl, schemas } from './helpers/postgres.js';
+import { adminQuery, closeAdmin, eventually, pgUrl, schemas } from './helpers/postgres.js';
 
 const fresh = schemas('split');
 const runtimes: Jobs[] = [];
@@ -27,22 +29,145 @@ afterAll(async () => {
   await closeAdmin();
 });
 
+type Handler = (input: unknown, ctx: { progress(n: number): Promise<void> }) => Promise<unknown>;
+
 /** An API process and a worker process (two runtimes, two pools) on one fresh schema, both ready. */
-async function split(handler: (input: unknown, ctx: { progress(n: number): Promise<void> }) => Promise<unknown>) {
+async function split(handler: Handler, workerOptions: { concurrency?: number; leaseMs?: number } = {}) {
   const schema = fresh.next();
   const api = createJobs({
     store: new PostgresStore({ connectionString: pgUrl(), schema }),
     worker: false,
     logger: quiet,
   });
-  const worker = createJobs({ store: new PostgresStore({ connectionString: pgUrl(), schema }), logger: quiet });
+  const worker = createJobs({
+    store: new PostgresStore({ connectionString: pgUrl(), schema }),
+    logger: quiet,
+    ...workerOptions,
+  });
   runtimes.push(api, worker);
   const quick = api.define('quick', handler);
   worker.define('quick', handler);
   await api.ready();
   await worker.ready();
-  return { api, worker, quick };
+  return { api, worker, quick, schema };
 }
+
+/** The slots a worker offers in `schema` (undefined: no offer). */
+async function offered(schema: string, workerId: string): Promise<number | undefined> {
+  const rows = await adminQuery<{ free: number }>(`SELECT free FROM "${schema}".workers WHERE id = $1`, [workerId]);
+  return rows[0]?.free;
+}
+
+describe('hand-off to an idle worker (PostgreSQL)', () => {
+  it("an API process's submit is inserted leased to the idle worker, which runs it without a claim", async () => {
+    const { api, worker, schema } = await split(async () => ({ ok: true }), { concurrency: 4 });
+    await eventually(async () => (await offered(schema, worker.workerId)) === 4, 5000);
+    const { job } = await api.submit('quick', {});
+    expect(job).toMatchObject({ status: 'processing', leaseOwner: worker.workerId, attempt: 1 });
+    expect(await api.waitFor(job.id, 5000)).toMatchObject({ status: 'complete', result: { ok: true }, attempt: 1 });
+  });
+
+  it('a handed job too large for a notification is read by the worker, and runs with its whole input', async () => {
+    const { api, worker, schema } = await split(async (input) => (input as { text: string }).text.length);
+    await eventually(async () => ((await offered(schema, worker.workerId)) ?? 0) > 0, 5000);
+    const { job } = await api.submit('quick', { text: 'x'.repeat(20_000) });
+    expect(job).toMatchObject({ status: 'processing', leaseOwner: worker.workerId });
+    expect(await api.waitFor(job.id, 5000)).toMatchObject({ status: 'complete', result: 20_000, attempt: 1 });
+  });
+
+  it('an API process with no worker leaves the job queued; a worker started later runs it', async () => {
+    const schema = fresh.next();
+    const api = createJobs({
+      store: new PostgresStore({ connectionString: pgUrl(), schema }),
+      worker: false,
+      logger: quiet,
+    });
+    runtimes.push(api);
+    api.define('quick', async () => 'never here');
+    const { job } = await api.submit('quick', {});
+    expect(job).toMatchObject({ status: 'queued', leaseOwner: null });
+    const worker = createJobs({ store: new PostgresStore({ connectionString: pgUrl(), schema }), logger: quiet });
+    runtimes.push(worker);
+    worker.define('quick', async () => 'ran');
+    await worker.ready();
+    expect(await api.waitFor(job.id, 5000)).toMatchObject({ status: 'complete', result: 'ran', attempt: 1 });
+  });
+
+  it('a job handed to a worker that died is run by another once its lease lapses, once', async () => {
+    let runs = 0;
+    const { api, worker, schema } = await split(
+      async () => {
+        runs += 1;
+        return 'ran';
+      },
+      { leaseMs: 300 },
+    );
+    await eventually(async () => (await offered(schema, worker.workerId)) !== undefined, 5000);
+    // A worker process that offered its slots and died without withdrawing them (its offer has not lapsed yet).
+    await adminQuery(`UPDATE "${schema}".workers SET free = 0 WHERE id = $1`, [worker.workerId]);
+    await adminQuery(
+      `INSERT INTO "${schema}".workers (id, names, free, lease_ms, until)
+       VALUES ('dead-worker', '{quick}', 5, 300, floor(extract(epoch from now()) * 1000)::bigint + 60000)`,
+    );
+    const { job } = await api.submit('quick', {});
+    expect(job).toMatchObject({ status: 'processing', leaseOwner: 'dead-worker' });
+    const done = await api.waitFor(job.id, 10_000);
+    expect(done).toMatchObject({ status: 'complete', result: 'ran', leaseOwner: null });
+    expect(runs).toBe(1);
+  });
+
+  it('a worker whose LISTEN connection drops stops being handed jobs until it listens and offers again', async () => {
+    const { api, worker, schema } = await split(async () => 'ran', { leaseMs: 600 });
+    await eventually(async () => ((await offered(schema, worker.workerId)) ?? 0) > 0, 5000);
+    await adminQuery(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'respond-async-listen' AND query = $1`,
+      [`LISTEN "${schema}_changes"`],
+    );
+    await eventually(async () => (await offered(schema, worker.workerId)) === 0, 5000);
+    const { job } = await api.submit('quick', {});
+    expect(job).toMatchObject({ status: 'queued', leaseOwner: null });
+    expect(await api.waitFor(job.id, 5000)).toMatchObject({ status: 'complete', result: 'ran' });
+    // Listening again (the store reconnects), the idle worker offers its slots anew.
+    await eventually(async () => ((await offered(schema, worker.workerId)) ?? 0) > 0, 10_000);
+    const again = await api.submit('quick', {});
+    expect(again.job).toMatchObject({ status: 'processing', leaseOwner: worker.workerId });
+    expect(await api.waitFor(again.job.id, 5000)).toMatchObject({ status: 'complete', result: 'ran' });
+  });
+
+  it('a worker handed a job beyond its free slots hands it back; it runs once, never above concurrency', async () => {
+    let running = 0;
+    let most = 0;
+    let gate!: () => void;
+    const blocked = new Promise<void>((resolve) => {
+      gate = resolve;
+    });
+    const runs: string[] = [];
+    const { api, worker, schema } = await split(
+      async (input) => {
+        running += 1;
+        most = Math.max(most, running);
+        runs.push((input as { name: string }).name);
+        if ((input as { name: string }).name === 'first') await blocked;
+        running -= 1;
+        return null;
+      },
+      { concurrency: 1 },
+    );
+    await eventually(async () => (await offered(schema, worker.workerId)) === 1, 5000);
+    const first = await api.submit('quick', { name: 'first' });
+    expect(first.job.leaseOwner).toBe(worker.workerId);
+    await eventually(() => runs.length === 1, 5000);
+    // An offer the worker no longer has room for (offers raced with its own work).
+    await adminQuery(`UPDATE "${schema}".workers SET free = 1 WHERE id = $1`, [worker.workerId]);
+    const second = await api.submit('quick', { name: 'second' });
+    expect(second.job.leaseOwner).toBe(worker.workerId);
+    await eventually(async () => (await api.get(second.job.id))?.status === 'queued', 5000);
+    gate();
+    expect(await api.waitFor(second.job.id, 5000)).toMatchObject({ status: 'complete', attempt: 1 });
+    expect(runs).toEqual(['first', 'second']);
+    expect(most).toBe(1);
+  });
+});
 
 describe('API-only process on PostgreSQL', () => {
   it('waitFor (what Prefer: wait uses) of a 10 ms job run by another process resolves well under the poll', async () => {

@@ -314,7 +314,7 @@ export class Jobs {
       this.#emitSubmitted(result.job);
       // Not running here (it was just made): only watchers, if any, need to hear of it.
       if (this.#watchers > 0) this.#publish(result.job);
-      this.#worker?.queued();
+      this.#worker?.created(result.job);
     }
     return result;
   }

@@ -15,6 +15,19 @@ export interface ClaimOptions {
   leaseMs: number;
 }
 
+/** An idle worker's offer of free slots (`JobStore.offerSlots`). */
+export interface SlotOffer {
+  workerId: string;
+  /** The job names it runs. */
+  names: readonly string[];
+  /** Slots offered; null keeps the count and extends the offer. */
+  free: number | null;
+  /** The lease a job handed to it gets. */
+  leaseMs: number;
+  /** How long the offer holds unless renewed: a worker that dies stops getting jobs after this. */
+  ttlMs: number;
+}
+
 export interface CreateResult {
   job: JobRecord;
   /** False when an unexpired job with the same owner and idempotency key already existed. */
@@ -171,6 +184,17 @@ export interface JobStore {
 
   /** The job, or `undefined` when missing or past `expiresAt`. */
   get(id: string): Promise<JobRecord | undefined>;
+  /**
+   * Optional, with `subscribe`. An idle worker offers `free` slots for jobs of `names` until `ttlMs` from now
+   * (`free: null` keeps the count and extends the offer). A `create` may then take a slot and insert its job
+   * already leased to that worker (for the offer's `leaseMs`), and the change feed reports the new job with
+   * `leaseOwner`, so that the worker starts it without a claim. An offer is a hint: the lease decides who runs a
+   * job. Resolves to the slots still offered.
+   */
+  offerSlots?(offer: SlotOffer): Promise<number>;
+
+  /** Optional, with `offerSlots`. Withdraw the offer of `workerId`. */
+  withdrawSlots?(workerId: string): Promise<void>;
 
   /**
    * One page of the owner's unexpired jobs (`owner: null`: the jobs submitted without one), newest first: by

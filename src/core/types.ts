@@ -90,6 +90,10 @@ export interface JobChange {
   id: string;
   status: JobStatus;
   seq: number;
+  /** A job created already leased to a worker (`JobStore.offerSlots`): that worker. */
+  leaseOwner?: string;
+  /** The job as stored, where the feed carries it (a job handed to a worker). */
+  job?: JobRecord;
 }
 
 /** Progress reporter and cancellation signal handed to a handler. */

@@ -73,6 +73,11 @@ export class Worker {
   //   where the store's change feed announces every queued job, the loop need not ask the store at all.
   // - `#pumping` keeps one claim loop at a time; a wake-up during it sets `#pumpAgain` so the loop looks once more
   //   rather than missing the news.
+  // - `#offered` counts the slots this worker last offered in the store (offerSlots), less the jobs handed to it
+  //   since: where the store hands new jobs to idle workers, an idle worker offers its free slots once the queue is
+  //   empty, and a create then inserts its job leased to it and the change feed names it, so it starts the job
+  //   without a claim. The offer is a hint: a job handed over beyond the free slots (offers raced with claims) goes
+  //   back to the queue.
   #active = 0;
   #reserved = 0;
   #queueMayHoldJobs = true;
@@ -80,6 +85,11 @@ export class Worker {
   #pumpAgain = false;
   #pumpDone: Promise<void> = Promise.resolve();
   #wakeScheduled = false;
+  #offered = 0;
+  /** The offer (or withdrawal) in flight; one at a time, so that a late offer cannot outlive the withdrawal. */
+  #offering: Promise<void> | undefined;
+  /** Handed-over jobs being read from the store, so that one notification starts a job once. */
+  readonly #handing = new Set<string>();
   /** Submits whose job is being created claimed by this worker: drain() waits for them to start. */
   readonly #landing = new Set<Promise<void>>();
   readonly #idle = new Set<() => void>();
@@ -148,6 +158,8 @@ export class Worker {
       return undefined;
     }
     this.#reserved += 1;
+    // The store takes the slot from this worker's offer, if any.
+    this.#offered = Math.max(0, this.#offered - 1);
     const landing = (async () => {
       let result: CreateResult;
       try {
@@ -167,6 +179,135 @@ export class Worker {
     );
     this.#landing.add(landed);
     return landing;
+  }
+
+  /** A create of this process stored `job`: queued, or handed to a worker (maybe this one: it starts it now). */
+  created(job: JobRecord): void {
+    if (job.status === 'queued') this.queued();
+    else if (job.status === 'processing' && job.leaseOwner === this.#host.workerId) this.#handedOver(job.id, job);
+  }
+
+  /**
+   * A job was created leased to this worker (it took one of the slots this worker offered): start it, read from
+   * the store unless the notification carried it. Over capacity (an offer raced with a claim) or closing, hand it back to the queue.
+   */
+  #handedOver(id: string, job?: JobRecord): void {
+    if (this.#running.has(id) || this.#handing.has(id)) return;
+    this.#offered = Math.max(0, this.#offered - 1);
+    const { store, workerId, options, outages } = this.#host;
+    const { concurrency } = options;
+    if (
+      this.#stopping ||
+      this.#active + this.#reserved >= concurrency ||
+      this.#running.size + this.#reserved >= 2 * concurrency
+    ) {
+      this.#handBack(id);
+      return;
+    }
+    this.#reserved += 1;
+    this.#handing.add(id);
+    const landed: Promise<void> = (job ? Promise.resolve(job) : store.get(id))
+      .then(
+        (record) => {
+          this.#reserved -= 1;
+          this.#handing.delete(id);
+          if (!job) outages.recovered('get');
+          // Still ours and not yet running (a claim after a lapsed lease may have taken it meanwhile).
+          if (record?.status !== 'processing' || record.leaseOwner !== workerId || this.#running.has(id)) return;
+          if (this.#stopping) this.#handBack(id);
+          else this.#start(record);
+        },
+        (error: unknown) => {
+          this.#reserved -= 1;
+          this.#handing.delete(id);
+          // The lease lapses and a claim takes the job.
+          outages.failed('get', 'respond-async: reading a job handed to this worker failed', error);
+        },
+      )
+      .finally(() => {
+        this.#landing.delete(landed);
+      });
+    this.#landing.add(landed);
+  }
+
+  /** Hand a job leased to this worker back to the queue (not counted as an attempt); on failure its lease lapses. */
+  #handBack(id: string): void {
+    const { store, workerId, outages } = this.#host;
+    store.release(id, workerId).then(
+      () => outages.recovered('release'),
+      (error: unknown) => outages.failed('release', 'respond-async: handing a job back failed', error),
+    );
+  }
+
+  /**
+   * Offer this worker's free slots in the store, when it can hand jobs over, the queue is empty as far as this
+   * worker knows, and fewer than half its free slots are still offered (so that one job at a time does not cost an
+   * offer each).
+   */
+  #offerSlots(): void {
+    if (!this.#host.store.offerSlots || this.#stopping || this.#offering || this.#queueMayHoldJobs) return;
+    if (!this.#host.subscribed()) return;
+    const { concurrency } = this.#host.options;
+    const free = Math.min(concurrency - this.#active, 2 * concurrency - this.#running.size) - this.#reserved;
+    if (free <= 0 || 2 * this.#offered > free) return;
+    this.#offered = free;
+    this.#sendOffer(free);
+  }
+
+  /** Offer no slots (the worker got busy otherwise); a job handed over meanwhile beyond the free slots goes back. */
+  #retractOffer(): void {
+    if (this.#stopping || this.#offered === 0) return;
+    this.#offered = 0;
+    this.#sendOffer(0);
+  }
+
+  /** Keep the offer alive (the heartbeat), and learn how many of its slots are left. */
+  #renewOffer(): void {
+    if (this.#stopping || this.#offering || this.#offered === 0) return;
+    this.#sendOffer(null);
+  }
+
+  /**
+   * Write the offer (`free` slots; null keeps the count and extends it), after any write of it still in flight, so
+   * that they land in order. Where the store keeps no offers, nothing.
+   */
+  #sendOffer(free: number | null): void {
+    const { store, workerId, options, outages } = this.#host;
+    const offerSlots = store.offerSlots?.bind(store);
+    if (!offerSlots) return;
+    const names = [...this.#host.definitions.keys()];
+    const offer = { workerId, names, free, leaseMs: options.leaseMs, ttlMs: offerTtl(options) };
+    const sent: Promise<void> = (this.#offering ?? Promise.resolve())
+      .then(() => offerSlots(offer))
+      .then(
+        (left) => {
+          outages.recovered('offer');
+          // A renewal tells how many slots creates have not taken yet.
+          if (free === null && this.#offered > 0) this.#offered = left;
+        },
+        (error: unknown) => {
+          if (free !== null && free > 0) this.#offered = 0;
+          outages.failed('offer', "respond-async: offering this worker's free slots failed", error);
+        },
+      )
+      .then(() => {
+        if (this.#offering === sent) this.#offering = undefined;
+      });
+    this.#offering = sent;
+  }
+
+  /** Withdraw the offer (closing): after this no create hands a job to this worker. */
+  async #withdrawOffer(): Promise<void> {
+    const { store, workerId, outages } = this.#host;
+    await this.#offering;
+    this.#offered = 0;
+    if (!store.withdrawSlots || !store.offerSlots) return;
+    try {
+      await store.withdrawSlots(workerId);
+    } catch (error) {
+      // The offer lapses by itself; jobs handed over meanwhile are handed back, or recovered at lease expiry.
+      outages.failed('offer', "respond-async: withdrawing this worker's offer failed", error);
+    }
   }
 
   /** After a create: start the job when it was created claimed by this worker. Whether it was. */
@@ -190,6 +331,9 @@ export class Worker {
   /** A change reported by the store's change feed. */
   onRemoteChange(change: JobChange): void {
     if (change.status === 'queued') this.queued();
+    if (change.leaseOwner === this.#host.workerId && change.status === 'processing') {
+      this.#handedOver(change.id, change.job);
+    }
     const running = this.#running.get(change.id);
     // A change this process did not make to a job it runs: maybe a cancel asked for on another instance.
     if (running && change.status === 'processing' && change.seq > running.job.seq) {
@@ -220,6 +364,7 @@ export class Worker {
   async drain(timeoutMs: number): Promise<void> {
     this.stopClaiming();
     await this.#pumpDone;
+    await this.#withdrawOffer();
     await Promise.all([...this.#landing]);
     if (this.#running.size > 0) {
       const drained = new Promise<void>((resolve) => this.#idle.add(resolve));
@@ -250,6 +395,11 @@ export class Worker {
   }
 
   async #pump(): Promise<void> {
+    await this.#claimLoop();
+    this.#offerSlots();
+  }
+
+  async #claimLoop(): Promise<void> {
     const { store, workerId, options, outages } = this.#host;
     try {
       await this.#host.ready();
@@ -273,6 +423,8 @@ export class Worker {
           this.#reserved -= free;
         }
         outages.recovered('claim');
+        // Busy with queued jobs: the slots on offer are no longer free.
+        if (claimed.length > 0) this.#retractOffer();
         for (const job of claimed) this.#start(job);
         if (claimed.length === free) this.#queueMayHoldJobs = true;
         else return;
@@ -557,6 +709,7 @@ export class Worker {
   }
 
   async #heartbeat(): Promise<void> {
+    this.#renewOffer();
     if (this.#running.size === 0) return;
     const ids = [...this.#running.keys()];
     try {
@@ -572,6 +725,14 @@ export class Worker {
       this.#host.outages.failed('renew', 'respond-async: renewing leases failed', error);
     }
   }
+}
+
+/**
+ * How long an offer of free slots holds unless the heartbeat (every third of a lease) renews it: a worker that dies
+ * is handed jobs for at most this long, and those jobs wait for their lease to lapse, like the ones it held.
+ */
+function offerTtl(options: { leaseMs: number }): number {
+  return options.leaseMs;
 }
 
 /** The longest error message (and stack) kept in a job's attempt history. */

@@ -272,6 +272,25 @@ CREATE TRIGGER owner_jobs_delete AFTER DELETE ON jobs REFERENCING OLD TABLE AS d
 INSERT INTO owner_jobs (owner, n) SELECT owner, count(*) FROM jobs WHERE owner IS NOT NULL GROUP BY owner;
 `,
   },
+  {
+    version: 14,
+    name: 'hand-off to idle workers',
+    // An idle worker offers its free slots (one row per worker process, valid until `until`, epoch ms); a lone
+    // create takes one and inserts its job already leased to that worker (for the worker's lease length), which
+    // hears of it through a notification carrying the job and starts it without a claim. The offer is a hint: the
+    // lease decides who runs the job (a worker over capacity hands it back, one that died loses it at lease
+    // expiry). Processes of the previous version keep working during a rolling upgrade: they never offer slots, so
+    // no job is handed to them, and they read the hand-off's notification as an ordinary change.
+    sql: `
+CREATE TABLE workers (
+  id text PRIMARY KEY,
+  names text[] NOT NULL,
+  free integer NOT NULL,
+  lease_ms bigint NOT NULL,
+  until bigint NOT NULL
+);
+`,
+  },
 ];
 
 /** The newest migration this version knows: a schema migrated further was written by a newer respond-async. */

@@ -24,6 +24,7 @@ import type {
   LeaseState,
   ListOptions,
   Percentiles,
+  SlotOffer,
   ThroughputBucket,
 } from '../core/store.js';
 import type { JobChange, JobErrorInfo, JobRecord, JobStatus, NewJob } from '../core/types.js';
@@ -72,6 +73,14 @@ function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
+/** The NOTIFY channel, as a SQL string literal, of the schema `schema` (a quoted identifier of SCHEMA_NAME). */
+function channelLiteral(schema: string): string {
+  return `'${schema.slice(1, -1)}_changes'`;
+}
+
+/** The largest row a hand-off notification carries (PostgreSQL's payload limit is 8000 bytes). */
+const HANDOFF_ROW_BYTES = 7000;
+
 /**
  * Every statement the store runs, one per operation, given the store's schema (`schema`, a quoted identifier, the
  * one thing interpolated). Each runs as a named prepared statement; its parameters are bound by name through
@@ -97,8 +106,12 @@ const SQL = {
 
   // $1 id, $2 name, $3 input, $4 owner, $5 idempotency_key, $6 idem_scope, $7 request_hash, $8 max_attempts,
   // $9 callback_url, $10 worker, $11 lease ms, $12 trace_context. A job created already claimed (createClaimed) has a worker;
-  // a queued one has NULL in both.
+  // a queued one has NULL in both. A worker that takes a job of its own process so uses up one of the slots it
+  // offers (migration 14), if any and not being taken by another create, so that no create hands it a job on top.
   insert: (schema: string) => `
+    WITH own AS (
+      UPDATE ${schema}.workers w SET free = w.free - 1
+      WHERE w.id = (SELECT o.id FROM ${schema}.workers o WHERE o.id = $10 AND o.free > 0 FOR UPDATE SKIP LOCKED))
     INSERT INTO ${schema}.jobs AS j
       (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
        trace_context, attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
@@ -117,10 +130,80 @@ const SQL = {
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
       j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context`,
 
+  // A lone create ($1..$9 as insert's, $10 trace_context) that takes a slot an idle worker offers for its job's name
+  // (migration 14), if any, and inserts the job already leased to that worker for the worker's lease length; queued
+  // otherwise. A locked offer is skipped, not waited for. A handed job is announced to its worker in the same
+  // transaction, ahead of the trigger's notification, as [[id, status, seq, lease_owner, row]]: the worker starts
+  // it without a claim, or a read where the row would not fit in a notification (row null). A create that finds its
+  // key bound has used the slot for nothing: the worker offers again when idle.
+  insertHanded: (schema: string) => `
+    WITH offer AS (
+      UPDATE ${schema}.workers w SET free = w.free - 1
+      WHERE w.id = (
+        SELECT o.id FROM ${schema}.workers o
+        WHERE o.free > 0 AND o.until > floor(extract(epoch from now()) * 1000)::bigint AND $2::text = ANY(o.names)
+        ORDER BY o.free DESC
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED)
+      RETURNING w.id, w.lease_ms),
+    created AS (
+      INSERT INTO ${schema}.jobs AS j
+        (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
+         trace_context, attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
+      VALUES ($1, $2, CASE WHEN (SELECT h.id FROM offer h) IS NULL THEN 'queued' ELSE 'processing' END, $3, $4, $5,
+        $6, $7, $8, $9, $10,
+        CASE WHEN (SELECT h.id FROM offer h) IS NULL THEN 0 ELSE 1 END,
+        (SELECT h.id FROM offer h),
+        floor(extract(epoch from now()) * 1000)::bigint + (SELECT h.lease_ms FROM offer h),
+        CASE WHEN (SELECT h.id FROM offer h) IS NULL THEN NULL ELSE floor(extract(epoch from now()) * 1000)::bigint END,
+        floor(extract(epoch from now()) * 1000)::bigint,
+        floor(extract(epoch from now()) * 1000)::bigint,
+        floor(extract(epoch from now()) * 1000)::bigint)
+      ON CONFLICT (idem_scope) DO NOTHING
+      RETURNING j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
+        j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
+        j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
+        j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context),
+    -- One row whatever happens, so that the join below keeps the created row; volatile, so it always runs.
+    announced AS (
+      SELECT count(pg_notify(${channelLiteral(schema)}, json_build_array(json_build_array(c.id, c.status, c.seq,
+        c.lease_owner, CASE WHEN octet_length(to_json(c)::text) <= ${HANDOFF_ROW_BYTES} THEN to_json(c) END))::text))
+      FROM created c
+      WHERE c.lease_owner IS NOT NULL)
+    SELECT c.id, c.name, c.status, c.input, c.owner, c.idempotency_key, c.request_hash, c.progress, c.message,
+      c.result, c.result_url, c.error, c.attempt, c.max_attempts, c.run_at, c.lease_owner, c.lease_until,
+      c.cancel_requested, c.callback_url, c.delivery_status, c.delivery_attempts, c.delivery_next_at,
+      c.created_at, c.updated_at, c.started_at, c.finished_at, c.expires_at, c.seq, c.trace_context
+    FROM created c, announced`,
+
+  // $1 worker, $2 names, $3 free slots (NULL: keep the count, extend the offer), $4 lease ms, $5 ttl ms. An idle
+  // worker's offer (migration 14); lapsed offers of other workers (processes that died) go at the same time.
+  offerSlots: (schema: string) => `
+    WITH lapsed AS (
+      DELETE FROM ${schema}.workers g
+      WHERE g.until < floor(extract(epoch from now()) * 1000)::bigint AND g.id <> $1)
+    INSERT INTO ${schema}.workers AS w (id, names, free, lease_ms, until)
+    VALUES ($1, $2, COALESCE($3::integer, 0), $4, floor(extract(epoch from now()) * 1000)::bigint + $5::bigint)
+    ON CONFLICT (id) DO UPDATE SET names = excluded.names, free = COALESCE($3::integer, w.free),
+      lease_ms = excluded.lease_ms, until = excluded.until
+    RETURNING w.free`,
+
+  // $1 worker
+  withdrawSlots: (schema: string) => `
+    DELETE FROM ${schema}.workers w WHERE w.id = $1`,
+
   // Group commit: the creates of one event-loop turn in one statement, as parallel arrays of insert's
   // parameters ($1..$12), rows in the order they were submitted. Two rows with one key in the same statement:
   // the first is inserted, the other skipped (DO NOTHING).
   insertMany: (schema: string) => `
+    WITH own AS (
+      UPDATE ${schema}.workers w SET free = GREATEST(0, w.free - c.n)
+      FROM (SELECT u.worker, count(*) AS n FROM unnest($10::text[]) u(worker) WHERE u.worker IS NOT NULL
+        GROUP BY u.worker) c
+      WHERE w.id = c.worker AND w.id IN (
+        SELECT o.id FROM ${schema}.workers o
+        WHERE o.id = ANY($10::text[]) AND o.free > 0
+        FOR UPDATE SKIP LOCKED))
     INSERT INTO ${schema}.jobs AS j
       (id, name, status, input, owner, idempotency_key, idem_scope, request_hash, max_attempts, callback_url,
        trace_context, attempt, lease_owner, lease_until, started_at, run_at, created_at, updated_at)
@@ -609,6 +692,20 @@ const PARAMS = {
   freeExpiredKey: (p: { scope: string | null }) => [p.scope],
   insert: createValues,
   insertMany: (rows: readonly CreateParams[]) => columnsOf(rows.map(createValues)),
+  insertHanded: (p: CreateParams) => [
+    p.id,
+    p.name,
+    p.input,
+    p.owner,
+    p.idempotencyKey,
+    p.scope,
+    p.requestHash,
+    p.maxAttempts,
+    p.callbackUrl,
+    p.traceContext,
+  ],
+  offerSlots: (p: SlotOffer) => [p.workerId, [...p.names], p.free, ms(p.leaseMs), ms(p.ttlMs)],
+  withdrawSlots: (p: { workerId: string }) => [p.workerId],
   getByKey: (p: { scope: string | null }) => [p.scope],
   get: (p: { id: string }) => [p.id],
   listOwner: (p: { owner: string; after: ListAfter; limit: number }) => [p.owner, ...p.after, p.limit],
@@ -735,6 +832,8 @@ export class PostgresStore implements JobStore {
   readonly #sql: Record<StatementName, string>;
   readonly #prefix: string;
   readonly #subscriptions = new Set<() => Promise<void>>();
+  /** Workers that offered slots through this store: they hear of handed jobs through its LISTEN connection. */
+  readonly #offering = new Set<string>();
   /** Creates and completions waiting for the end of this event-loop turn, to go in one statement each. */
   #creates: Array<Pending<CreateParams, CreateResult>> = [];
   #completes: Array<Pending<CompleteParams, JobRecord | undefined>> = [];
@@ -854,7 +953,11 @@ export class PostgresStore implements JobStore {
     // conflict with an expired job (its row is kept until purgeExpired) takes the key from it and tries again.
     for (let tries = 0; ; tries++) {
       if (insert || tries > 0) {
-        const [inserted] = await this.#query('insert', params);
+        // A plain create's first insert may hand the job to an idle worker (a retry after a key conflict need not).
+        const [inserted] =
+          params.worker === null && tries === 0
+            ? await this.#query('insertHanded', params)
+            : await this.#query('insert', params);
         if (inserted) return { job: rowToRecord(inserted), created: true };
       }
       const [existing] = await this.#query('getByKey', { scope });
@@ -862,6 +965,23 @@ export class PostgresStore implements JobStore {
       if (tries >= 5) throw new Error('respond-async: could not create or find the job for this idempotency key');
       await this.#query('freeExpiredKey', { scope });
     }
+  }
+
+  /**
+   * An idle worker offers its free slots until `ttlMs` from now (`free: null` keeps the count and extends the
+   * offer): a lone create() of one of `names` takes one and inserts its job leased to the worker, whose change feed
+   * names it as `leaseOwner`. Resolves to the slots still offered.
+   */
+  async offerSlots(offer: SlotOffer): Promise<number> {
+    this.#offering.add(offer.workerId);
+    const [row] = await this.#query('offerSlots', offer);
+    return Number((row as { free?: unknown } | undefined)?.free ?? 0);
+  }
+
+  /** Withdraw the offer of `workerId` (it stops claiming). */
+  async withdrawSlots(workerId: string): Promise<void> {
+    this.#offering.delete(workerId);
+    await this.#query('withdrawSlots', { workerId });
   }
 
   async get(id: string): Promise<JobRecord | undefined> {
@@ -1255,6 +1375,11 @@ export class PostgresStore implements JobStore {
     const lost = (client: Client) => {
       if (current !== client) return;
       current = undefined;
+      // Jobs handed over while nobody listens would wait for their lease to lapse: stop offering until the worker,
+      // idle again, offers anew (its renewal learns that nothing is offered).
+      for (const workerId of this.#offering) {
+        this.#query('offerSlots', { workerId, names: [], free: 0, leaseMs: 0, ttlMs: 0 }).catch(() => {});
+      }
       client.removeListener('notification', onNotification);
       client.end().catch(() => {});
       if (stopped) return;
@@ -1345,7 +1470,10 @@ function scopeHash(scope: string): string {
   return createHash('sha256').update(scope).digest('hex');
 }
 
-/** A notification's changes: a JSON array of `[id, status, seq]` (migration 2), or one `{id, status, seq}` object. */
+/**
+ * A notification's changes: a JSON array of `[id, status, seq]` (migration 2) or, for a job handed to a worker,
+ * `[id, status, seq, lease_owner, row or null]` (insertHanded); or one `{id, status, seq}` object.
+ */
 function parseChanges(payload: string): JobChange[] {
   let value: unknown;
   try {
@@ -1361,7 +1489,11 @@ function parseChanges(payload: string): JobChange[] {
   const changes: JobChange[] = [];
   for (const entry of value) {
     if (!Array.isArray(entry) || typeof entry[0] !== 'string' || typeof entry[1] !== 'string') continue;
-    changes.push({ id: entry[0], status: entry[1] as JobStatus, seq: Number(entry[2]) });
+    const change: JobChange = { id: entry[0], status: entry[1] as JobStatus, seq: Number(entry[2]) };
+    // A job handed to a worker (insertHanded) names it, and carries its row where it fits.
+    if (typeof entry[3] === 'string') change.leaseOwner = entry[3];
+    if (typeof entry[4] === 'object' && entry[4] !== null) change.job = rowToRecord(entry[4] as Row);
+    changes.push(change);
   }
   return changes;
 }

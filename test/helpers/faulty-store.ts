@@ -2,7 +2,7 @@
 // and then rejects, hangs and then goes through (a slow store), or goes through and then rejects (the reply was lost
 // after the write committed). The first call of each method while faults are on always gets one, so that a method
 // the runtime calls rarely (fail, renew) is still tested. Counts the faults it injected, by method and by kind of fault.
-import type { ClaimOptions, CreateResult, JobStore } from '../../src/core/store.js';
+import type { ClaimOptions, CreateResult, JobStore, SlotOffer } from '../../src/core/store.js';
 import type { JobChange, NewJob } from '../../src/core/types.js';
 
 export type FaultKind = 'reject' | 'hang-reject' | 'hang-pass' | 'lost-reply';
@@ -39,6 +39,8 @@ export class FaultyStore implements JobStore {
   readonly calls: Record<string, number> = {};
   readonly createClaimed?: JobStore['createClaimed'];
   readonly subscribe?: JobStore['subscribe'];
+  readonly offerSlots?: JobStore['offerSlots'];
+  readonly withdrawSlots?: JobStore['withdrawSlots'];
   #on = false;
   #rate: number;
   /** Methods that got a fault already (each one's first call while on gets one for sure). */
@@ -62,6 +64,11 @@ export class FaultyStore implements JobStore {
     const subscribe = inner.subscribe;
     if (subscribe) {
       this.subscribe = (listener: (change: JobChange) => void) => subscribe.call(inner, listener);
+    }
+    const { offerSlots, withdrawSlots } = inner;
+    if (offerSlots && withdrawSlots) {
+      this.offerSlots = (offer: SlotOffer) => this.#call('offerSlots', () => offerSlots.call(inner, offer));
+      this.withdrawSlots = (workerId: string) => this.#call('withdrawSlots', () => withdrawSlots.call(inner, workerId));
     }
   }
 
