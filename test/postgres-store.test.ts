@@ -380,43 +380,6 @@ describe('PostgresStore', () => {
     expect(await s.get(b.id)).toMatchObject({ status: 'processing', leaseOwner: 'w1' });
   });
 
-  it('a completion made while a claim is in flight goes with the next claim, or alone when none follows', async () => {
-    const pool = new pg.Pool({ connectionString: pgUrl(), max: 4 });
-    const sent: string[] = [];
-    const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
-    pool.query = ((...args: unknown[]) => {
-      const name = (args[0] as { name?: string }).name;
-      if (name) sent.push(name.replace(/^ra_[0-9a-f]+_/, ''));
-      return query(...args);
-    }) as typeof pool.query;
-    try {
-      const s = store({ pool, listen: false });
-      await s.init();
-      await Promise.all(Array.from({ length: 4 }, () => s.create(newJob())));
-      const claim = () => s.claim({ names: ['task'], workerId: 'w1', limit: 1, leaseMs: 10_000 });
-      const outcome = { result: 'r', resultUrl: null, retentionMs: 60_000 };
-      const [a] = await claim();
-      sent.length = 0;
-      const inFlight = claim();
-      const doneA = s.complete(a.id, 'w1', outcome);
-      const [b] = await inFlight;
-      // A worker working through a backlog claims again at once: one statement for both.
-      const next = claim();
-      expect(await doneA).toMatchObject({ id: a.id, status: 'complete' });
-      await next;
-      expect(sent).toEqual(['claim', 'completeAndClaim']);
-      // No claim follows: the completion still goes, alone, once the claim in flight is back.
-      sent.length = 0;
-      const last = claim();
-      const doneB = s.complete(b.id, 'w1', outcome);
-      await last;
-      expect(await doneB).toMatchObject({ id: b.id, status: 'complete' });
-      expect(sent).toEqual(['claim', 'complete']);
-    } finally {
-      await pool.end();
-    }
-  });
-
   it('claims from a large backlog on a table never analyzed by reading a few pages, not every queued row', async () => {
     // One connection: the store's prepared statements are then visible to this test's own queries.
     const pool = new pg.Pool({ connectionString: pgUrl(), max: 1 });

@@ -71,17 +71,11 @@ export class Worker {
   // - `#queueMayHoldJobs` is false once a claim came back short and nothing has been queued since, as far as this
   //   process knows. Then a new submit may take its job at once (createClaimed) without jumping the queue, and,
   //   where the store's change feed announces every queued job, the loop need not ask the store at all.
-  // - `#ready` holds jobs claimed ahead, while a backlog lasts (`#backlog`: the last claim came back full), to start
-  //   as slots free: the next claim then travels while this process runs the jobs of the last, instead of the
-  //   worker and the database waiting for each other in turn. Their leases are renewed with the running ones;
-  //   shutdown hands them back to the queue.
   // - `#pumping` keeps one claim loop at a time; a wake-up during it sets `#pumpAgain` so the loop looks once more
   //   rather than missing the news.
   #active = 0;
   #reserved = 0;
   #queueMayHoldJobs = true;
-  #ready: JobRecord[] = [];
-  #backlog = false;
   #pumping = false;
   #pumpAgain = false;
   #pumpDone: Promise<void> = Promise.resolve();
@@ -148,7 +142,7 @@ export class Worker {
   createClaimed(job: NewJob): Promise<{ result: CreateResult; started: boolean }> | undefined {
     const { store, workerId, options } = this.#host;
     const createClaimed = store.createClaimed;
-    if (!createClaimed || this.#stopping || this.#queueMayHoldJobs || this.#ready.length > 0) return undefined;
+    if (!createClaimed || this.#stopping || this.#queueMayHoldJobs) return undefined;
     const { concurrency } = options;
     if (this.#active + this.#reserved >= concurrency || this.#running.size + this.#reserved >= 2 * concurrency) {
       return undefined;
@@ -227,9 +221,6 @@ export class Worker {
     this.stopClaiming();
     await this.#pumpDone;
     await Promise.all([...this.#landing]);
-    // Jobs claimed ahead have not started: back to the queue, for this or another process to run.
-    const { store, workerId } = this.#host;
-    await Promise.all(this.#ready.splice(0).map((job) => store.release(job.id, workerId).catch(() => {})));
     if (this.#running.size > 0) {
       const drained = new Promise<void>((resolve) => this.#idle.add(resolve));
       const deadline = new Promise<'deadline'>((resolve) => setTimeout(resolve, timeoutMs, 'deadline').unref());
@@ -241,10 +232,9 @@ export class Worker {
     clearInterval(this.#heartbeatTimer);
   }
 
-  /** Start jobs claimed ahead, then claim and start jobs while there are free slots. Never claims twice at once. */
+  /** Claim and start jobs while there are free slots. Never runs twice at once. */
   wake(): void {
     if (this.#stopping || !this.#started || this.#host.definitions.size === 0) return;
-    this.#startReady();
     if (this.#pumping) {
       this.#pumpAgain = true;
       return;
@@ -271,13 +261,8 @@ export class Worker {
       while (!this.#stopping) {
         if (gated && !this.#queueMayHoldJobs) return;
         // A slot frees when its handler returns; the final writes still in flight are bounded by `concurrency`
-        // too, so a slow store cannot make them pile up. While a backlog lasts, up to `concurrency` more jobs are
-        // claimed ahead.
-        const free =
-          Math.min(concurrency - this.#active, 2 * concurrency - this.#running.size) +
-          (this.#backlog ? concurrency : 0) -
-          this.#ready.length -
-          this.#reserved;
+        // too, so a slow store cannot make them pile up.
+        const free = Math.min(concurrency - this.#active, 2 * concurrency - this.#running.size) - this.#reserved;
         if (free <= 0) return;
         this.#queueMayHoldJobs = false;
         this.#reserved += free;
@@ -288,29 +273,13 @@ export class Worker {
           this.#reserved -= free;
         }
         outages.recovered('claim');
-        this.#ready.push(...claimed);
-        this.#startReady();
-        this.#backlog = claimed.length === free;
-        if (this.#backlog) this.#queueMayHoldJobs = true;
+        for (const job of claimed) this.#start(job);
+        if (claimed.length === free) this.#queueMayHoldJobs = true;
         else return;
       }
     } catch (error) {
       this.#queueMayHoldJobs = true;
-      this.#backlog = false;
       outages.failed('claim', 'respond-async: claiming jobs failed; will retry', error);
-    }
-  }
-
-  /** Start the jobs claimed ahead, oldest first, while a slot is free (and the final writes in flight allow). */
-  #startReady(): void {
-    const { concurrency } = this.#host.options;
-    while (
-      this.#ready.length > 0 &&
-      !this.#stopping &&
-      this.#active < concurrency &&
-      this.#running.size < 2 * concurrency
-    ) {
-      this.#start(this.#ready.shift() as JobRecord);
     }
   }
 
@@ -588,19 +557,12 @@ export class Worker {
   }
 
   async #heartbeat(): Promise<void> {
-    if (this.#running.size === 0 && this.#ready.length === 0) return;
-    const ids = [...this.#running.keys(), ...this.#ready.map((job) => job.id)];
+    if (this.#running.size === 0) return;
+    const ids = [...this.#running.keys()];
     try {
       const states = await this.#host.store.renew(ids, this.#host.workerId, this.#host.options.leaseMs);
       this.#host.outages.recovered('renew');
       for (const state of states) {
-        const waiting = this.#ready.find((job) => job.id === state.id);
-        if (waiting) {
-          // Not started yet: a lost lease drops it, a cancel asked for meanwhile ends it as it starts.
-          if (!state.held) this.#ready = this.#ready.filter((job) => job !== waiting);
-          else if (state.cancelRequested) waiting.cancelRequested = true;
-          continue;
-        }
         const running = this.#running.get(state.id);
         if (!running) continue;
         if (!state.held) running.controller.abort(new LeaseLostError());

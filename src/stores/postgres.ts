@@ -738,8 +738,6 @@ export class PostgresStore implements JobStore {
   /** Creates and completions waiting for the end of this event-loop turn, to go in one statement each. */
   #creates: Array<Pending<CreateParams, CreateResult>> = [];
   #completes: Array<Pending<CompleteParams, JobRecord | undefined>> = [];
-  /** Claims in flight: completions made meanwhile wait for the next claim (see complete()). */
-  #claiming = 0;
 
   constructor(options: PostgresStoreOptions = {}) {
     const schema = options.schema ?? 'respond_async';
@@ -901,19 +899,17 @@ export class PostgresStore implements JobStore {
     if (limit <= 0 || options.names.length === 0) return [];
     const claim: ClaimParams = { names: [...options.names], worker: options.workerId, limit, leaseMs: options.leaseMs };
     const batch = this.#takeCompletes();
+    if (batch.length === 0) {
+      const rows = await this.#query('claim', claim);
+      return rows.map(rowToRecord).sort(byRunAt);
+    }
     let rows: Row[];
-    this.#claiming += 1;
     try {
-      if (batch.length === 0) return (await this.#query('claim', claim)).map(rowToRecord).sort(byRunAt);
       rows = await this.#query('completeAndClaim', { completions: batch.map((pending) => pending.params), claim });
     } catch (error) {
       // The completions go on alone (each fails alone); the claim is retried by the worker loop.
       for (const pending of batch) settle(pending, this.#completeOne(pending.params));
       throw error;
-    } finally {
-      this.#claiming -= 1;
-      // The completions that waited for this claim go with a claim the worker makes in this turn, or else alone.
-      if (this.#completes.length > 0) setImmediate(() => this.#flushCompletes());
     }
     const claimed: JobRecord[] = [];
     const done = new Map<string, Row>();
@@ -939,9 +935,7 @@ export class PostgresStore implements JobStore {
 
   /**
    * Completions of one event-loop turn go in one UPDATE (one round trip); the lease is still checked per job,
-   * so a worker whose lease lapsed completes nothing, as with a lone UPDATE. While a claim is in flight they wait
-   * for it and go with the claim that follows (a worker working through a backlog claims again at once): one
-   * statement and one commit for the jobs of a batch, instead of one for their completions and one for the claim.
+   * so a worker whose lease lapsed completes nothing, as with a lone UPDATE.
    */
   complete(
     id: string,
@@ -962,7 +956,6 @@ export class PostgresStore implements JobStore {
   }
 
   #flushCompletes(): void {
-    if (this.#claiming > 0) return; // the claim's end flushes them
     const batch = this.#takeCompletes();
     if (batch.length === 0) return;
     if (batch.length === 1) {
