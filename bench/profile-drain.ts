@@ -85,9 +85,8 @@ function cpuBetween(before: Map<number, number>, after: Map<number, number>): nu
 }
 
 async function postmasterPid(db: pg.Client): Promise<number | undefined> {
-  const { rows } = await db.query<{ pid: number }>(
-    "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'",
-  );
+  // A backend's parent is the postmaster.
+  const { rows } = await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
   const pid = rows[0]?.pid;
   if (pid === undefined) return undefined;
   try {
