@@ -6,6 +6,7 @@
 // Each contender in this process, on a fresh schema: BENCH_JOBS (5000) jobs are queued with no worker running,
 // then one worker with BENCH_CONCURRENCY (10) slots drains them; only the drain is counted. Counting wraps
 // pg.Client#query and the 'notification' event, so it sees every library that uses `pg` (all three do).
+import { readdirSync, readFileSync } from 'node:fs';
 import pg from 'pg';
 import { libraryDir } from './lib/build.js';
 import { type ContenderKind, openContender } from './lib/contenders.js';
@@ -52,11 +53,56 @@ async function tableStats(db: pg.Client): Promise<TableStats> {
   return { upd: Number(t.rows[0]?.upd), hot: Number(t.rows[0]?.hot), commits: Number(d.rows[0]?.commits) };
 }
 
+/**
+ * CPU time (ms) of each process of the database server (the postmaster's children: backends, WAL writer,
+ * checkpointer…), by pid, from /proc (Linux). CPU time, unlike a drain's wall time, barely moves with the load
+ * other processes put on the machine, so it tells two trees apart where throughput cannot.
+ */
+function serverCpu(postmaster: number): Map<number, number> {
+  const ticks = 100; // USER_HZ: 100 on Linux
+  const cpu = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // Fields after the command name (which may hold spaces), from field 3 (state): ppid 4, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[1]) !== postmaster) continue;
+    cpu.set(Number(entry), ((Number(fields[11]) + Number(fields[12])) * 1000) / ticks);
+  }
+  return cpu;
+}
+
+/** CPU ms the server's processes used between two serverCpu() readings (processes started meanwhile from 0). */
+function cpuBetween(before: Map<number, number>, after: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, ms] of after) total += ms - (before.get(pid) ?? 0);
+  return total;
+}
+
+async function postmasterPid(db: pg.Client): Promise<number | undefined> {
+  // A backend's parent is the postmaster.
+  const { rows } = await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  const pid = rows[0]?.pid;
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined; // not Linux, or the server runs elsewhere
+  }
+}
+
 async function main(): Promise<void> {
   process.env.BENCH_SRC = await libraryDir(process.env.BENCH_SRC);
   const server = await startPostgres();
   const db = new originalClient(server.url);
   await db.connect();
+  const postmaster = await postmasterPid(db);
   try {
     for (const kind of kinds) {
       const schema = `bench_pd_${kind.replace(/[^a-z]/g, '')}`;
@@ -75,6 +121,8 @@ async function main(): Promise<void> {
       counts.byStatement.clear();
       let ran = 0;
       let started = 0;
+      const cpu0 = postmaster === undefined ? undefined : serverCpu(postmaster);
+      const node0 = process.cpuUsage();
       const worker = await openContender(kind, {
         url: server.url,
         schema,
@@ -91,6 +139,10 @@ async function main(): Promise<void> {
         if (left === 0) break;
       }
       const ms = performance.now() - started;
+      const node = process.cpuUsage(node0);
+      const nodeMs = (node.user + node.system) / 1000;
+      const serverMs =
+        cpu0 === undefined || postmaster === undefined ? Number.NaN : cpuBetween(cpu0, serverCpu(postmaster));
       const queries = counts.queries - q0;
       const notifications = counts.notifications - n0;
       await worker.close();
@@ -105,6 +157,9 @@ async function main(): Promise<void> {
       console.log(`  notifications / job  ${per(notifications)}   (${notifications} received)`);
       console.log(`  commits per job      ${per(after.commits - before.commits)}   (whole database, polling included)`);
       console.log(`  row updates per job  ${per(upd)}   (${after.hot - before.hot} of ${upd} HOT)`);
+      const us = (cpuMs: number) => ((cpuMs * 1000) / JOBS).toFixed(0).padStart(4);
+      console.log(`  server CPU per job   ${us(serverMs)} µs   (every process of the database server)`);
+      console.log(`  client CPU per job   ${us(nodeMs)} µs   (this process: the contender and the counting)`);
       const top = [...counts.byStatement].sort((a, b) => b[1] - a[1]).slice(0, 8);
       for (const [text, n] of top) console.log(`    ${String(n).padStart(6)}  ${text}`);
       await dropSchemas(server, schema);
