@@ -36,7 +36,9 @@ export interface Checkpointer {
  * rejects when it cannot start (the caller then leaves checkpoints to SQLite, inline on commit).
  */
 export function startCheckpointer(path: string, driver: string, intervalMs: number): Promise<Checkpointer> {
-  const worker = new Worker(WORKER_CODE, { eval: true, workerData: { path, driver, intervalMs } });
+  // No flags of this process (execArgv): `--input-type=module` would make the code above an ES module, and loaders
+  // or hooks have nothing to do in a thread that only loads better-sqlite3.
+  const worker = new Worker(WORKER_CODE, { eval: true, execArgv: [], workerData: { path, driver, intervalMs } });
   // The thread never keeps the process alive: a process that ends without close() loses nothing (SQLite
   // checkpoints on the next open, and inline past wal_autocheckpoint meanwhile).
   worker.unref();
