@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 const WORKER_CODE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
-const db = new Database(workerData.path, { timeout: 0 });
+const db = new Database(workerData.path, { timeout: 0, fileMustExist: true });
 const round = () => {
   try {
     db.pragma('wal_checkpoint(PASSIVE)');

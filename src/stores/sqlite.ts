@@ -2,6 +2,7 @@
 // the file: every write that reads before it writes runs in a `BEGIN IMMEDIATE` transaction, so claims are
 // atomic across processes, and readers never block writers (WAL).
 import { createRequire } from 'node:module';
+import { resolve as resolvePath } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type BetterSqlite3 from 'better-sqlite3';
 import { DriverMissingError, RespondAsyncError, SchemaTooNewError, StoreClosedError } from '../core/errors.js';
@@ -341,7 +342,8 @@ export class SqliteStore implements JobStore {
   readonly database: BetterSqlite3.Database;
   readonly #owned: boolean;
   readonly #busyTimeoutMs: number;
-  readonly #backgroundCheckpoints: boolean;
+  /** The file's absolute path for the checkpoint thread (resolved now, before the process may change directory). */
+  readonly #checkpointPath: string | undefined;
   #checkpointer: Checkpointer | undefined;
   #checkpointerStarted: Promise<void> | undefined;
   #statements: Statements | undefined;
@@ -360,7 +362,7 @@ export class SqliteStore implements JobStore {
       throw new TypeError(`respond-async: \`busyTimeoutMs\` must be a non-negative number, got ${busyTimeoutMs}`);
     }
     this.#busyTimeoutMs = Math.floor(busyTimeoutMs);
-    this.#backgroundCheckpoints = database === undefined && options.backgroundCheckpoints !== false;
+    if (path !== undefined && options.backgroundCheckpoints !== false) this.#checkpointPath = resolvePath(path);
     if (database !== undefined) {
       this.database = database;
       this.#owned = false;
@@ -404,10 +406,10 @@ export class SqliteStore implements JobStore {
 
   /** The background checkpointer (see `backgroundCheckpoints`); without it SQLite checkpoints inline, as before. */
   async #startCheckpointer(): Promise<void> {
-    if (!this.#backgroundCheckpoints || this.database.memory) return;
+    if (this.#checkpointPath === undefined || this.database.memory) return;
     let checkpointer: Checkpointer;
     try {
-      checkpointer = await startCheckpointer(this.database.name, driverPath(), CHECKPOINT_INTERVAL_MS);
+      checkpointer = await startCheckpointer(this.#checkpointPath, driverPath(), CHECKPOINT_INTERVAL_MS);
     } catch {
       return;
     }
