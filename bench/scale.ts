@@ -418,7 +418,7 @@ async function purgeSection(db: Db | undefined, loader: Child, kind: StoreKind):
   emit();
   emit(
     `Purged ${int(purged.count)} jobs in ${duration.toFixed(1)} s (${int(purged.count / duration)} jobs/s), ` +
-      `in statements of at most ${kind === 'postgres' ? '1 000' : '100'} rows, each followed by a pause as long as it took.`,
+      `in statements of at most ${kind === 'postgres' ? '1 000' : '50'} rows, each followed by a pause ${kind === 'postgres' ? 'as long as' : 'twice as long as'} it took.`,
   );
   emit();
   targets.push({

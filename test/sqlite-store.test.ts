@@ -1,6 +1,6 @@
 // SqliteStore: the shared conformance suite on real SQLite files, then what is specific to SQLite.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -22,6 +22,20 @@ let files = 0;
 const freshFile = () => join(dir, `store-${process.pid}-${++files}.sqlite`);
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Jobs in the database file itself, without its WAL: what a checkpoint has copied there. */
+function jobsInMainFile(path: string): number {
+  const copy = `${path}.copy`;
+  copyFileSync(path, copy);
+  const db = new Database(copy, { readonly: true });
+  try {
+    const table = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'respond_async_jobs'").get();
+    return table ? (db.prepare('SELECT count(*) AS n FROM respond_async_jobs').get() as { n: number }).n : 0;
+  } finally {
+    db.close();
+    rmSync(copy);
+  }
+}
 
 describeStoreConformance(
   'SqliteStore',
@@ -218,6 +232,32 @@ describe('SqliteStore (SQLite specific)', () => {
     expect(await store.purgeExpired()).toBe(20000);
     const busy = performance.eventLoopUtilization(start).utilization;
     expect(busy).toBeLessThan(0.7);
+  });
+
+  it('copies committed jobs into the database file in the background, and ends that thread on close', async () => {
+    const path = freshFile();
+    const store = new SqliteStore({ path });
+    await store.init();
+    for (let i = 0; i < 20; i++) await store.create(newJob());
+    // The WAL is far below SQLite's inline checkpoint (10 000 pages): only the store's checkpoint thread moves
+    // these jobs into the main file, so that no commit of the accept path has to.
+    const deadline = Date.now() + 5000;
+    while (jobsInMainFile(path) < 20 && Date.now() < deadline) await sleep(50);
+    expect(jobsInMainFile(path)).toBe(20);
+    await store.close();
+    // The last connection to close removes the WAL: the thread's connection is closed too.
+    expect(existsSync(`${path}-wal`)).toBe(false);
+  });
+
+  it('leaves checkpoints inline when backgroundCheckpoints is false', async () => {
+    const path = freshFile();
+    const store = track(new SqliteStore({ path, backgroundCheckpoints: false }));
+    await store.init();
+    await store.create(newJob());
+    await sleep(300);
+    expect(await store.get((await store.create(newJob())).job.id)).toBeDefined();
+    // Committed (in the WAL), and left there until SQLite checkpoints inline.
+    expect(jobsInMainFile(path)).toBe(0);
   });
 
   it('uses an index for every query (no full table scan)', async () => {
