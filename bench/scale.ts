@@ -13,7 +13,8 @@
 //   BENCH_JOBS            end-to-end jobs per run of the size section (3000); BENCH_WORKER_JOBS of the workers section (6000)
 //   BENCH_SAMPLES         submit→start samples per round (100); BENCH_HTTP_SAMPLES status and list requests (200)
 //   BENCH_WORKERS         worker process counts of the workers section (1,2,4); BENCH_WORKER_PARALLEL submits in flight (50)
-//   BENCH_SCALE_PG_SETTINGS  extra settings of the embedded server, e.g. shared_buffers=512MB (comma-separated)
+//   BENCH_SCALE_PG_SETTINGS  extra settings of the embedded server, comma-separated; shared_buffers=128MB for
+//                         PostgreSQL's compiled-in default instead of the 1GB set here
 //   BENCH_PG_URL          use this PostgreSQL server (with pg_stat_statements loaded) instead of an embedded one
 //   BENCH_SCALE_QUOTA     off: the servers run without the per-owner quota (no count of the owner's jobs per submit)
 //   BENCH_SCALE_OUT       where to write the Markdown (default .tmp/bench-scale.md)
@@ -28,6 +29,7 @@ import { postgresSeedStatements, sqliteSeedStatements } from '../test/helpers/bu
 import { startEmbeddedPostgres } from '../test/helpers/embedded-postgres.js';
 import { libraryDir } from './lib/build.js';
 import { Child, ROOT_DIR, runChild } from './lib/child.js';
+import { loadCore } from './lib/src.js';
 import { int, median, ms, percentile, ratio, rotate, table } from './lib/stats.js';
 
 const env = process.env;
@@ -51,16 +53,19 @@ const WORKER_PARALLEL = Number(env.BENCH_WORKER_PARALLEL ?? 50);
 const OWNERS = 1000;
 const OUT = env.BENCH_SCALE_OUT ?? join(ROOT_DIR, '.tmp', 'bench-scale.md');
 const PREFIX = 'bench_scale_';
-const PG_FLAGS = [
-  '-c',
-  'max_connections=200',
-  '-c',
-  'shared_preload_libraries=pg_stat_statements',
-  ...(env.BENCH_SCALE_PG_SETTINGS ?? '')
-    .split(',')
-    .filter(Boolean)
-    .flatMap((setting) => ['-c', setting.trim()]),
-];
+/** The embedded server's settings, by name; BENCH_SCALE_PG_SETTINGS adds to them or replaces them. */
+const PG_SETTINGS = new Map<string, string>([
+  ['max_connections', '200'],
+  ['shared_preload_libraries', 'pg_stat_statements'],
+  // A production server's cache, not the compiled-in 128 MB: the PostgreSQL manual's starting point for a dedicated
+  // server is a quarter of its memory, and this is a quarter of a 4 GB one.
+  ['shared_buffers', '1GB'],
+]);
+for (const setting of (env.BENCH_SCALE_PG_SETTINGS ?? '').split(',').filter(Boolean)) {
+  const [name, ...value] = setting.trim().split('=');
+  PG_SETTINGS.set(name, value.join('='));
+}
+const PG_FLAGS = [...PG_SETTINGS].flatMap(([name, value]) => ['-c', `${name}=${value}`]);
 
 type StoreKind = 'postgres' | 'sqlite';
 
@@ -129,11 +134,15 @@ async function prepare(db: Db | undefined, place: Place, rows: number, expired: 
   const day = { rows, expired, live: 0, owners: OWNERS, names: 10, idPrefix: place.label };
   if (place.kind === 'postgres') {
     if (!db) throw new Error('PostgreSQL unavailable');
+    // Ids as the measured tree makes them (time-ordered or not), spread over the id index as a day of its jobs.
+    const { newJobId } = await loadCore();
+    const ids = newJobId().length > 22 ? 'time' : 'random';
     const store = new PostgresStore({ connectionString: db.url, schema: place.schema, listen: false });
     await store.init();
     await store.close();
     if (rows > 0)
-      for (const statement of postgresSeedStatements(`"${place.schema}"`, day)) await db.pool.query(statement);
+      for (const statement of postgresSeedStatements(`"${place.schema}"`, { ...day, ids }))
+        await db.pool.query(statement);
     // Autovacuum would get there after such an insert burst; the benchmark does not wait for it.
     await db.pool.query(`VACUUM ANALYZE "${place.schema}".jobs`);
   } else {
@@ -175,35 +184,56 @@ async function removeAccepted(db: Db | undefined, place: Place): Promise<void> {
   }
 }
 
-/** p50 of `n` sequential requests made by `request(i)` (keep-alive, from this process). */
-async function sequentialP50(n: number, request: (i: number) => Promise<Response>): Promise<number> {
-  const times: number[] = [];
+/**
+ * p50 of `n` sequential requests to each of `count` servers made by `request(server, i)` (keep-alive, from this
+ * process), the servers taking turns request by request, so that each figure sees the same moments of a shared
+ * machine.
+ */
+async function sequentialP50s(
+  n: number,
+  count: number,
+  request: (server: number, i: number) => Promise<Response>,
+): Promise<number[]> {
+  const times: number[][] = Array.from({ length: count }, () => []);
   for (let i = 0; i < n + 10; i++) {
-    const started = performance.now();
-    const response = await request(i);
-    await response.arrayBuffer();
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    if (i >= 10) times.push(performance.now() - started);
+    for (let server = 0; server < count; server++) {
+      const started = performance.now();
+      const response = await request(server, i);
+      await response.arrayBuffer();
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      if (i >= 10) times[server].push(performance.now() - started);
+    }
   }
-  return percentile(times, 50);
+  return times.map((t) => percentile(t, 50));
 }
 
-/** Status GET and owner list latency: `user-7` submits 40 jobs, then reads them back one at a time. */
-async function httpLatencies(base: string): Promise<{ get: number; list: number; cursor: number }> {
+/**
+ * Status GET and owner list latency of each server, their requests interleaved: `user-7` submits 40 jobs to each,
+ * then reads them back one at a time.
+ */
+async function httpLatencies(bases: string[]): Promise<Array<{ get: number; list: number; cursor: number }>> {
   const headers = { 'content-type': 'application/json', 'x-user': 'user-7' };
-  const urls: string[] = [];
-  for (let i = 0; i < 40; i++) {
-    const response = await fetch(`${base}/reports`, { method: 'POST', headers, body: '{"steps":1}' });
-    urls.push(((await response.json()) as { statusUrl: string }).statusUrl);
+  const urls: string[][] = [];
+  const cursors: string[] = [];
+  for (const base of bases) {
+    const mine: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const response = await fetch(`${base}/reports`, { method: 'POST', headers, body: '{"steps":1}' });
+      mine.push(((await response.json()) as { statusUrl: string }).statusUrl);
+    }
+    urls.push(mine);
+    const first = (await (await fetch(`${base}/jobs?limit=20`, { headers })).json()) as { nextCursor?: string };
+    if (!first.nextCursor) throw new Error('the first page has no next cursor');
+    cursors.push(first.nextCursor);
   }
-  const get = await sequentialP50(HTTP_SAMPLES, (i) => fetch(`${base}${urls[i % urls.length]}`, { headers }));
-  const list = await sequentialP50(HTTP_SAMPLES, () => fetch(`${base}/jobs?limit=20`, { headers }));
-  const first = (await (await fetch(`${base}/jobs?limit=20`, { headers })).json()) as { nextCursor?: string };
-  if (!first.nextCursor) throw new Error('the first page has no next cursor');
-  const cursor = await sequentialP50(HTTP_SAMPLES, () =>
-    fetch(`${base}/jobs?limit=20&cursor=${encodeURIComponent(first.nextCursor ?? '')}`, { headers }),
+  const get = await sequentialP50s(HTTP_SAMPLES, bases.length, (b, i) =>
+    fetch(`${bases[b]}${urls[b][i % urls[b].length]}`, { headers }),
   );
-  return { get, list, cursor };
+  const list = await sequentialP50s(HTTP_SAMPLES, bases.length, (b) => fetch(`${bases[b]}/jobs?limit=20`, { headers }));
+  const cursor = await sequentialP50s(HTTP_SAMPLES, bases.length, (b) =>
+    fetch(`${bases[b]}/jobs?limit=20&cursor=${encodeURIComponent(cursors[b])}`, { headers }),
+  );
+  return bases.map((_, b) => ({ get: get[b], list: list[b], cursor: cursor[b] }));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -267,10 +297,18 @@ async function sizeSection(db: Db | undefined, loader: Child, kind: StoreKind): 
         if (load.failures > 0) progress(`  ${load.failures} failed requests`);
         f.accept.push(load.requestsPerSecond);
         f.acceptP99.push(load.p99);
-        const http = await httpLatencies(server.base);
-        f.get.push(http.get);
-        f.list.push(http.list);
-        f.cursor.push(http.cursor);
+      }
+      // Both stores as their accept turn left them, read in turns.
+      const order = rotate(places, round);
+      const http = await httpLatencies(order.map((place) => (servers.get(place.label) as { base: string }).base));
+      order.forEach((place, i) => {
+        const f = figures.get(place.label) as SizeFigures;
+        f.get.push(http[i].get);
+        f.list.push(http[i].list);
+        f.cursor.push(http[i].cursor);
+      });
+      for (const place of order) {
+        const f = figures.get(place.label) as SizeFigures;
         await removeAccepted(db, place);
         const e2e = await runChild<{ perSecond: number; unfinished: number }>(
           'children/scale-queue.ts',
@@ -300,7 +338,7 @@ async function sizeSection(db: Db | undefined, loader: Child, kind: StoreKind): 
   emit();
   emit(
     `Seeded by SQL in ${seeded.full.toFixed(0)} s (${int(ROWS)} finished jobs within retention over the last day, ` +
-      `${OWNERS} owners, 10 job names, a third with an idempotency key${kind === 'postgres' ? '; then `VACUUM ANALYZE`' : '; then `ANALYZE`'}). ` +
+      `${OWNERS} owners, 10 job names, a third with an idempotency key${kind === 'postgres' ? ', ids shaped as the measured tree makes them; then `VACUUM ANALYZE`' : '; then `ANALYZE`'}). ` +
       `Load average ${load0} at the start of the section, ${uptime()} at its end.`,
   );
   emit();
@@ -623,7 +661,8 @@ async function main(): Promise<void> {
       'respond-async built from its sources with esbuild, every server, load generator and worker in its own ' +
       'process, none pinned. The status GET and owner list latencies are sequential requests from the benchmark ' +
       'process (keep-alive) as the owner `user-7`, after it submitted 40 jobs: GET cycles over those, the list ' +
-      'reads the newest page of 20 and the page after it (by its cursor). Ratios are full ÷ empty for rates and ' +
+      'reads the newest page of 20 and the page after it (by its cursor); the empty and the full store take turns ' +
+      'request by request, so that both see the same moments of the machine. Ratios are full ÷ empty for rates and ' +
       'empty ÷ full for times, so that below 1 is always worse with the table full.' +
       (env.BENCH_SCALE_QUOTA === 'off'
         ? ' **BENCH_SCALE_QUOTA=off**: the servers run without the per-owner quota (`limits.perOwner: Infinity`).'

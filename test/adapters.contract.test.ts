@@ -14,7 +14,7 @@ import {
   startApp,
 } from './helpers/apps.js';
 
-const JOB_ID = /^[A-Za-z0-9_-]{22}$/;
+const JOB_ID = /^[0-9a-v]{10}[A-Za-z0-9_-]{22}$/;
 
 function abortable(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

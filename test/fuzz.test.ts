@@ -316,7 +316,7 @@ describe.each(FRAMEWORKS)('hostile input on %s', (framework: Framework) => {
       Buffer.from('{"value":1}'),
     );
     doneId = (JSON.parse(r.body) as { jobId: string }).jobId;
-    expect(doneId).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(doneId).toMatch(/^[0-9a-v]{10}[A-Za-z0-9_-]{22}$/);
   });
   afterAll(async () => {
     await app?.close();
@@ -328,6 +328,7 @@ describe.each(FRAMEWORKS)('hostile input on %s', (framework: Framework) => {
       fc.string({ maxLength: 64 }),
       fc.string({ unit: 'binary', maxLength: 64 }),
       fc.stringMatching(/^[A-Za-z0-9_-]{22}$/),
+      fc.stringMatching(/^[0-9a-v]{10}[A-Za-z0-9_-]{22}$/),
       fc.constantFrom(
         '..',
         '.',

@@ -156,6 +156,28 @@ describe('query plans on a busy day (PostgreSQL)', () => {
     },
   );
 
+  // list() writes page sizes up to 101 into its statement (one prepared statement per size): those forms too.
+  it.each([
+    ['listOwner', ['user-7', '9223372036854775807', '']],
+    ['listOwner', ['user-7', 'createdAt', 'zzz']],
+    ['listNoOwner', ['createdAt', 'zzz']],
+  ] as const)(
+    '%s with the page size written in reads jobs through an index, in its order (%j)',
+    async (name, given) => {
+      const sql = POSTGRES_STATEMENTS[name](quoted, 21);
+      const values = given.map((value) => (value === 'createdAt' ? live.createdAt : value));
+      const custom = await client.query(`EXPLAIN (FORMAT JSON) ${sql}`, values);
+      const generic = await client.query(`EXPLAIN (FORMAT JSON, GENERIC_PLAN) ${sql}`);
+      for (const [kind, result] of [
+        ['custom', custom],
+        ['generic', generic],
+      ] as const) {
+        const plan = (result.rows[0]['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0].Plan;
+        expect(unboundedReads(plan), `${name} (${kind} plan): ${outline(plan)}`).toEqual([]);
+      }
+    },
+  );
+
   /**
    * The plans of the queries run inside `name` (functions, triggers), custom and generic, read from auto_explain
    * while it runs in a transaction rolled back: EXPLAIN shows only the outer statement.
@@ -214,6 +236,52 @@ describe('query plans on a busy day (PostgreSQL)', () => {
       for (const plan of plans) expect(unboundedReads(plan), `${name}: ${outline(plan)}`).toEqual([]);
     },
   );
+});
+
+describe('list pages planned once (PostgreSQL)', () => {
+  const fresh = schemas('plancache');
+  const schema = fresh.next();
+  let pool: pg.Pool;
+  let store: PostgresStore;
+
+  beforeAll(async () => {
+    // One connection, so that its prepared statements are the store's.
+    pool = new pg.Pool({ connectionString: pgUrl(), max: 1 });
+    store = new PostgresStore({ pool, schema, listen: false });
+    await store.init();
+    // 100 000 finished jobs over 50 owners: 2 000 each, where a generic plan of `LIMIT $n` (a tenth of the
+    // owner's rows assumed wanted) looks dearer to PostgreSQL than one planned for the values.
+    for (const statement of postgresSeedStatements(`"${schema}"`, { ...DAY, owners: 50 })) await pool.query(statement);
+    await pool.query(`VACUUM ANALYZE "${schema}".jobs`);
+  }, 120_000);
+
+  afterAll(async () => {
+    await store?.close();
+    await pool?.end();
+    await fresh.dropAll();
+  });
+
+  // Planning a page costs several times reading it: a store holding many jobs per owner must not plan each call.
+  it('an owner with 2 000 jobs: the first page and the next are served by one generic plan after the first few calls', async () => {
+    const first = await store.list({ owner: 'user-7', limit: 21 });
+    const before = { createdAt: first[19].createdAt, id: first[19].id };
+    for (let i = 0; i < 12; i++) {
+      expect(await store.list({ owner: 'user-7', limit: 21 })).toHaveLength(21);
+      expect(await store.list({ owner: 'user-7', limit: 21, before })).toHaveLength(21);
+      expect(await store.list({ owner: null, limit: 21 })).toHaveLength(0);
+    }
+    const { rows } = await pool.query<{ statement: string; generic_plans: string; custom_plans: string }>(
+      "SELECT statement, generic_plans::text, custom_plans::text FROM pg_prepared_statements WHERE name LIKE '%list%Owner%'",
+    );
+    // PostgreSQL plans the first five calls with their values, then keeps the generic plan if it costs no more.
+    // Two statements: an owner's pages (first and next) and the owner-less pages.
+    expect(rows).toHaveLength(2);
+    for (const row of rows) {
+      const plans = `${row.custom_plans} custom, ${row.generic_plans} generic: ${row.statement.slice(-300)}`;
+      expect(Number(row.custom_plans), plans).toBeLessThanOrEqual(5);
+      expect(Number(row.generic_plans), plans).toBeGreaterThanOrEqual(7);
+    }
+  });
 });
 
 describe('query plans on a busy day (SQLite)', () => {

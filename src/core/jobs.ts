@@ -1,4 +1,5 @@
 // The runtime's front: createJobs(), define(), submit, get, list, cancel, watch, close; the worker runs the jobs.
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { MemoryStore } from '../stores/memory.js';
@@ -172,7 +173,7 @@ export class Jobs {
       maxResultBytes: positive('maxResultBytes', options.maxResultBytes ?? DEFAULTS.maxResultBytes),
       historyStacks: options.historyStacks ?? false,
     };
-    this.workerId = `${hostname()}:${process.pid}:${newJobId().slice(0, 8)}`;
+    this.workerId = `${hostname()}:${process.pid}:${randomBytes(6).toString('base64url')}`;
     this.#changes.setMaxListeners(0);
     if (!this.options.worker && store.kind === 'memory') {
       (this.logger.warn ?? this.logger.error).call(

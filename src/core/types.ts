@@ -20,7 +20,7 @@ export type DeliveryStatus = 'pending' | 'delivered' | 'failed';
 
 /** A job as a store persists it. Times are epoch milliseconds. */
 export interface JobRecord {
-  /** URL-safe id with 128 bits of randomness. */
+  /** URL-safe id: its creation time, then 128 bits of randomness (src/core/ids.ts). */
   id: string;
   /** The name the handler was registered under with `jobs.define(name, …)`. */
   name: string;

@@ -247,31 +247,41 @@ const SQL = {
     WHERE j.id = $1
       AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)`,
 
-  // $1 owner, $2 $3 the position to list after (created_at, id), $4 limit. A page of an owner's jobs on the index of
-  // migration 4; the first page passes a position after every job. Ids compare bytewise (COLLATE "C"), as in the
-  // other stores.
-  listOwner: (schema: string) => `
+  // $1 owner, $2 $3 the position to list after (created_at, id), $4 limit (or the page size written in: see
+  // PostgresStore.list). A page of an owner's jobs: its positions from the index of migration 4 alone (it holds
+  // expires_at), then each job by its key, in the page's order. Read that way, a page costs PostgreSQL's estimate
+  // the same for any owner and position, so the one generic plan is kept (a single index scan is judged cheaper
+  // for owners with many jobs than for the average owner, and planned again for every call). The first page
+  // passes a position after every job. Ids compare bytewise (COLLATE "C"), as in the other stores.
+  listOwner: (schema: string, limit: number | '$4' = '$4') => `
     SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
       j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context
-    FROM ${schema}.jobs j
-    WHERE j.owner = $1 AND (j.created_at, j.id COLLATE "C") < ($2::bigint, $3::text COLLATE "C")
-      AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
-    ORDER BY j.created_at DESC, j.id COLLATE "C" DESC
-    LIMIT $4`,
+    FROM (
+      SELECT p.id, p.created_at FROM ${schema}.jobs p
+      WHERE p.owner = $1 AND (p.created_at, p.id COLLATE "C") < ($2::bigint, $3::text COLLATE "C")
+        AND (p.expires_at IS NULL OR p.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
+      ORDER BY p.created_at DESC, p.id COLLATE "C" DESC
+      LIMIT ${limit}) k
+    JOIN ${schema}.jobs j ON j.id = k.id
+    ORDER BY k.created_at DESC, k.id COLLATE "C" DESC`,
 
-  // $1 $2 the position to list after (created_at, id), $3 limit
-  listNoOwner: (schema: string) => `
+  // $1 $2 the position to list after (created_at, id), $3 limit (or the page size written in), read as listOwner
+  // reads, on the index of migration 8.
+  listNoOwner: (schema: string, limit: number | '$3' = '$3') => `
     SELECT j.id, j.name, j.status, j.input, j.owner, j.idempotency_key, j.request_hash, j.progress, j.message,
       j.result, j.result_url, j.error, j.attempt, j.max_attempts, j.run_at, j.lease_owner, j.lease_until,
       j.cancel_requested, j.callback_url, j.delivery_status, j.delivery_attempts, j.delivery_next_at,
       j.created_at, j.updated_at, j.started_at, j.finished_at, j.expires_at, j.seq, j.trace_context
-    FROM ${schema}.jobs j
-    WHERE j.owner IS NULL AND (j.created_at, j.id COLLATE "C") < ($1::bigint, $2::text COLLATE "C")
-      AND (j.expires_at IS NULL OR j.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
-    ORDER BY j.created_at DESC, j.id COLLATE "C" DESC
-    LIMIT $3`,
+    FROM (
+      SELECT p.id, p.created_at FROM ${schema}.jobs p
+      WHERE p.owner IS NULL AND (p.created_at, p.id COLLATE "C") < ($1::bigint, $2::text COLLATE "C")
+        AND (p.expires_at IS NULL OR p.expires_at > floor(extract(epoch from now()) * 1000)::bigint)
+      ORDER BY p.created_at DESC, p.id COLLATE "C" DESC
+      LIMIT ${limit}) k
+    JOIN ${schema}.jobs j ON j.id = k.id
+    ORDER BY k.created_at DESC, k.id COLLATE "C" DESC`,
 
   // $1 owner, $2 up to. The per-owner quota. The rows the owner holds (owner_jobs, kept by triggers, migration 9)
   // bound its unexpired jobs from above: under $2 they answer (the interface allows jobs past expires_at in a count
@@ -610,6 +620,9 @@ const SQL = {
 
 type StatementName = keyof typeof SQL;
 
+/** The largest page size list() writes into its statement (see list()): the HTTP list's largest page, and one more. */
+const LITERAL_PAGE_SIZES = 101;
+
 /** @internal Every statement by name, for the plan guard (test/query-plans.test.ts). */
 export { SQL as POSTGRES_STATEMENTS };
 
@@ -830,6 +843,9 @@ export class PostgresStore implements JobStore {
   #ready: Promise<void> | undefined;
   #closed = false;
   readonly #sql: Record<StatementName, string>;
+  readonly #quoted: string;
+  /** The list statements with their page size written in, by statement name (see list()). */
+  readonly #pages = new Map<string, string>();
   readonly #prefix: string;
   readonly #subscriptions = new Set<() => Promise<void>>();
   /** Workers that offered slots through this store: they hear of handed jobs through its LISTEN connection. */
@@ -854,6 +870,7 @@ export class PostgresStore implements JobStore {
     this.#ownsPool = options.pool === undefined;
     this.#pool = options.pool;
     const quoted = quoteIdent(schema);
+    this.#quoted = quoted;
     this.#sql = Object.fromEntries(Object.entries(SQL).map(([name, statement]) => [name, statement(quoted)])) as Record<
       StatementName,
       string
@@ -989,14 +1006,34 @@ export class PostgresStore implements JobStore {
     return row && rowToRecord(row);
   }
 
+  /**
+   * A page size up to `LITERAL_PAGE_SIZES` (the HTTP list's largest page and one more) is written into the statement,
+   * one prepared statement per size. With `LIMIT $n`, PostgreSQL's generic plan assumes a tenth of the matching rows
+   * are wanted; once an owner holds about a thousand jobs it judges that plan dearer than one made for the values at
+   * hand, and plans every call again (planning costs several times what reading the page does). With the size known,
+   * the generic plan costs what those do, and PostgreSQL keeps it.
+   */
   async list(options: ListOptions): Promise<JobRecord[]> {
     const limit = Math.max(0, Math.floor(options.limit));
     // Without a position, one after every job: the largest bigint, and '' (no id sorts before it).
     const after: ListAfter = [options.before?.createdAt ?? '9223372036854775807', options.before?.id ?? ''];
-    const rows =
-      options.owner === null
-        ? await this.#query('listNoOwner', { after, limit })
-        : await this.#query('listOwner', { owner: options.owner, after, limit });
+    const owner = options.owner;
+    if (limit > LITERAL_PAGE_SIZES) {
+      const rows =
+        owner === null
+          ? await this.#query('listNoOwner', { after, limit })
+          : await this.#query('listOwner', { owner, after, limit });
+      return rows.map(rowToRecord);
+    }
+    const name = `${owner === null ? 'listNoOwner' : 'listOwner'}_${limit}`;
+    let text = this.#pages.get(name);
+    if (text === undefined) {
+      text = owner === null ? SQL.listNoOwner(this.#quoted, limit) : SQL.listOwner(this.#quoted, limit);
+      this.#pages.set(name, text);
+    }
+    const pool = await this.#getPool();
+    const values = owner === null ? after : [owner, ...after];
+    const { rows } = await pool.query<Row>({ name: this.#prefix + name, text, values });
     return rows.map(rowToRecord);
   }
 

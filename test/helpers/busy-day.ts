@@ -16,6 +16,12 @@ export interface BusyDay {
   idPrefix?: string;
   /** Rows per INSERT statement (the generated rows of one statement are held in memory by the database). Default 100 000. */
   chunk?: number;
+  /**
+   * PostgreSQL only: ids shaped as the library makes them, spread over the id index as a day of real jobs would be
+   * (`random`: 22 random-looking base64url characters, as before time-ordered ids; `time`: the creation time in
+   * base 32, then those), instead of `<idPrefix>_<md5>`. For the scale benchmark, whose inserts land among them.
+   */
+  ids?: 'prefixed' | 'random' | 'time';
 }
 
 interface Shape {
@@ -27,6 +33,7 @@ interface Shape {
   names: number;
   idPrefix: string;
   chunk: number;
+  ids: 'prefixed' | 'random' | 'time';
 }
 
 function shape(day: BusyDay): Shape {
@@ -38,6 +45,7 @@ function shape(day: BusyDay): Shape {
     names: day.names ?? 10,
     idPrefix: day.idPrefix ?? 'seed',
     chunk: day.chunk ?? 100_000,
+    ids: day.ids ?? 'prefixed',
   };
 }
 
@@ -58,7 +66,7 @@ export function postgresSeedStatements(schema: string, day: BusyDay): string[] {
       INSERT INTO ${schema}.jobs AS j (id, name, status, input, owner, idempotency_key, idem_scope, request_hash,
         progress, result, error, attempt, max_attempts, run_at, lease_owner, lease_until, created_at, updated_at,
         started_at, finished_at, expires_at)
-      SELECT '${s.idPrefix}_' || md5(g::text), 'job-' || (g % ${s.names}), k.status, '{"n":1}', 'user-' || (g % ${s.owners}),
+      SELECT ${postgresId(s)}, 'job-' || (g % ${s.names}), k.status, '{"n":1}', 'user-' || (g % ${s.owners}),
         CASE WHEN g % 3 = 0 THEN 'key-' || g END,
         CASE WHEN g % 3 = 0 THEN md5('${s.idPrefix}:' || g) END,
         CASE WHEN g % 3 = 0 THEN md5('req:' || g) END,
@@ -85,6 +93,15 @@ export function postgresSeedStatements(schema: string, day: BusyDay): string[] {
           THEN ${now} + (CASE WHEN g % 20 = 1 THEN -60000 ELSE 60000 END) END AS lease_until) k`);
   }
   return statements;
+}
+
+/** The id of seeded row g (created at t.created) as SQL. */
+function postgresId(s: Shape): string {
+  if (s.ids === 'prefixed') return `'${s.idPrefix}_' || md5(g::text)`;
+  const random = `left(translate(encode(decode(md5('${s.idPrefix}:' || g), 'hex'), 'base64'), '+/', '-_'), 22)`;
+  if (s.ids === 'random') return random;
+  const time = `(SELECT string_agg(substr('0123456789abcdefghijklmnopqrstuv', ((t.created >> (5 * (9 - d))) & 31)::integer + 1, 1), '' ORDER BY d) FROM generate_series(0, 9) d)`;
+  return `${time} || ${random}`;
 }
 
 /** The same rows for a SqliteStore file (table respond_async_jobs), `now` in epoch ms. */
