@@ -133,26 +133,30 @@ describe('query plans on a busy day (PostgreSQL)', () => {
 
   const names = Object.keys(POSTGRES_STATEMENTS) as Array<keyof typeof POSTGRES_STATEMENTS>;
 
+  /**
+   * The store runs named prepared statements: PostgreSQL plans the first few with their values, then may switch to
+   * one generic plan for any value. Both must read jobs through an index. Those the store runs unnamed
+   * (`perCall`) are always planned with their values.
+   */
+  async function expectIndexedPlans(name: string, sql: string, values: unknown[], perCall: boolean) {
+    const custom = await client.query(`EXPLAIN (FORMAT JSON) ${sql}`, values);
+    const generic = perCall ? custom : await client.query(`EXPLAIN (FORMAT JSON, GENERIC_PLAN) ${sql}`);
+    for (const [kind, result] of [
+      ['custom', custom],
+      ['generic', generic],
+    ] as const) {
+      const plan = (result.rows[0]['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0].Plan;
+      expect(unboundedReads(plan), `${name} (${kind} plan): ${outline(plan)}`).toEqual([]);
+    }
+  }
+
   it.each(names.filter((name) => !READS_EVERY_JOB.has(name)))(
     '%s reads jobs through an index, in its order (custom and generic plans)',
     async (name) => {
       const sql = POSTGRES_STATEMENTS[name](quoted);
       const values = params()[name];
       expect(values, `parameters for ${name}`).toBeDefined();
-      // The store runs named prepared statements: PostgreSQL plans the first few with their values, then may
-      // switch to one generic plan for any value. Both must hold.
-      // Those the store runs unnamed (PLANNED_PER_CALL) are always planned with their values.
-      const custom = await client.query(`EXPLAIN (FORMAT JSON) ${sql}`, values);
-      const generic = PLANNED_PER_CALL.has(name)
-        ? custom
-        : await client.query(`EXPLAIN (FORMAT JSON, GENERIC_PLAN) ${sql}`);
-      for (const [kind, result] of [
-        ['custom', custom],
-        ['generic', generic],
-      ] as const) {
-        const plan = (result.rows[0]['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0].Plan;
-        expect(unboundedReads(plan), `${name} (${kind} plan): ${outline(plan)}`).toEqual([]);
-      }
+      await expectIndexedPlans(name, sql, values as unknown[], PLANNED_PER_CALL.has(name));
     },
   );
 
@@ -166,15 +170,7 @@ describe('query plans on a busy day (PostgreSQL)', () => {
     async (name, given) => {
       const sql = POSTGRES_STATEMENTS[name](quoted, 21);
       const values = given.map((value) => (value === 'createdAt' ? live.createdAt : value));
-      const custom = await client.query(`EXPLAIN (FORMAT JSON) ${sql}`, values);
-      const generic = await client.query(`EXPLAIN (FORMAT JSON, GENERIC_PLAN) ${sql}`);
-      for (const [kind, result] of [
-        ['custom', custom],
-        ['generic', generic],
-      ] as const) {
-        const plan = (result.rows[0]['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0].Plan;
-        expect(unboundedReads(plan), `${name} (${kind} plan): ${outline(plan)}`).toEqual([]);
-      }
+      await expectIndexedPlans(name, sql, values, false);
     },
   );
 
