@@ -329,7 +329,8 @@ function send(ctx: Context, given: HttpResponse): void {
 
 /**
  * What ctx.set() does, without its per-call arrays (our names are lower case and our values strings already), and
- * without checking the headers first: Node checks each as it is set. false, and none of them set, if Node refused one.
+ * without checking the headers first: Node checks each as it is set. false if Node refused one, with none of these
+ * names left set.
  */
 function setHeaders(res: ServerResponse, headers: Record<string, string>): boolean {
   try {
