@@ -1,4 +1,5 @@
 // respond-async/koa: Koa middleware for wrapped routes and status endpoints, with or without @koa/router.
+import type { ServerResponse } from 'node:http';
 import Koa, { type Context, type Middleware } from 'koa';
 import type { JobDefinition, Jobs } from './core/runtime.js';
 import type { JobContext } from './core/types.js';
@@ -13,7 +14,7 @@ import {
   type RouteOptionsArg,
 } from './http/protocol.js';
 import { type ReplayFailure, replayInto } from './http/replay.js';
-import { type HttpResponse, writableResponse } from './http/response.js';
+import { type HttpResponse, unwritableResponse } from './http/response.js';
 import {
   bytesOfParsedBody,
   checkWrapOptions,
@@ -309,17 +310,36 @@ function adminMiddleware(jobs: Jobs, protocol: HttpProtocol<Context>, adminOptio
 
 /** Write a protocol answer on the context (a stream goes straight to the response, around Koa). */
 function send(ctx: Context, given: HttpResponse): void {
-  const response = writableResponse(given);
-  if (response.stream) {
+  if (given.stream) {
     ctx.respond = false;
-    sendNode(ctx.res, response);
+    sendNode(ctx.res, given);
     return;
   }
-  ctx.status = response.status;
-  // What ctx.set() does, without its per-call arrays: our names are lower case and our values strings already.
+  let response = given;
   const { res } = ctx;
-  if (!res.headersSent) for (const name in response.headers) res.setHeader(name, response.headers[name]);
+  // A header Node refuses (a value no HTTP message may carry) makes the answer the 500 problem answer, as sendNode
+  // does, rather than Koa's text/plain error.
+  if (!res.headersSent && !setHeaders(res, response.headers)) {
+    response = unwritableResponse();
+    setHeaders(res, response.headers);
+  }
+  ctx.status = response.status;
   ctx.body = response.bytes ? Buffer.from(response.bytes) : response.body;
+}
+
+/**
+ * What ctx.set() does, without its per-call arrays (our names are lower case and our values strings already), and
+ * without checking the headers first: Node checks each as it is set. false if Node refused one, with none of these
+ * names left set.
+ */
+function setHeaders(res: ServerResponse, headers: Record<string, string>): boolean {
+  try {
+    for (const name in headers) res.setHeader(name, headers[name]);
+    return true;
+  } catch {
+    for (const name in headers) res.removeHeader(name);
+    return false;
+  }
 }
 
 /**
