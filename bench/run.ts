@@ -22,12 +22,13 @@
 //   BENCH_OUT          where to write the Markdown (default bench/results.md)
 //   BENCH_SRC          the tree to measure (default src/), built with esbuild first; BENCH_TS=1 loads it through tsx
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { libraryDir } from './lib/build.js';
-import { BENCH_DIR, Child, ROOT_DIR, runChild } from './lib/child.js';
+import { BENCH_DIR, Child, runChild } from './lib/child.js';
 import { type BenchPostgres, dropSchemas, startPostgres } from './lib/pg.js';
+import { Report } from './lib/report.js';
 import { bytes, int, median, ms, percentile, ratio, rotate, table } from './lib/stats.js';
 import { sseRelaySection } from './sse-relay.js';
 
@@ -52,21 +53,8 @@ const MEMORY_JOBS = Number(env.BENCH_MEMORY_JOBS ?? 100_000);
 const OUT = env.BENCH_OUT ?? join(BENCH_DIR, 'results.md');
 const SCHEMA_PREFIX = 'bench_';
 
-const out: string[] = [];
-function emit(text = ''): void {
-  out.push(text);
-  console.log(text);
-}
-function progress(text: string): void {
-  process.stderr.write(`  · ${text}\n`);
-}
-
-interface Target {
-  name: string;
-  met: boolean | undefined;
-  figures: string;
-}
-const targets: Target[] = [];
+const report = new Report();
+const { emit, progress, targets } = report;
 
 function sqlitePath(name: string): string {
   return join(tmpdir(), `respond-async-bench-${process.pid}-${name}.sqlite`);
@@ -681,7 +669,6 @@ function acceptVsAddJob(accept: Map<string, number>, queue: Map<string, QueueRes
 async function main(): Promise<void> {
   // The children load the library from here (inherited through the environment): built, as users run it.
   process.env.BENCH_SRC = await libraryDir(process.env.BENCH_SRC);
-  const started = Date.now();
   const load0 = loadavg();
   const needPg = SECTIONS.some(
     (s) => (s === 'accept' && ACCEPT_CHOSEN.includes('postgres')) || s === 'queue' || s === 'latency' || s === 'sse',
@@ -737,32 +724,8 @@ async function main(): Promise<void> {
       await db.stop().catch(() => {});
     }
   }
-  emit('## Targets');
-  emit();
-  emit(
-    table(
-      ['target', 'result', 'figures'],
-      targets.map((t) => [t.name, t.met === undefined ? 'n/a' : t.met ? 'met' : '**missed**', t.figures]),
-      true,
-    ),
-  );
-  emit();
-  const load1 = loadavg();
-  emit(
-    `Total time ${((Date.now() - started) / 1000).toFixed(0)} s; load average at the end ` +
-      `${load1.map((n) => n.toFixed(2)).join(', ')}.`,
-  );
-  writeFileSync(OUT, withKeptSections(OUT, `${out.join('\n')}\n`));
-  process.stderr.write(`\nwrote ${OUT.replace(`${ROOT_DIR}/`, '')}\n`);
-}
-
-/** The sections written by hand after the generated tables (from this heading on) are kept when the tables are rewritten. */
-const KEPT_FROM = '\n<!-- Written by hand below: npm run bench keeps everything from here on. -->\n';
-
-function withKeptSections(path: string, generated: string): string {
-  const previous = existsSync(path) ? readFileSync(path, 'utf8') : '';
-  const at = previous.indexOf(KEPT_FROM);
-  return at === -1 ? generated : generated + previous.slice(at);
+  report.closing('## Targets');
+  report.write(OUT);
 }
 
 main().catch((error: unknown) => {

@@ -18,9 +18,9 @@
 //   BENCH_PG_URL          use this PostgreSQL server (with pg_stat_statements loaded) instead of an embedded one
 //   BENCH_SCALE_QUOTA     off: the servers run without the per-owner quota (no count of the owner's jobs per submit)
 //   BENCH_SCALE_OUT       where to write the Markdown (default .tmp/bench-scale.md)
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { PostgresStore } from '../src/postgres.js';
@@ -29,6 +29,7 @@ import { postgresSeedStatements, sqliteSeedStatements } from '../test/helpers/bu
 import { startEmbeddedPostgres } from '../test/helpers/embedded-postgres.js';
 import { libraryDir } from './lib/build.js';
 import { Child, ROOT_DIR, runChild } from './lib/child.js';
+import { Report, uptime } from './lib/report.js';
 import { loadCore } from './lib/src.js';
 import { int, median, ms, percentile, ratio, rotate, table } from './lib/stats.js';
 
@@ -69,19 +70,8 @@ const PG_FLAGS = [...PG_SETTINGS].flatMap(([name, value]) => ['-c', `${name}=${v
 
 type StoreKind = 'postgres' | 'sqlite';
 
-const out: string[] = [];
-function emit(text = ''): void {
-  out.push(text);
-  console.log(text);
-}
-function progress(text: string): void {
-  process.stderr.write(`  · ${text}\n`);
-}
-function uptime(): string {
-  return loadavg()
-    .map((n) => n.toFixed(2))
-    .join(', ');
-}
+const report = new Report();
+const { emit, progress, targets } = report;
 
 interface Db {
   url: string;
@@ -639,16 +629,8 @@ async function workersSection(db: Db): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------------------
 
-interface Target {
-  name: string;
-  met: boolean;
-  figures: string;
-}
-const targets: Target[] = [];
-
 async function main(): Promise<void> {
   process.env.BENCH_SRC = await libraryDir(process.env.BENCH_SRC);
-  const started = Date.now();
   const needPg = SECTIONS.includes('workers') || STORES.includes('postgres');
   const db = needPg ? await startDb() : undefined;
   emit('## Scale: a day of retained jobs, a large purge, several worker processes');
@@ -692,20 +674,8 @@ async function main(): Promise<void> {
       await db.stop().catch(() => {});
     }
   }
-  emit('### Scale targets');
-  emit();
-  emit(
-    table(
-      ['target', 'result', 'figures'],
-      targets.map((t) => [t.name, t.met ? 'met' : '**missed**', t.figures]),
-      true,
-    ),
-  );
-  emit();
-  emit(`Total time ${((Date.now() - started) / 1000).toFixed(0)} s; load average at the end ${uptime()}.`);
-  mkdirSync(dirname(OUT), { recursive: true });
-  writeFileSync(OUT, `${out.join('\n')}\n`);
-  process.stderr.write(`\nwrote ${OUT.replace(`${ROOT_DIR}/`, '')}\n`);
+  report.closing('### Scale targets');
+  report.write(OUT);
 }
 
 main().catch((error: unknown) => {
