@@ -6,6 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { respondAsync } from '../src/express.js';
 import { createJobs, type Jobs } from '../src/index.js';
@@ -212,6 +213,77 @@ describe('API-only process on PostgreSQL', () => {
     });
     finish();
     expect(heard).toBeLessThan(1000);
+  });
+});
+
+describe('change notifications only while watched (PostgreSQL)', () => {
+  it('a watcher in the API process hears processing, progress and complete from the worker process, in order', async () => {
+    let go!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      go = resolve;
+    });
+    const { api, schema } = await split(async (_input, ctx) => {
+      await gate;
+      await ctx.progress(50);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await ctx.progress(80);
+      return { ok: true };
+    });
+    const { job } = await api.submit('quick', {});
+    const heard: Array<[string, number]> = [];
+    const started = performance.now();
+    const done = new Promise<number>((resolve) => {
+      const stop = api.watch(job.id, (change) => {
+        if (!change) return; // the poll, or the re-read once registered: only the feed counts here
+        heard.push([change.status, change.seq]);
+        if (change.status === 'complete') {
+          stop();
+          resolve(performance.now() - started);
+        }
+      });
+    });
+    // The API process registered its interest: from now on every change of the job is announced.
+    await eventually(
+      async () => (await adminQuery(`SELECT 1 FROM "${schema}".watchers WHERE id <> 'upgrade'`)).length === 1,
+      5000,
+    );
+    const before = (await api.get(job.id))!;
+    go();
+    expect(await done).toBeLessThan(2000);
+    const after = heard.filter(([, seq]) => seq > before.seq);
+    expect(after).toEqual([
+      ['processing', before.seq + 1],
+      ['processing', before.seq + 2],
+      ['complete', before.seq + 3],
+    ]);
+  });
+
+  it('a drain with no watcher anywhere announces no claim, progress or completion', async () => {
+    const { api, schema } = await split(async (_input, ctx) => {
+      await ctx.progress(50);
+      return null;
+    });
+    const raw = new pg.Client({ connectionString: pgUrl() });
+    const announced: unknown[][] = [];
+    raw.on('notification', (message) => {
+      announced.push(...(JSON.parse(message.payload ?? '[]') as unknown[][]));
+    });
+    await raw.connect();
+    try {
+      await raw.query(`LISTEN "${schema}_changes"`);
+      await Promise.all(Array.from({ length: 30 }, (_, i) => api.submit('quick', { i })));
+      await eventually(
+        async () => (await adminQuery(`SELECT 1 FROM "${schema}".jobs WHERE status = 'complete'`)).length === 30,
+        10_000,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // Only new queued jobs, and jobs handed to the idle worker (which name it), are announced.
+      const unneeded = announced.filter((change) => change[1] !== 'queued' && change[3] === undefined);
+      expect(unneeded).toEqual([]);
+      expect(announced.length).toBeGreaterThanOrEqual(30);
+    } finally {
+      await raw.end();
+    }
   });
 });
 

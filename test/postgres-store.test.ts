@@ -294,13 +294,14 @@ describe('PostgresStore', () => {
     expect(JSON.parse(stdout.trim().split('\n').pop()!)).toEqual({ core: false, constructed: false, used: true });
   });
 
-  it('subscribe() hears a change made by another instance (NOTIFY)', async () => {
+  it('subscribe() hears a change made by another instance (NOTIFY), every change while watching', async () => {
     const schema = fresh.next();
     const listening = store({ schema });
     const writer = store({ schema, listen: false });
     await Promise.all([listening.init(), writer.init()]);
     const changes: JobChange[] = [];
     const unsubscribe = await listening.subscribe!((change) => changes.push(change));
+    await listening.setWatching(true);
     const { job } = await writer.create(newJob());
     await eventually(() => changes.some((c) => c.id === job.id), 5000);
     expect(changes.find((c) => c.id === job.id)).toEqual({ id: job.id, status: 'queued', seq: 1 });
@@ -319,13 +320,14 @@ describe('PostgresStore', () => {
     expect(changes).toHaveLength(3);
   });
 
-  it('subscribe() hears every change of a batched statement, in a few notifications', async () => {
+  it('subscribe() hears every change of a batched statement, in a few notifications, while watching', async () => {
     const schema = fresh.next();
     const listening = store({ schema });
     const writer = store({ schema, listen: false });
     await Promise.all([listening.init(), writer.init()]);
     const changes: JobChange[] = [];
     await listening.subscribe!((change) => changes.push(change));
+    await listening.setWatching(true);
     // Count the raw notifications on a connection of our own.
     const raw = new pg.Client({ connectionString: pgUrl() });
     let notifications = 0;
@@ -357,6 +359,65 @@ describe('PostgresStore', () => {
     } finally {
       await raw.end();
     }
+  });
+
+  it('without watchers, the feed carries what workers need (queued jobs, cancel requests), not claims or completions', async () => {
+    const schema = fresh.next();
+    const listening = store({ schema });
+    const writer = store({ schema, listen: false });
+    await Promise.all([listening.init(), writer.init()]);
+    const changes: JobChange[] = [];
+    await listening.subscribe!((change) => changes.push(change));
+    const raw = new pg.Client({ connectionString: pgUrl() });
+    let notifications = 0;
+    raw.on('notification', () => {
+      notifications += 1;
+    });
+    await raw.connect();
+    try {
+      await raw.query(`LISTEN "${schema}_changes"`);
+      const created = await Promise.all(Array.from({ length: 20 }, () => writer.create(newJob())));
+      await eventually(() => changes.filter((c) => c.status === 'queued').length === 20, 5000);
+      const claimed = await writer.claim({ names: ['task'], workerId: 'w', limit: 20, leaseMs: 10_000 });
+      expect(claimed).toHaveLength(20);
+      const [canceled, released, ...rest] = claimed;
+      await writer.progress(released!.id, 'w', 50, 'half');
+      await Promise.all(
+        rest.map((job) => writer.complete(job.id, 'w', { result: null, resultUrl: null, retentionMs: 60_000 })),
+      );
+      // A cancel asked for on a running job reaches its worker; a job handed back goes to the queue again.
+      expect((await writer.cancel(canceled!.id, { retentionMs: 60_000 })).outcome).toBe('requested');
+      await eventually(() => changes.some((c) => c.id === canceled!.id && c.seq === 3), 5000);
+      await writer.release(released!.id, 'w');
+      await eventually(() => changes.some((c) => c.id === released!.id && c.status === 'queued' && c.seq > 1), 5000);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(changes.filter((c) => c.status === 'complete')).toEqual([]);
+      expect(changes.filter((c) => c.status === 'processing').map((c) => c.id)).toEqual([canceled!.id]);
+      // One notification for the creates, one for the cancel request, one for the release.
+      expect(notifications).toBe(3);
+      expect(created).toHaveLength(20);
+    } finally {
+      await raw.end();
+    }
+  });
+
+  it('setWatching(true) announces every change until the last watcher goes; a closed store withdraws at once', async () => {
+    const schema = fresh.next();
+    const watching = store({ schema });
+    const writer = store({ schema, listen: false });
+    await Promise.all([watching.init(), writer.init()]);
+    const rows = () => adminQuery<{ id: string }>(`SELECT id FROM "${schema}".watchers`);
+    expect(await rows()).toEqual([]);
+    await watching.setWatching(true);
+    expect(await rows()).toHaveLength(1);
+    const changes: JobChange[] = [];
+    await watching.subscribe!((change) => changes.push(change));
+    await writer.create(newJob());
+    await writer.claim({ names: ['task'], workerId: 'w', limit: 1, leaseMs: 10_000 });
+    await eventually(() => changes.some((c) => c.status === 'processing'), 5000);
+    await watching.setWatching(false);
+    await watching.close();
+    expect(await rows()).toEqual([]);
   });
 
   it('claim() sends waiting completions in its statement, each with its own lease check', async () => {
@@ -481,7 +542,13 @@ describe('PostgresStore', () => {
     await s.subscribe!((change) => changes.push(change));
     const [claimed] = await s.claim({ names: ['task'], workerId: 'w', limit: 1, leaseMs: 10_000 });
     expect(claimed).toMatchObject({ id: 'old-job', input: { n: 1 }, status: 'processing', attempt: 1 });
+    // Nobody registered as a watcher, yet the claim is announced: processes of earlier versions watch without
+    // registering, so an upgraded schema announces every change for a day (migration 15).
     await eventually(() => changes.some((c) => c.id === 'old-job' && c.status === 'processing'), 5000);
+    const [upgrade] = await adminQuery<{ id: string; hours: number }>(
+      `SELECT id, round((until - floor(extract(epoch from now()) * 1000)) / 3600000.0)::int AS hours FROM "${schema}".watchers`,
+    );
+    expect(upgrade).toEqual({ id: 'upgrade', hours: 24 });
     // A process still on version 1 during a rolling upgrade: its idempotent INSERT still finds the key's index.
     const oldInsert = `INSERT INTO "${schema}".jobs (id, name, status, input, idem_scope, max_attempts, run_at,
       created_at, updated_at) VALUES ($1, 'task', 'queued', '{}', 'scope-1', 3, 0, 0, 0)

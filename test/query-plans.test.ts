@@ -100,6 +100,8 @@ describe('query plans on a busy day (PostgreSQL)', () => {
       insertHanded: [...create.slice(0, 9), null],
       offerSlots: ['worker-9', ['job-1', 'job-2'], 10, 30_000, 30_000],
       withdrawSlots: ['worker-9'],
+      registerWatcher: ['process-9', 30_000],
+      withdrawWatcher: ['process-9'],
       getByKey: [scope],
       get: [id],
       listOwner: ['user-7', createdAt, 'zzz', 20],

@@ -143,6 +143,8 @@ export class Jobs {
   readonly #changes = new EventEmitter();
   /** Listeners registered by watch(): while none, publishing a change costs nothing (the accept path). */
   #watchers = 0;
+  /** Settles once the store reports every change (see `#addWatcher`); undefined when it does, or no watchers. */
+  #watching: Promise<void> | undefined;
   #ready: Promise<void> | undefined;
   /** The store's init() has resolved: submit need not wait on `#ready` again. */
   #isReady = false;
@@ -375,8 +377,15 @@ export class Jobs {
   watch(id: string, listener: (change: JobChange | null) => void): () => void {
     const onChange = (change: JobChange) => listener(change);
     this.#changes.on(id, onChange);
-    this.#watchers += 1;
     let watching = true;
+    // Until the store reports every change, one made meanwhile may go unreported: read the job once it does, and
+    // report its state as a change (a listener may hear a seq twice).
+    this.#addWatcher()
+      ?.then(() => (watching ? this.store.get(id) : undefined))
+      .then((job) => {
+        if (watching && job) listener({ id: job.id, status: job.status, seq: job.seq });
+      })
+      .catch(() => {});
     // With a change feed the poll is only a safety net (e.g. while the feed reconnects).
     const every = this.store.subscribe ? Math.max(5000, this.options.pollIntervalMs) : this.options.pollIntervalMs;
     const timer = setInterval(() => listener(null), every);
@@ -384,7 +393,7 @@ export class Jobs {
     return () => {
       clearInterval(timer);
       this.#changes.off(id, onChange);
-      if (watching) this.#watchers -= 1;
+      if (watching) this.#removeWatcher();
       watching = false;
     };
   }
@@ -395,13 +404,39 @@ export class Jobs {
    */
   watchAll(listener: (change: JobChange) => void): () => void {
     this.#changes.on(ALL_JOBS, listener);
-    this.#watchers += 1;
+    void this.#addWatcher();
     let watching = true;
     return () => {
       this.#changes.off(ALL_JOBS, listener);
-      if (watching) this.#watchers -= 1;
+      if (watching) this.#removeWatcher();
       watching = false;
     };
+  }
+
+  /**
+   * Count a watcher; the first asks the store to report every change (`setWatching`). Resolves (never rejects) once
+   * it does, where that is not done yet; undefined where nothing is pending.
+   */
+  #addWatcher(): Promise<void> | undefined {
+    this.#watchers += 1;
+    const store = this.store;
+    if (!store.setWatching || !store.subscribe) return undefined;
+    if (this.#watchers === 1) {
+      const pending: Promise<void> = this.ready()
+        .then(() => store.setWatching!(true))
+        // On failure the watchers' poll goes on, and the store's renewal registers again.
+        .catch(() => {})
+        .then(() => {
+          if (this.#watching === pending) this.#watching = undefined;
+        });
+      this.#watching = pending;
+    }
+    return this.#watching;
+  }
+
+  #removeWatcher(): void {
+    this.#watchers -= 1;
+    if (this.#watchers === 0) this.store.setWatching?.(false).catch(() => {});
   }
 
   /**

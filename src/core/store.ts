@@ -291,6 +291,13 @@ export interface JobStore {
    */
   subscribe?(listener: (change: JobChange) => void): Promise<() => Promise<void>>;
 
+  /**
+   * Optional, with `subscribe`. Whether this process has watchers: a store may leave out of its change feed the
+   * changes no worker needs (claims, progress, completions) while no process has. `true` resolves once every change
+   * is reported (the runtime then re-reads the watched jobs); `false` may take effect later.
+   */
+  setWatching?(watching: boolean): Promise<void>;
+
   // The operator's operations (the admin API and dashboard). Optional for third-party stores; the stores shipped
   // here have them all, and the conformance suite covers them where a store has them.
 

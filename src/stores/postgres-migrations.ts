@@ -30,6 +30,36 @@ END
 $fn$;`;
 }
 
+/**
+ * Migration 15's statement trigger function: like notifyFunction, but it announces the changes no worker needs
+ * (claims, progress, completions) only while some process registered its interest in every change (a row of
+ * `watchers` not yet lapsed). Workers need `queued` rows (new, retried and released jobs) and cancel requests;
+ * `needed` selects those (aliases `n`, and `o` where `rows` joins the old rows).
+ */
+function notifyWatchedFunction(name: string, rows: string, needed: string, anyNeeded: string): string {
+  return `CREATE OR REPLACE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
+DECLARE
+  payload text;
+  everything boolean;
+BEGIN
+  everything := EXISTS (SELECT 1 FROM watchers w WHERE w.until > floor(extract(epoch from now()) * 1000)::bigint);
+  -- Nobody watches and no worker needs to hear of these rows (a claim, a completion): nothing to announce.
+  IF NOT everything AND NOT EXISTS (SELECT 1 FROM new_rows n WHERE ${anyNeeded}) THEN
+    RETURN NULL;
+  END IF;
+  FOR payload IN
+    SELECT json_agg(json_build_array(c.id, c.status, c.seq))::text
+    FROM (SELECT n.id, n.status, n.seq, (row_number() OVER () - 1) / 100 AS chunk ${rows}
+      AND (everything OR ${needed})) c
+    GROUP BY c.chunk
+  LOOP
+    PERFORM pg_notify(TG_TABLE_SCHEMA || '_changes', payload);
+  END LOOP;
+  RETURN NULL;
+END
+$fn$;`;
+}
+
 /** @internal */
 export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
   {
@@ -289,6 +319,35 @@ CREATE TABLE workers (
   lease_ms bigint NOT NULL,
   until bigint NOT NULL
 );
+`,
+  },
+  {
+    version: 15,
+    name: 'announce to watchers only while watched',
+    // Every notification wakes every listening backend, which reads it and sends it to its client: announcing each
+    // claim and completion costs the database work that nobody uses while nobody watches. Workers need only new
+    // queued jobs (inserts, retries, releases), cancel requests and hand-offs (sent by insertHanded); watchers (event streams, `Prefer: wait`, the operator's live feed) need every change of their jobs. A process
+    // with watchers keeps a row here (renewed before `until`, epoch ms; removed some seconds after its last watcher
+    // goes); while any row is unexpired, the triggers announce every change as before, otherwise only what workers
+    // need. A process that just registered re-reads its watched jobs, and watchers keep their fallback poll.
+    // Rolling upgrade: processes of the previous version watch without registering. On a schema that existed before
+    // this migration, the row 'upgrade' keeps every change announced for 24 hours; processes of the previous version
+    // still running after that hear of other processes' claims, progress and completions through their watchers'
+    // poll (every 5 s) instead, and their operator's live feed shows only new jobs and cancel requests from others.
+    sql: `
+CREATE TABLE watchers (id text PRIMARY KEY, until bigint NOT NULL);
+INSERT INTO watchers (id, until)
+  SELECT 'upgrade', floor(extract(epoch from now()) * 1000)::bigint + 86400000
+  WHERE EXISTS (SELECT 1 FROM migrations m WHERE m.applied_at < now());
+
+${notifyWatchedFunction('notify_jobs_inserted', 'FROM new_rows n WHERE true', "n.status = 'queued'", "n.status = 'queued'")}
+
+${notifyWatchedFunction(
+  'notify_jobs_updated',
+  'FROM new_rows n JOIN old_rows o ON o.id = n.id WHERE n.seq IS DISTINCT FROM o.seq',
+  "(n.status = 'queued' OR (n.cancel_requested AND NOT o.cancel_requested))",
+  "n.status = 'queued' OR n.cancel_requested",
+)}
 `,
   },
 ];

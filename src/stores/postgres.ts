@@ -4,8 +4,9 @@
 // - Times are epoch ms taken from the database clock, so lease and expiry comparisons agree across machines.
 // - create() is idempotent through a unique index (INSERT … ON CONFLICT DO NOTHING), not read-then-write.
 // - claim() is one UPDATE over a `FOR UPDATE SKIP LOCKED` selection: no job goes to two live leases.
-// - A statement trigger announces every change (batched per statement) on '<schema>_changes'; subscribe() LISTENs.
-import { createHash } from 'node:crypto';
+// - A statement trigger announces changes (batched per statement) on '<schema>_changes'; subscribe() LISTENs. While no
+//   process has watchers (setWatching), only what workers need: queued jobs and cancel requests.
+import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client, ClientConfig, Pool, PoolConfig, QueryResult } from 'pg';
 import { DriverMissingError, InputError, SchemaTooNewError, StoreClosedError } from '../core/errors.js';
@@ -191,6 +192,20 @@ const SQL = {
   // $1 worker
   withdrawSlots: (schema: string) => `
     DELETE FROM ${schema}.workers w WHERE w.id = $1`,
+
+  // $1 process, $2 ttl ms. A process with watchers asks for every change to be announced until `until` (migration
+  // 15); lapsed rows of other processes (that died) go at the same time.
+  registerWatcher: (schema: string) => `
+    WITH lapsed AS (
+      DELETE FROM ${schema}.watchers g
+      WHERE g.until < floor(extract(epoch from now()) * 1000)::bigint AND g.id <> $1)
+    INSERT INTO ${schema}.watchers AS w (id, until)
+    VALUES ($1, floor(extract(epoch from now()) * 1000)::bigint + $2::bigint)
+    ON CONFLICT (id) DO UPDATE SET until = excluded.until`,
+
+  // $1 process
+  withdrawWatcher: (schema: string) => `
+    DELETE FROM ${schema}.watchers w WHERE w.id = $1`,
 
   // Group commit: the creates of one event-loop turn in one statement, as parallel arrays of insert's
   // parameters ($1..$12), rows in the order they were submitted. Two rows with one key in the same statement:
@@ -719,6 +734,8 @@ const PARAMS = {
   ],
   offerSlots: (p: SlotOffer) => [p.workerId, [...p.names], p.free, ms(p.leaseMs), ms(p.ttlMs)],
   withdrawSlots: (p: { workerId: string }) => [p.workerId],
+  registerWatcher: (p: { id: string; ttlMs: number }) => [p.id, ms(p.ttlMs)],
+  withdrawWatcher: (p: { id: string }) => [p.id],
   getByKey: (p: { scope: string | null }) => [p.scope],
   get: (p: { id: string }) => [p.id],
   listOwner: (p: { owner: string; after: ListAfter; limit: number }) => [p.owner, ...p.after, p.limit],
@@ -817,6 +834,9 @@ function ms(value: number): number {
  * that wait short.
  */
 const PURGE_BATCH = 1000;
+/** A process's registration as a watcher lasts this long unless renewed (migration 15), and is renewed this often. */
+const WATCH_TTL_MS = 30_000;
+const WATCH_RENEW_MS = 10_000;
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 5000;
 
@@ -850,6 +870,15 @@ export class PostgresStore implements JobStore {
   readonly #subscriptions = new Set<() => Promise<void>>();
   /** Workers that offered slots through this store: they hear of handed jobs through its LISTEN connection. */
   readonly #offering = new Set<string>();
+  /** This process's row in `watchers` (migration 15), kept while it has watchers. */
+  readonly #watcherId = randomUUID();
+  #watchWanted = false;
+  /** Settles when the row is written; undefined while not registered. */
+  #watchRegistered: Promise<void> | undefined;
+  /** Renews the row while wanted, withdraws it at the first tick after the last watcher went. */
+  #watchTimer: NodeJS.Timeout | undefined;
+  /** The row's writes, in order: a withdrawal must not overtake the registration after it. */
+  #watchWrites: Promise<unknown> = Promise.resolve();
   /** Creates and completions waiting for the end of this event-loop turn, to go in one statement each. */
   #creates: Array<Pending<CreateParams, CreateResult>> = [];
   #completes: Array<Pending<CompleteParams, JobRecord | undefined>> = [];
@@ -999,6 +1028,48 @@ export class PostgresStore implements JobStore {
   async withdrawSlots(workerId: string): Promise<void> {
     this.#offering.delete(workerId);
     await this.#query('withdrawSlots', { workerId });
+  }
+
+  /**
+   * Whether this process has watchers (migration 15): while some process has, the change feed reports every change
+   * of every job; otherwise only what workers need (new queued jobs, cancel requests, hand-offs). `true` resolves
+   * once every change is announced: a change committed just before may have gone unannounced, so re-read what you
+   * watch then. `false` withdraws at the next renewal tick, unless watchers come back meanwhile.
+   */
+  setWatching(watching: boolean): Promise<void> {
+    this.#watchWanted = watching;
+    if (!watching || this.#closed) return Promise.resolve();
+    this.#watchTimer ??= setInterval(() => this.#renewWatching(), WATCH_RENEW_MS).unref();
+    this.#watchRegistered ??= this.#writeWatcher('registerWatcher').catch((error: unknown) => {
+      this.#watchRegistered = undefined;
+      throw error;
+    });
+    return this.#watchRegistered;
+  }
+
+  #renewWatching(): void {
+    if (this.#watchWanted) {
+      this.#writeWatcher('registerWatcher').then(
+        () => {
+          this.#watchRegistered ??= Promise.resolve();
+        },
+        () => {
+          // The row may lapse: a later setWatching(true) registers anew; watchers poll meanwhile.
+          this.#watchRegistered = undefined;
+        },
+      );
+      return;
+    }
+    clearInterval(this.#watchTimer);
+    this.#watchTimer = undefined;
+    this.#watchRegistered = undefined;
+    this.#writeWatcher('withdrawWatcher').catch(() => {});
+  }
+
+  #writeWatcher(name: 'registerWatcher' | 'withdrawWatcher'): Promise<void> {
+    const write = this.#watchWrites.then(() => this.#query(name, { id: this.#watcherId, ttlMs: WATCH_TTL_MS }));
+    this.#watchWrites = write.catch(() => {});
+    return write.then(() => undefined);
   }
 
   async get(id: string): Promise<JobRecord | undefined> {
@@ -1302,6 +1373,14 @@ export class PostgresStore implements JobStore {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.allSettled([...this.#subscriptions].map((unsubscribe) => unsubscribe()));
+    clearInterval(this.#watchTimer);
+    if (this.#watchTimer || this.#watchRegistered) {
+      this.#watchTimer = undefined;
+      this.#watchRegistered = undefined;
+      // Other processes' notifications need not wait for the row to lapse.
+      await this.#watchWrites;
+      await this.#pool?.query(this.#sql.withdrawWatcher, [this.#watcherId]).catch(() => {});
+    }
     if (this.#ownsPool) {
       const pool = this.#pool ?? (await this.#poolPromise?.catch(() => undefined));
       this.#pool = undefined;
