@@ -73,6 +73,18 @@ afterAll(async () => {
   await closeAdmin();
 });
 
+/** Counts the raw notifications on the schema's channel, on a connection of its own. */
+async function countNotifications(schema: string): Promise<{ count: number; end(): Promise<void> }> {
+  const client = new pg.Client({ connectionString: pgUrl() });
+  const counter = { count: 0, end: () => client.end() };
+  client.on('notification', () => {
+    counter.count += 1;
+  });
+  await client.connect();
+  await client.query(`LISTEN "${schema}_changes"`);
+  return counter;
+}
+
 describe('PostgresStore', () => {
   it('round-trips every field, JSON null apart from no result, with times from the database clock', async () => {
     const s = store();
@@ -328,15 +340,8 @@ describe('PostgresStore', () => {
     const changes: JobChange[] = [];
     await listening.subscribe!((change) => changes.push(change));
     await listening.setWatching(true);
-    // Count the raw notifications on a connection of our own.
-    const raw = new pg.Client({ connectionString: pgUrl() });
-    let notifications = 0;
-    raw.on('notification', () => {
-      notifications += 1;
-    });
-    await raw.connect();
+    const raw = await countNotifications(schema);
     try {
-      await raw.query(`LISTEN "${schema}_changes"`);
       // 250 creates in one turn: one INSERT statement, so 3 notifications of at most 100 changes.
       const created = await Promise.all(Array.from({ length: 250 }, () => writer.create(newJob())));
       const ids = new Set(created.map((c) => c.job.id));
@@ -353,9 +358,9 @@ describe('PostgresStore', () => {
       expect(done.map((job) => job?.status)).toEqual(claimed.map(() => 'complete'));
       await eventually(() => changes.filter((c) => c.status === 'complete').length === 250, 5000);
       expect(changes.filter((c) => c.status === 'processing')).toHaveLength(250);
-      await eventually(() => notifications === 9, 5000);
+      await eventually(() => raw.count === 9, 5000);
       await new Promise((resolve) => setTimeout(resolve, 100));
-      expect(notifications).toBe(9);
+      expect(raw.count).toBe(9);
     } finally {
       await raw.end();
     }
@@ -368,14 +373,8 @@ describe('PostgresStore', () => {
     await Promise.all([listening.init(), writer.init()]);
     const changes: JobChange[] = [];
     await listening.subscribe!((change) => changes.push(change));
-    const raw = new pg.Client({ connectionString: pgUrl() });
-    let notifications = 0;
-    raw.on('notification', () => {
-      notifications += 1;
-    });
-    await raw.connect();
+    const raw = await countNotifications(schema);
     try {
-      await raw.query(`LISTEN "${schema}_changes"`);
       const created = await Promise.all(Array.from({ length: 20 }, () => writer.create(newJob())));
       await eventually(() => changes.filter((c) => c.status === 'queued').length === 20, 5000);
       const claimed = await writer.claim({ names: ['task'], workerId: 'w', limit: 20, leaseMs: 10_000 });
@@ -394,7 +393,7 @@ describe('PostgresStore', () => {
       expect(changes.filter((c) => c.status === 'complete')).toEqual([]);
       expect(changes.filter((c) => c.status === 'processing').map((c) => c.id)).toEqual([canceled!.id]);
       // One notification for the creates, one for the cancel request, one for the release.
-      expect(notifications).toBe(3);
+      expect(raw.count).toBe(3);
       expect(created).toHaveLength(20);
     } finally {
       await raw.end();
