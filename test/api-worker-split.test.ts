@@ -9,7 +9,7 @@ import express from 'express';
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { respondAsync } from '../src/express.js';
-import { createJobs, type Jobs } from '../src/index.js';
+import { createJobs, type JobChange, type Jobs } from '../src/index.js';
 import { PostgresStore } from '../src/postgres.js';
 import { adminQuery, closeAdmin, eventually, pgUrl, schemas } from './helpers/postgres.js';
 
@@ -133,6 +133,34 @@ describe('hand-off to an idle worker (PostgreSQL)', () => {
     const again = await api.submit('quick', {});
     expect(again.job).toMatchObject({ status: 'processing', leaseOwner: worker.workerId });
     expect(await api.waitFor(again.job.id, 5000)).toMatchObject({ status: 'complete', result: 'ran' });
+  });
+
+  it("a job handed to its own process's worker runs once, though the notification arrives after it ended", async () => {
+    const schema = fresh.next();
+    const store = new PostgresStore({ connectionString: pgUrl(), schema });
+    // The create goes through the offered slot, not createClaimed; the notification comes late (a busy connection).
+    Object.defineProperty(store, 'createClaimed', { value: undefined });
+    const subscribe = store.subscribe!.bind(store);
+    Object.defineProperty(store, 'subscribe', {
+      value: (listener: (change: JobChange) => void) =>
+        subscribe((change) => {
+          setTimeout(() => listener(change), 300);
+        }),
+    });
+    let runs = 0;
+    const jobs = createJobs({ store, logger: quiet, concurrency: 2 });
+    runtimes.push(jobs);
+    jobs.define('quick', async () => {
+      runs += 1;
+      return null;
+    });
+    await jobs.ready();
+    await eventually(async () => (await offered(schema, jobs.workerId)) === 2, 5000);
+    const { job } = await jobs.submit('quick', {});
+    expect(job.leaseOwner).toBe(jobs.workerId);
+    expect(await jobs.waitFor(job.id, 5000)).toMatchObject({ status: 'complete', attempt: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(runs).toBe(1);
   });
 
   it('a worker handed a job beyond its free slots hands it back; it runs once, never above concurrency', async () => {

@@ -90,6 +90,12 @@ export class Worker {
   #offering: Promise<void> | undefined;
   /** Handed-over jobs being read from the store, so that one notification starts a job once. */
   readonly #handing = new Set<string>();
+  /**
+   * Hand-offs already taken up, with when: a hand-off is announced twice to the process that created the job (its
+   * create's result and the notification, in either order, maybe after the job ended), and must start once.
+   * Forgotten after a lease (the heartbeat prunes them).
+   */
+  readonly #handoffsSeen = new Map<string, number>();
   /** Submits whose job is being created claimed by this worker: drain() waits for them to start. */
   readonly #landing = new Set<Promise<void>>();
   readonly #idle = new Set<() => void>();
@@ -192,6 +198,8 @@ export class Worker {
    * the store unless the notification carried it. Over capacity (an offer raced with a claim) or closing, hand it back to the queue.
    */
   #handedOver(id: string, job?: JobRecord): void {
+    if (this.#handoffsSeen.has(id)) return;
+    this.#handoffsSeen.set(id, Date.now());
     if (this.#running.has(id) || this.#handing.has(id)) return;
     this.#offered = Math.max(0, this.#offered - 1);
     const { store, workerId, options, outages } = this.#host;
@@ -710,6 +718,8 @@ export class Worker {
 
   async #heartbeat(): Promise<void> {
     this.#renewOffer();
+    const forgetBefore = Date.now() - this.#host.options.leaseMs;
+    for (const [id, at] of this.#handoffsSeen) if (at < forgetBefore) this.#handoffsSeen.delete(id);
     if (this.#running.size === 0) return;
     const ids = [...this.#running.keys()];
     try {
