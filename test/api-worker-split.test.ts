@@ -6,12 +6,11 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { respondAsync } from '../src/express.js';
 import { createJobs, type JobChange, type Jobs } from '../src/index.js';
 import { PostgresStore } from '../src/postgres.js';
-import { adminQuery, closeAdmin, eventually, pgUrl, schemas } from './helpers/postgres.js';
+import { adminQuery, closeAdmin, eventually, listenRaw, pgUrl, schemas } from './helpers/postgres.js';
 
 const fresh = schemas('split');
 const runtimes: Jobs[] = [];
@@ -291,20 +290,15 @@ describe('change notifications only while watched (PostgreSQL)', () => {
       await ctx.progress(50);
       return null;
     });
-    const raw = new pg.Client({ connectionString: pgUrl() });
-    const announced: unknown[][] = [];
-    raw.on('notification', (message) => {
-      announced.push(...(JSON.parse(message.payload ?? '[]') as unknown[][]));
-    });
-    await raw.connect();
+    const raw = await listenRaw(schema);
     try {
-      await raw.query(`LISTEN "${schema}_changes"`);
       await Promise.all(Array.from({ length: 30 }, (_, i) => api.submit('quick', { i })));
       await eventually(
         async () => (await adminQuery(`SELECT 1 FROM "${schema}".jobs WHERE status = 'complete'`)).length === 30,
         10_000,
       );
       await new Promise((resolve) => setTimeout(resolve, 100));
+      const announced = raw.payloads.flatMap((payload) => JSON.parse(payload) as unknown[][]);
       // Only new queued jobs, and jobs handed to the idle worker (which name it), are announced.
       const unneeded = announced.filter((change) => change[1] !== 'queued' && change[3] === undefined);
       expect(unneeded).toEqual([]);

@@ -11,7 +11,7 @@ import { PostgresStore } from '../src/postgres.js';
 import { POSTGRES_MIGRATIONS } from '../src/stores/postgres-migrations.js';
 import { describeStoreConformance } from '../src/testing/index.js';
 import { newJob } from './helpers/jobs.js';
-import { adminQuery, closeAdmin, eventually, pgUrl, schemas } from './helpers/postgres.js';
+import { adminQuery, closeAdmin, eventually, listenRaw, pgUrl, schemas } from './helpers/postgres.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -72,18 +72,6 @@ afterAll(async () => {
   await fresh.dropAll();
   await closeAdmin();
 });
-
-/** Counts the raw notifications on the schema's channel, on a connection of its own. */
-async function countNotifications(schema: string): Promise<{ count: number; end(): Promise<void> }> {
-  const client = new pg.Client({ connectionString: pgUrl() });
-  const counter = { count: 0, end: () => client.end() };
-  client.on('notification', () => {
-    counter.count += 1;
-  });
-  await client.connect();
-  await client.query(`LISTEN "${schema}_changes"`);
-  return counter;
-}
 
 describe('PostgresStore', () => {
   it('round-trips every field, JSON null apart from no result, with times from the database clock', async () => {
@@ -340,7 +328,7 @@ describe('PostgresStore', () => {
     const changes: JobChange[] = [];
     await listening.subscribe!((change) => changes.push(change));
     await listening.setWatching(true);
-    const raw = await countNotifications(schema);
+    const raw = await listenRaw(schema);
     try {
       // 250 creates in one turn: one INSERT statement, so 3 notifications of at most 100 changes.
       const created = await Promise.all(Array.from({ length: 250 }, () => writer.create(newJob())));
@@ -358,9 +346,9 @@ describe('PostgresStore', () => {
       expect(done.map((job) => job?.status)).toEqual(claimed.map(() => 'complete'));
       await eventually(() => changes.filter((c) => c.status === 'complete').length === 250, 5000);
       expect(changes.filter((c) => c.status === 'processing')).toHaveLength(250);
-      await eventually(() => raw.count === 9, 5000);
+      await eventually(() => raw.payloads.length === 9, 5000);
       await new Promise((resolve) => setTimeout(resolve, 100));
-      expect(raw.count).toBe(9);
+      expect(raw.payloads).toHaveLength(9);
     } finally {
       await raw.end();
     }
@@ -373,7 +361,7 @@ describe('PostgresStore', () => {
     await Promise.all([listening.init(), writer.init()]);
     const changes: JobChange[] = [];
     await listening.subscribe!((change) => changes.push(change));
-    const raw = await countNotifications(schema);
+    const raw = await listenRaw(schema);
     try {
       const created = await Promise.all(Array.from({ length: 20 }, () => writer.create(newJob())));
       await eventually(() => changes.filter((c) => c.status === 'queued').length === 20, 5000);
@@ -393,7 +381,7 @@ describe('PostgresStore', () => {
       expect(changes.filter((c) => c.status === 'complete')).toEqual([]);
       expect(changes.filter((c) => c.status === 'processing').map((c) => c.id)).toEqual([canceled!.id]);
       // One notification for the creates, one for the cancel request, one for the release.
-      expect(raw.count).toBe(3);
+      expect(raw.payloads).toHaveLength(3);
       expect(created).toHaveLength(20);
     } finally {
       await raw.end();

@@ -79,3 +79,16 @@ export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 10_
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
 }
+
+/**
+ * The raw notifications on `schema`'s change channel, heard on a connection of its own (what every process that
+ * subscribes receives): their payloads, as they arrive.
+ */
+export async function listenRaw(schema: string): Promise<{ payloads: string[]; end(): Promise<void> }> {
+  const client = new pg.Client({ connectionString: pgUrl() });
+  const payloads: string[] = [];
+  client.on('notification', (message) => payloads.push(message.payload ?? ''));
+  await client.connect();
+  await client.query(`LISTEN "${schema}_changes"`);
+  return { payloads, end: () => client.end() };
+}
