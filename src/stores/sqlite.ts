@@ -58,14 +58,20 @@ type DatabaseConstructor = typeof BetterSqlite3;
 
 let driver: DatabaseConstructor | undefined;
 
+/**
+ * A `require` resolving from this module. ESM: from this module's URL. The CommonJS build (esbuild) empties
+ * `import.meta`, so fall back to `__filename` there. (A bare `require` would not do: esbuild's ESM output turns it
+ * into a throwing shim.)
+ */
+function requireHere(): NodeJS.Require {
+  return createRequire(import.meta.url ?? __filename);
+}
+
 /** Load better-sqlite3 on first use only, so that importing the core never loads the native module. */
 function loadDriver(): DatabaseConstructor {
   if (driver) return driver;
-  // ESM: resolve from this module's URL. The CommonJS build (esbuild) empties `import.meta`, so fall back to
-  // `__filename` there. (A bare `require` would not do: esbuild's ESM output turns it into a throwing shim.)
-  const load = createRequire(import.meta.url ?? __filename);
   try {
-    driver = load('better-sqlite3') as DatabaseConstructor;
+    driver = requireHere()('better-sqlite3') as DatabaseConstructor;
   } catch (error) {
     const code = (error as { code?: unknown } | null)?.code;
     if (code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND') {
@@ -82,7 +88,7 @@ function loadDriver(): DatabaseConstructor {
 
 /** Where better-sqlite3 resolves from here, for the checkpoint worker to load the same build. */
 function driverPath(): string {
-  return createRequire(import.meta.url ?? __filename).resolve('better-sqlite3');
+  return requireHere().resolve('better-sqlite3');
 }
 
 /** The schema version this code writes: how many migrations `PRAGMA user_version` says have run. */
