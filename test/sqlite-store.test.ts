@@ -202,12 +202,7 @@ describe('SqliteStore (SQLite specific)', () => {
   it('purges a large backlog of expired jobs in batches, letting the accept path in between', async () => {
     const store = track(new SqliteStore({ path: freshFile() }));
     await store.init();
-    const past = Date.now() - 1000;
-    store.database.exec(`
-      WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 5000)
-      INSERT INTO respond_async_jobs (id, name, status, max_attempts, run_at, created_at, updated_at, finished_at,
-        expires_at)
-      SELECT 'old_' || n, 'task', 'complete', 3, ${past}, ${past}, ${past}, ${past}, ${past} FROM g`);
+    seedExpired(store, 5000);
     const order: string[] = [];
     const purged = store.purgeExpired().then((n) => order.push(`purged ${n}`));
     const created = store.create(newJob()).then(() => order.push('created'));
@@ -220,12 +215,7 @@ describe('SqliteStore (SQLite specific)', () => {
   it('leaves the event loop free at least about half the time while it purges', async () => {
     const store = track(new SqliteStore({ path: freshFile() }));
     await store.init();
-    const past = Date.now() - 1000;
-    store.database.exec(`
-      WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 20000)
-      INSERT INTO respond_async_jobs (id, name, status, max_attempts, run_at, created_at, updated_at, finished_at,
-        expires_at)
-      SELECT 'old_' || n, 'task', 'complete', 3, ${past}, ${past}, ${past}, ${past}, ${past} FROM g`);
+    seedExpired(store, 20000);
     // Requests wait behind each batch; if the next batch followed at once, the purge would take the whole
     // loop and a busy server's queue would only grow until it ended.
     const start = performance.eventLoopUtilization();
@@ -450,3 +440,13 @@ describe('SqliteStore (SQLite specific)', () => {
     expect(JSON.parse(stdout.trim())).toEqual({ afterCore: false, afterSubpath: false, afterConstruct: true });
   }, 60_000);
 });
+
+/** `count` finished jobs whose retention ended a second ago, inserted by SQL in one statement. */
+function seedExpired(store: SqliteStore, count: number): void {
+  const past = Date.now() - 1000;
+  store.database.exec(`
+    WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < ${count})
+    INSERT INTO respond_async_jobs (id, name, status, max_attempts, run_at, created_at, updated_at, finished_at,
+      expires_at)
+    SELECT 'old_' || n, 'task', 'complete', 3, ${past}, ${past}, ${past}, ${past}, ${past} FROM g`);
+}
