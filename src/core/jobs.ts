@@ -686,6 +686,8 @@ function newJob(name: string, maxAttempts: number, input: unknown, options: Subm
     maxAttempts,
     callbackUrl: options.callbackUrl ?? null,
     inputJson: options.inputJson,
+    // Set by `submit` before the store sees the job; here so that every NewJob has one shape (a store may copy it).
+    traceContext: null,
   };
 }
 
