@@ -604,6 +604,7 @@ async function memorySection(): Promise<void> {
     retained: number;
     afterPurge: number;
     bytesPerJob: number;
+    bytesPerQueuedJob: number;
     retainedSize: number;
     purgedSize: number;
     retentionMs: number;
@@ -636,6 +637,11 @@ async function memorySection(): Promise<void> {
     `**${int(r.bytesPerJob)} bytes per retained finished job**. After retention and purge memory is ` +
       `${((r.afterPurge / r.baseline) * 100).toFixed(0)} % of the baseline (${bytes(r.afterPurge)} vs ` +
       `${bytes(r.baseline)}; the baseline still held the 1 000 warm-up jobs).`,
+  );
+  emit();
+  emit(
+    `**${int(r.bytesPerQueuedJob)} bytes per retained queued job**: ${int(r.jobs)} jobs submitted to an API-only ` +
+      'runtime (`worker: false`) with the JSON text of their input, as a wrapped route submits them, and never claimed.',
   );
   emit();
 }

@@ -1,7 +1,8 @@
 // Memory (JS heap + ArrayBuffers) per retained finished job in the memory store, and after retention and purge.
 // Run with --expose-gc. The runtime runs BENCH_MEMORY_JOBS no-op jobs (result `{ ok: true }`) in batches, then
 // the heap is measured after full GCs; then the process waits for retention to pass and the runtime's own
-// purge timer to empty the store, and measures again.
+// purge timer to empty the store, and measures again. Last, the same number of jobs submitted to an API-only runtime
+// and left queued.
 //
 // env: BENCH_MEMORY_JOBS (default 100 000), BENCH_RETENTION_MS (default 10 000: longer than the fill takes here)
 import { main, send, sleep } from '../lib/ipc.js';
@@ -65,6 +66,27 @@ main(async () => {
   const purgedSize = store.size;
   const afterPurge = heapAfterGc();
   await jobs.close();
+
+  // A backlog never claimed (an API-only process, as the accept benchmark's servers): jobs submitted with the JSON
+  // text of their input, as a wrapped route submits them, and left queued.
+  const backlog = createJobs({ store: new MemoryStore({ maxJobs: total * 2 }), worker: false });
+  const queuedJob = backlog.define('noop', async () => ({ ok: true }));
+  await backlog.ready();
+  const submit = () => {
+    // A text of its own per job, joined from pieces as the protocol joins it around the body it read.
+    const inputJson = ['{"body":', '{"n":1}', ',"params":{},"query":{}}'].join('');
+    return backlog.submit(queuedJob, JSON.parse(inputJson), { inputJson });
+  };
+  const submitQueued = async (n: number) => {
+    for (let done = 0; done < n; done += BATCH) {
+      await Promise.all(Array.from({ length: Math.min(BATCH, n - done) }, submit));
+    }
+  };
+  await submitQueued(BATCH);
+  const queuedBaseline = heapAfterGc();
+  await submitQueued(total);
+  const bytesPerQueuedJob = (heapAfterGc() - queuedBaseline) / total;
+  await backlog.close();
   send({
     type: 'result',
     jobs: total,
@@ -73,6 +95,7 @@ main(async () => {
     retained,
     afterPurge,
     bytesPerJob: (retained - baseline) / total,
+    bytesPerQueuedJob,
     retainedSize,
     purgedSize,
     retentionMs,
