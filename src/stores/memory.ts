@@ -61,8 +61,9 @@ export class MemoryStore implements Store.JobStore {
     if (bound !== undefined) return { job: copy(bound), created: false };
     const submitted = { ...job, input: undefined, inputJson: job.inputJson ?? JSON.stringify(job.input) };
     const held: Held = { id: job.id, createdAt: now, job: submitted, bytes: 0 };
-    this.#makeRoom(sizeOf(held), now);
-    this.#resize(held);
+    held.bytes = sizeOf(held);
+    this.#makeRoom(held.bytes, now);
+    this.#bytes += held.bytes;
     this.#jobs.set(job.id, held);
     if (job.owner !== null) this.#owners.set(job.owner, (this.#owners.get(job.owner) ?? new Set()).add(held));
     if (scope !== null) this.#keys.set(scope, held);
@@ -386,8 +387,9 @@ function update(record: JobRecord, changes: Partial<JobRecord>, now?: number): J
 
 /** What a job counts against `maxBytes`: its texts, and 600 for about what its objects and index entries take. */
 function sizeOf({ job, record: r, result, error, attempts = [], deliveries = [] }: Held): number {
-  const texts = [...Object.values(job), r?.message, r?.resultUrl, result, error, ...attempts, ...deliveries];
-  return texts.reduce((bytes: number, text) => bytes + (typeof text === 'string' ? text.length : 0), 600);
+  const texts = [job.id, job.name, job.owner, job.idempotencyKey, job.requestHash, job.callbackUrl, job.inputJson];
+  texts.push(r?.message, r?.resultUrl, result, error, ...attempts, ...deliveries);
+  return texts.reduce((bytes, text) => bytes + (text?.length ?? 0), 600);
 }
 
 function atLeast(name: string, value: number, min: number): number {
