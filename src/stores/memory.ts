@@ -92,18 +92,23 @@ export class MemoryStore implements Store.JobStore {
 
   async claim({ names, workerId, limit, leaseMs }: Store.ClaimOptions) {
     const now = Date.now();
+    const queues = names.map((name) => this.#queues.get(name) ?? []);
     // The candidates: processing jobs whose lease lapsed, and the due jobs heading each name's queue.
     const lapsed = [...this.#processing].filter((h) => record(h).leaseUntil! < now && names.includes(h.job.name));
-    const queued = names.flatMap((name) => this.#queues.get(name)?.slice(0, limit) ?? []);
-    const due = [...lapsed, ...queued.filter((held) => runAtOf(held) <= now)].sort((a, b) => runAtOf(a) - runAtOf(b));
-    return due.slice(0, Math.max(0, limit)).map((held) => {
-      if (statusOf(held) === 'queued') this.#dequeue(held); // from the head of its queue: the sort is stable
+    const queued = queues.flatMap((queue) => queue.slice(0, limit).filter((held) => runAtOf(held) <= now));
+    const claimed = [...lapsed, ...queued].sort((a, b) => runAtOf(a) - runAtOf(b)).slice(0, Math.max(0, limit));
+    for (const held of claimed) {
       const r = record(held);
       update(r, { status: 'processing', attempt: r.attempt + 1, leaseOwner: workerId, leaseUntil: now + leaseMs }, now);
       r.startedAt ??= now;
       this.#processing.add(held);
-      return copy(held);
-    });
+    }
+    // What was claimed heads its queue (the sort is stable): one splice per queue, since a splice moves the rest.
+    for (const queue of queues) {
+      const left = queue.findIndex((held) => statusOf(held) === 'queued');
+      queue.splice(0, left < 0 ? queue.length : left);
+    }
+    return claimed.map(copy);
   }
 
   async renew(ids: readonly string[], workerId: string, leaseMs: number) {
@@ -264,10 +269,7 @@ export class MemoryStore implements Store.JobStore {
     return held?.record?.status === 'processing' && held.record.leaseOwner === workerId ? held : undefined;
   }
 
-  /**
-   * The end of an attempt: `settle` records its outcome and says what next (an end status, or when to retry); but once
-   * a cancel was answered `requested`, the job ends `canceled` whatever the handler did.
-   */
+  /** The end of an attempt, as `settle` says (an end status or a retry time); `canceled` once a cancel was requested. */
   #end(id: string, workerId: string, retentionMs: number, settle: (held: Held) => JobStatus | number) {
     const held = this.#leased(id, workerId);
     if (held === undefined) return undefined;
@@ -345,13 +347,12 @@ export class MemoryStore implements Store.JobStore {
   }
 }
 
-/** The job's record, built when first used (its input, result and error are the Held's texts). */
+/** The job's record, built when first used (`statusOf` and `runAtOf` read it without building it). */
 function record(held: Held): JobRecord {
   held.record ??= newRecord(held.job, held.createdAt);
   return held.record;
 }
 
-// As `record(held).status` and `.runAt`, without building the record.
 const statusOf = (held: Held): JobStatus => held.record?.status ?? 'queued';
 const runAtOf = (held: Held): number => held.record?.runAt ?? held.createdAt;
 
