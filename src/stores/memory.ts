@@ -44,6 +44,7 @@ export class MemoryStore implements Store.JobStore {
   readonly #queues = new Map<string, Held[]>(); // job name → its queued jobs, by `runAt`, then as they came
   readonly #processing = new Set<Held>(); // where a claim looks for lapsed leases
   readonly #finished = new Set<Held>(); // in the order they finished, the order of eviction
+  readonly #deliveries = new Set<Held>(); // finished jobs whose webhook is pending
   #bytes = 0;
 
   constructor(options: MemoryStoreOptions = {}) {
@@ -93,7 +94,6 @@ export class MemoryStore implements Store.JobStore {
   async claim({ names, workerId, limit, leaseMs }: Store.ClaimOptions) {
     const now = Date.now();
     const queues = names.map((name) => this.#queues.get(name) ?? []);
-    // The candidates: processing jobs whose lease lapsed, and the due jobs heading each name's queue.
     const lapsed = [...this.#processing].filter((h) => record(h).leaseUntil! < now && names.includes(h.job.name));
     const queued = queues.flatMap((queue) => queue.slice(0, limit).filter((held) => runAtOf(held) <= now));
     const claimed = [...lapsed, ...queued].sort((a, b) => runAtOf(a) - runAtOf(b)).slice(0, Math.max(0, limit));
@@ -123,7 +123,7 @@ export class MemoryStore implements Store.JobStore {
     const held = this.#leased(id, workerId);
     if (held === undefined) return undefined;
     update(record(held), { progress, message }, Date.now());
-    this.#resize(held);
+    this.#changed(held);
     return copy(held);
   }
 
@@ -158,10 +158,8 @@ export class MemoryStore implements Store.JobStore {
   }
 
   async release(id: string, workerId: string) {
-    const held = this.#leased(id, workerId);
-    if (held === undefined) return;
-    const r = update(record(held), { attempt: Math.max(0, record(held).attempt - 1) });
-    this.#settle(held, r.runAt, 0);
+    const held = this.#leased(id, workerId); // back to the queue where it was, without counting the attempt
+    if (held) this.#settle(held, update(record(held), { attempt: Math.max(0, record(held).attempt - 1) }).runAt, 0);
   }
 
   async purgeExpired() {
@@ -170,9 +168,8 @@ export class MemoryStore implements Store.JobStore {
 
   async claimDeliveries({ limit, leaseMs }: { limit: number; leaseMs: number }) {
     const now = Date.now();
-    // A scan of the finished jobs: simple, and fast enough in a development store.
     const next = (held: Held) => record(held).deliveryNextAt!;
-    const due = [...this.#finished].filter((h) => record(h).deliveryStatus === 'pending' && next(h) <= now);
+    const due = [...this.#deliveries].filter((held) => next(held) <= now);
     const claimed = due.sort((a, b) => next(a) - next(b)).slice(0, Math.max(0, limit));
     for (const held of claimed) update(record(held), { deliveryNextAt: now + leaseMs });
     return claimed.map(copy);
@@ -183,7 +180,7 @@ export class MemoryStore implements Store.JobStore {
     if (held === undefined) return;
     update(record(held), { deliveryStatus: status, deliveryAttempts: attempts, deliveryNextAt: nextAt });
     if (attempt) held.deliveries = [...(held.deliveries ?? []), JSON.stringify(attempt)];
-    this.#resize(held);
+    this.#changed(held);
   }
 
   async adminList({ statuses, name, owner, from, to, limit, before }: Store.AdminListOptions) {
@@ -233,7 +230,7 @@ export class MemoryStore implements Store.JobStore {
     Object.assign(held, { record: newRecord(held.job, held.createdAt), result: undefined, error: undefined });
     update(record(held), { runAt: now, updatedAt: now, seq: seq + 1 });
     this.#enqueue(held);
-    this.#resize(held);
+    this.#changed(held);
     return { outcome: 'retried', job: copy(held) };
   }
 
@@ -249,6 +246,7 @@ export class MemoryStore implements Store.JobStore {
     const r = record(held);
     if (r.callbackUrl === null || r.finishedAt === null) return { outcome: 'refused', job: copy(held) };
     update(r, { deliveryStatus: 'pending', deliveryAttempts: 0, deliveryNextAt: Date.now() });
+    this.#changed(held);
     return { outcome: 'redelivering', job: copy(held) };
   }
 
@@ -291,7 +289,7 @@ export class MemoryStore implements Store.JobStore {
       if (r.callbackUrl !== null) update(r, { deliveryStatus: 'pending', deliveryNextAt: now });
       this.#finished.add(held);
     }
-    this.#resize(held);
+    this.#changed(held);
   }
 
   /** Into its name's queue, by `runAt` then as it came. New jobs and retries go at or near the end: look from there. */
@@ -308,17 +306,18 @@ export class MemoryStore implements Store.JobStore {
     queue.splice(queue.indexOf(held), 1);
   }
 
-  #resize(held: Held): void {
+  /** After a change: the job's bytes counted again, and its place among the pending deliveries. */
+  #changed(held: Held): void {
     this.#bytes -= held.bytes;
     held.bytes = sizeOf(held);
     this.#bytes += held.bytes;
+    this.#deliveries[held.record?.deliveryStatus === 'pending' ? 'add' : 'delete'](held);
   }
 
   /** Purge, then evict finished jobs past the grace, oldest finished first, until a job of `bytes` fits; or throw. */
   #makeRoom(bytes: number, now: number): void {
     const fits = () => this.#jobs.size < this.#maxJobs && this.#bytes + bytes <= this.#maxBytes;
-    if (fits()) return;
-    this.#purge(now);
+    if (!fits()) this.#purge(now);
     for (const held of this.#finished) {
       if (fits() || record(held).finishedAt! > now - this.#evictAfterMs) break;
       if (record(held).deliveryStatus !== 'pending') this.#remove(held);
@@ -338,6 +337,7 @@ export class MemoryStore implements Store.JobStore {
     if (statusOf(held) === 'queued') this.#dequeue(held);
     this.#processing.delete(held);
     this.#finished.delete(held);
+    this.#deliveries.delete(held);
     this.#jobs.delete(id);
     this.#bytes -= held.bytes;
     const scope = idempotencyKey === null ? null : keyScope(owner, idempotencyKey);
