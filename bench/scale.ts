@@ -346,8 +346,9 @@ function fullOverEmpty(unit: 'per s' | 'ms' | 'µs', empty: number, full: number
 
 /**
  * The size section's table. Each figure twice: the ratio of the two stores' medians, and the median of the rounds'
- * own ratios (each round's empty and full turns run minutes apart at most, so a round's ratio is not moved by the
- * machine's load drifting over the run). A target is met when both are.
+ * own ratios. The target is judged on the latter: a round's empty and full turns run seconds apart, so its ratio is
+ * not moved by the machine's load drifting over the run, which moves the medians of each store's rounds apart (on
+ * a loaded machine one store's median round may come from a quiet minute and the other's from a busy one).
  */
 function reportSize(kind: StoreKind, seconds: number, load0: string, empty: SizeFigures, full: SizeFigures): void {
   const name = kind === 'postgres' ? 'PostgreSQL' : 'SQLite';
@@ -364,7 +365,7 @@ function reportSize(kind: StoreKind, seconds: number, load0: string, empty: Size
     const show = unit === 'per s' ? int : ms;
     const ofMedians = fullOverEmpty(unit, median(empty[key]), median(full[key]));
     const paired = empty[key].map((e, round) => fullOverEmpty(unit, e, full[key][round]));
-    if (target !== false) worst = Math.min(worst, ofMedians, median(paired));
+    if (target !== false) worst = Math.min(worst, median(paired));
     return [
       label,
       show(median(empty[key])),
@@ -391,7 +392,7 @@ function reportSize(kind: StoreKind, seconds: number, load0: string, empty: Size
   targets.push({
     name: `${name}: every figure with ${int(ROWS)} retained jobs ≥ 0.90× empty`,
     met: worst >= 0.9,
-    figures: `worst ${ratio(worst)} (of the ratio of medians and the median of the rounds' ratios)`,
+    figures: `worst ${ratio(worst)} (median of the rounds' own ratios)`,
   });
 }
 
