@@ -13,11 +13,11 @@
 // /proc/<pid>/task/*/schedstat) per answered request. On a machine shared with other work, req/s follows the share of
 // the CPU the server got, while CPU time per request hardly moves: its ratio to bare's is the steadier yardstick.
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { libraryDir } from './lib/build.js';
-import { Child } from './lib/child.js';
+import { Child, processCpuNs } from './lib/child.js';
 import { int, median, ratio, rotate, table } from './lib/stats.js';
 
 const env = process.env;
@@ -44,19 +44,6 @@ interface Contender {
   cpu: number[];
 }
 
-/** CPU time of process `pid`, all its threads, in ns (NaN where /proc has no schedstat). */
-function cpuNs(pid: number): number {
-  try {
-    let total = 0;
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      total += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
-    }
-    return total;
-  } catch {
-    return Number.NaN;
-  }
-}
-
 function pin(child: Child, list: string): void {
   if (!pinning || child.process.pid === undefined) return;
   try {
@@ -73,7 +60,7 @@ interface Turn {
 }
 
 async function load(loader: Child, server: Child, url: string, duration: number, warmup: number): Promise<Turn> {
-  const cpu0 = cpuNs(server.process.pid ?? 0);
+  const cpu0 = processCpuNs(server.process.pid);
   loader.send({ type: 'load', url, connections: CONNECTIONS, duration, warmup });
   const result = await loader.next<{
     requestsPerSecond: number;
@@ -81,7 +68,7 @@ async function load(loader: Child, server: Child, url: string, duration: number,
     errors: number;
     requests: number;
   }>('result', (duration + warmup) * 1000 + 60_000);
-  const cpu = (cpuNs(server.process.pid ?? 0) - cpu0) / 1000 / result.requests;
+  const cpu = (processCpuNs(server.process.pid) - cpu0) / 1000 / result.requests;
   if (result.non2xx + result.errors > 0) throw new Error(`${url}: ${result.non2xx + result.errors} failures`);
   return { rps: result.requestsPerSecond, cpu };
 }

@@ -10,6 +10,7 @@ import { createJobs, type JobChange, type Jobs, StoreUnavailableError } from '..
 import { PostgresStore } from '../src/postgres.js';
 import { POSTGRES_MIGRATIONS } from '../src/stores/postgres-migrations.js';
 import { describeStoreConformance } from '../src/testing/index.js';
+import { postgresSeedStatements } from './helpers/busy-day.js';
 import { newJob } from './helpers/jobs.js';
 import { adminQuery, closeAdmin, eventually, listenRaw, pgUrl, schemas } from './helpers/postgres.js';
 
@@ -544,23 +545,16 @@ describe('PostgresStore', () => {
     expect(await adminQuery(oldInsert, ['v1-b'])).toEqual([]);
   });
 
-  it('counts per owner the jobs there before the upgrade, those of processes of the previous version, and concurrent writes', async () => {
-    const schema = fresh.next();
+  /** Create `schema` as the migrations before `version` left it (a store of an earlier respond-async). */
+  async function schemaBefore(schema: string, version: number): Promise<void> {
     const client = new pg.Client({ connectionString: pgUrl() });
     await client.connect();
-    const insert = (ids: string[], owner: string | null) =>
-      adminQuery(
-        `INSERT INTO "${schema}".jobs (id, name, status, input, owner, max_attempts, run_at, created_at, updated_at)
-        SELECT id, 'task', 'queued', '{}', $2, 3, 0, 0, 0 FROM unnest($1::text[]) id`,
-        [ids, owner],
-      );
     try {
-      // A schema of the version before the count per owner, holding jobs.
       await client.query(`CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"`);
       await client.query(
         'CREATE TABLE migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
       );
-      for (const migration of POSTGRES_MIGRATIONS.filter((m) => m.version < 9)) {
+      for (const migration of POSTGRES_MIGRATIONS.filter((m) => m.version < version)) {
         await client.query(migration.sql);
         await client.query('INSERT INTO migrations (version, name) VALUES ($1, $2)', [
           migration.version,
@@ -570,6 +564,18 @@ describe('PostgresStore', () => {
     } finally {
       await client.end();
     }
+  }
+
+  it('counts per owner the jobs there before the upgrade, those of processes of the previous version, and concurrent writes', async () => {
+    const schema = fresh.next();
+    const insert = (ids: string[], owner: string | null) =>
+      adminQuery(
+        `INSERT INTO "${schema}".jobs (id, name, status, input, owner, max_attempts, run_at, created_at, updated_at)
+        SELECT id, 'task', 'queued', '{}', $2, 3, 0, 0, 0 FROM unnest($1::text[]) id`,
+        [ids, owner],
+      );
+    // A schema of the version before the count per owner, holding jobs.
+    await schemaBefore(schema, 9);
     await insert(['a1', 'a2', 'a3'], 'ann');
     await insert(['b1', 'n1'], null);
     const s = store({ schema, listen: false });
@@ -601,6 +607,28 @@ describe('PostgresStore', () => {
     const kept = await adminQuery(`SELECT owner, n::integer AS n FROM "${schema}".owner_jobs ORDER BY owner`);
     expect(kept).toEqual(counted);
     for (const { owner, n } of counted) expect(await s.countByOwner(owner, 1000)).toBe(n);
+  });
+
+  it('puts new jobs on pages of their own, not in the leftover space of the retained jobs (migration 16 on a schema with rows)', async () => {
+    const schema = fresh.next();
+    // A schema of the version before, holding a day of finished jobs written full and vacuumed.
+    await schemaBefore(schema, 16);
+    for (const statement of postgresSeedStatements(`"${schema}"`, { rows: 5000, owners: 10, live: 0 }))
+      await adminQuery(statement);
+    await adminQuery(`VACUUM "${schema}".jobs`);
+    const s = store({ schema, listen: false });
+    await s.init();
+    const created = [];
+    for (let i = 0; i < 20; i++) created.push((await s.create(newJob())).job.id);
+    const [{ pages, retained }] = await adminQuery<{ pages: number; retained: number }>(
+      `SELECT count(DISTINCT (ctid::text::point)[0])::integer AS pages,
+        (SELECT count(*)::integer FROM "${schema}".jobs WHERE id <> ALL($1::text[])) AS retained
+      FROM "${schema}".jobs WHERE id = ANY($1::text[])`,
+      [created],
+    );
+    // Together on the table's newest pages (one page holds about 25 of them), each changing only its own pages.
+    expect(pages).toBeLessThanOrEqual(2);
+    expect(retained).toBe(5000);
   });
 
   it('subscribe() reconnects after its connection is terminated', async () => {

@@ -1,7 +1,8 @@
 // The scale benchmark's load generator (bench/scale.ts), in its own process: autocannon POSTs the accept path's
 // body with `X-User` drawn at random from `owners` users per request (the seeded tables spread jobs over as many).
 //
-//   { type: 'load', url, connections, duration, warmup, owners }  one run; answers `result` (req/s, p50, p99)
+//   { type: 'load', url, connections, duration, warmup, owners }  one run; answers `result` (req/s, p50, p99, and
+//                                                                   the requests accepted, warm-up included)
 //   { type: 'record', url, connections, owners }                    load until `stop`; answers `samples`: the wall
 //                                                                   time (ms) and latency (ms) of every response
 import autocannonUntyped from 'autocannon';
@@ -64,11 +65,13 @@ function options(request: LoadRequest, duration: number): Options {
 }
 
 async function load(request: LoadRequest): Promise<void> {
-  if (request.warmup > 0) await autocannon(options(request, request.warmup));
+  const warm = request.warmup > 0 ? (await autocannon(options(request, request.warmup)))['2xx'] : 0;
   const result = await autocannon(options(request, request.duration));
   send({
     type: 'result',
     requestsPerSecond: result['2xx'] / result.duration,
+    // Accepted over the whole run, warm-up included: the server's CPU time is read over both.
+    accepted: warm + result['2xx'],
     p50: result.latency.p50,
     p99: result.latency.p99,
     failures: result.non2xx + result.errors + result.timeouts,

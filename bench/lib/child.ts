@@ -1,6 +1,7 @@
 // Child processes of the benchmark: every server, load generator and queue contender runs in its own Node
 // process (its own heap and event loop), started with tsx and spoken to over the IPC channel.
 import { type ChildProcess, fork } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -137,5 +138,18 @@ export async function runChild<T = Message>(
     return result;
   } finally {
     await child.stop();
+  }
+}
+
+/** CPU time of process `pid`, all its threads (a store's checkpoint thread too), in ns (NaN where /proc has no schedstat). */
+export function processCpuNs(pid: number | undefined): number {
+  try {
+    let total = 0;
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      total += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+    }
+    return total;
+  } catch {
+    return Number.NaN;
   }
 }

@@ -288,6 +288,9 @@ const PURGE_BATCH = 50;
 /** How often the background checkpointer copies the WAL into the database file. */
 const CHECKPOINT_INTERVAL_MS = 100;
 
+/** The WAL size (pages) at which a commit checkpoints inline (`wal_autocheckpoint`), when this store opened the file. */
+const WAL_AUTOCHECKPOINT_PAGES = 10_000;
+
 /** @internal Every statement by name, for the plan guard (test/query-plans.test.ts). */
 export { SQL as SQLITE_STATEMENTS };
 
@@ -386,7 +389,7 @@ export class SqliteStore implements JobStore {
       // A checkpoint fsyncs the WAL and the database file inside whichever commit triggers it, and that commit
       // blocks the event loop meanwhile: every 10 000 pages (a WAL of up to about 40 MB) rather than SQLite's
       // 1 000, so that a busy accept path stalls on it a tenth as often.
-      this.database.pragma('wal_autocheckpoint = 10000');
+      this.database.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
     }
     this.database.pragma(`busy_timeout = ${this.#busyTimeoutMs}`);
   }
@@ -415,7 +418,12 @@ export class SqliteStore implements JobStore {
     if (this.#checkpointPath === undefined || this.database.memory) return;
     let checkpointer: Checkpointer;
     try {
-      checkpointer = await startCheckpointer(this.#checkpointPath, driverPath(), CHECKPOINT_INTERVAL_MS);
+      checkpointer = await startCheckpointer(
+        this.#checkpointPath,
+        driverPath(),
+        CHECKPOINT_INTERVAL_MS,
+        WAL_AUTOCHECKPOINT_PAGES / 2,
+      );
     } catch {
       return;
     }
