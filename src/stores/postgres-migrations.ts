@@ -60,6 +60,36 @@ END
 $fn$;`;
 }
 
+/**
+ * claim_jobs (migrations 6 and 16): the due jobs of the given names, oldest first on the claim index, locked FOR
+ * UPDATE SKIP LOCKED and taken. `unfinished`: a condition (ending in AND) matching the claim index's predicate.
+ */
+function claimFunction(create: string, unfinished: string): string {
+  return `${create} claim_jobs(names text[], worker text, lim integer, lease_ms bigint, skip text[]) RETURNS SETOF jobs
+  LANGUAGE sql VOLATILE
+  SET search_path FROM CURRENT
+  SET enable_seqscan = off
+  SET enable_bitmapscan = off
+AS $fn$
+  WITH picked AS MATERIALIZED (
+    SELECT c.id FROM jobs c
+    WHERE c.name = ANY(names) AND ${unfinished}c.status IN ('queued', 'processing')
+      AND ((c.status = 'queued' AND c.run_at <= floor(extract(epoch from now()) * 1000)::bigint)
+        OR (c.status = 'processing' AND c.lease_until < floor(extract(epoch from now()) * 1000)::bigint))
+      AND c.id <> ALL(skip)
+    ORDER BY c.run_at
+    LIMIT lim
+    FOR UPDATE SKIP LOCKED
+  )
+  UPDATE jobs j SET status = 'processing', attempt = j.attempt + 1,
+    lease_owner = worker, lease_until = floor(extract(epoch from now()) * 1000)::bigint + lease_ms,
+    started_at = COALESCE(j.started_at, floor(extract(epoch from now()) * 1000)::bigint),
+    updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+  FROM picked WHERE j.id = picked.id
+  RETURNING j.*
+$fn$;`;
+}
+
 /** @internal */
 export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
   {
@@ -206,29 +236,7 @@ ALTER TABLE jobs ADD COLUMN IF NOT EXISTS trace_context text;
     // function's own settings rule those plans out. `skip`: jobs the calling statement completes. Processes of
     // the previous version keep working during a rolling upgrade: their statements do not call it.
     sql: `
-CREATE FUNCTION claim_jobs(names text[], worker text, lim integer, lease_ms bigint, skip text[]) RETURNS SETOF jobs
-  LANGUAGE sql VOLATILE
-  SET search_path FROM CURRENT
-  SET enable_seqscan = off
-  SET enable_bitmapscan = off
-AS $fn$
-  WITH picked AS MATERIALIZED (
-    SELECT c.id FROM jobs c
-    WHERE c.name = ANY(names) AND c.status IN ('queued', 'processing')
-      AND ((c.status = 'queued' AND c.run_at <= floor(extract(epoch from now()) * 1000)::bigint)
-        OR (c.status = 'processing' AND c.lease_until < floor(extract(epoch from now()) * 1000)::bigint))
-      AND c.id <> ALL(skip)
-    ORDER BY c.run_at
-    LIMIT lim
-    FOR UPDATE SKIP LOCKED
-  )
-  UPDATE jobs j SET status = 'processing', attempt = j.attempt + 1,
-    lease_owner = worker, lease_until = floor(extract(epoch from now()) * 1000)::bigint + lease_ms,
-    started_at = COALESCE(j.started_at, floor(extract(epoch from now()) * 1000)::bigint),
-    updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
-  FROM picked WHERE j.id = picked.id
-  RETURNING j.*
-$fn$;
+${claimFunction('CREATE FUNCTION', '')}
 `,
   },
   {
@@ -348,6 +356,30 @@ ${notifyWatchedFunction(
   "(n.status = 'queued' OR (n.cancel_requested AND NOT o.cancel_requested))",
   "n.status = 'queued' OR n.cancel_requested",
 )}
+`,
+  },
+  {
+    version: 16,
+    name: 'fewer index entries per job',
+    // An update that is not HOT adds an entry to every index of the table, and each job is updated at least twice
+    // (its claim, its end): fewer indexes touched per update is less work and WAL for every job.
+    // - jobs_owner_page_idx held owner-less jobs too, which list({ owner: null }) finds on jobs_no_owner_page_idx
+    //   (migration 8); every statement reading it asks for `owner = $n`, which implies the new predicate.
+    // - jobs_claim_idx's predicate read `status`, which a claim changes, so no claim could be HOT. Unfinished jobs
+    //   (queued, processing) are those with no finished_at: every statement sets it when a job ends and clears it
+    //   when one is retried, and a claim leaves it alone (the rows where an operator's SQL broke that are mended
+    //   first). claim_jobs asks for it too, so that its plan can read the index.
+    // Built inside the migration transaction (writes to jobs wait while it builds: seconds per million rows).
+    // Processes of the previous version keep working during a rolling upgrade: their statements are unchanged and
+    // claim through claim_jobs, which this replaces.
+    sql: `
+UPDATE jobs SET finished_at = NULL WHERE finished_at IS NOT NULL AND status IN ('queued', 'processing');
+DROP INDEX IF EXISTS jobs_owner_page_idx;
+CREATE INDEX jobs_owner_page_idx ON jobs (owner, created_at DESC, id COLLATE "C" DESC)
+  INCLUDE (expires_at) WHERE owner IS NOT NULL;
+CREATE INDEX jobs_unfinished_idx ON jobs (run_at) WHERE finished_at IS NULL;
+DROP INDEX IF EXISTS jobs_claim_idx;
+${claimFunction('CREATE OR REPLACE FUNCTION', 'c.finished_at IS NULL AND ')}
 `,
   },
 ];
