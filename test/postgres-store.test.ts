@@ -12,7 +12,7 @@ import { POSTGRES_STATEMENTS } from '../src/stores/postgres.js';
 import { POSTGRES_MIGRATIONS } from '../src/stores/postgres-migrations.js';
 import { describeStoreConformance } from '../src/testing/index.js';
 import { newJob } from './helpers/jobs.js';
-import { adminQuery, closeAdmin, eventually, listenRaw, pgUrl, schemas } from './helpers/postgres.js';
+import { adminQuery, closeAdmin, eventually, listenRaw, pgUrl, schemaAtVersion, schemas } from './helpers/postgres.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -508,20 +508,12 @@ describe('PostgresStore', () => {
 
   it('migrates a schema made by version 1 and keeps its jobs and change feed', async () => {
     const schema = fresh.next();
-    const client = new pg.Client({ connectionString: pgUrl() });
-    await client.connect();
-    try {
-      await client.query(`CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"`);
-      await client.query(
-        'CREATE TABLE migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
-      );
-      await client.query(POSTGRES_MIGRATIONS[0].sql);
-      await client.query("INSERT INTO migrations (version, name) VALUES (1, 'jobs')");
-      await client.query(`INSERT INTO jobs (id, name, status, input, max_attempts, run_at, created_at, updated_at)
-        VALUES ('old-job', 'task', 'queued', '{"n":1}', 3, 0, 0, 0)`);
-    } finally {
-      await client.end();
-    }
+    await schemaAtVersion(
+      schema,
+      1,
+      `INSERT INTO jobs (id, name, status, input, max_attempts, run_at, created_at, updated_at)
+        VALUES ('old-job', 'task', 'queued', '{"n":1}', 3, 0, 0, 0)`,
+    );
     const s = store({ schema });
     await s.init();
     const rows = await adminQuery<{ version: number }>(`SELECT version FROM "${schema}".migrations ORDER BY version`);
@@ -547,30 +539,17 @@ describe('PostgresStore', () => {
 
   it('migrates a schema at version 15 holding jobs: unfinished ones are still claimed in order, lists unchanged', async () => {
     const schema = fresh.next();
-    const client = new pg.Client({ connectionString: pgUrl() });
-    await client.connect();
-    try {
-      await client.query(`CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"`);
-      await client.query(
-        'CREATE TABLE migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
-      );
-      for (const migration of POSTGRES_MIGRATIONS.filter((m) => m.version <= 15)) {
-        await client.query(migration.sql);
-        await client.query('INSERT INTO migrations (version, name) VALUES ($1, $2)', [
-          migration.version,
-          migration.name,
-        ]);
-      }
-      // Queued, processing with a lapsed lease, finished, and a queued job an operator's SQL left a finished_at on.
-      await client.query(`INSERT INTO jobs (id, name, status, owner, max_attempts, run_at, lease_owner, lease_until,
-          finished_at, expires_at, created_at, updated_at) VALUES
+    // Queued, processing with a lapsed lease, finished, and a queued job an operator's SQL left a finished_at on.
+    await schemaAtVersion(
+      schema,
+      15,
+      `INSERT INTO jobs (id, name, status, owner, max_attempts, run_at, lease_owner, lease_until, finished_at,
+        expires_at, created_at, updated_at) VALUES
         ('queued', 'task', 'queued', NULL, 3, 1, NULL, NULL, NULL, NULL, 1, 1),
         ('lapsed', 'task', 'processing', 'ann', 3, 2, 'gone', 1, NULL, NULL, 2, 2),
         ('done', 'task', 'complete', 'ann', 3, 0, NULL, NULL, 5, 9007199254740991, 3, 3),
-        ('stray', 'task', 'queued', NULL, 3, 3, NULL, NULL, 7, NULL, 4, 4)`);
-    } finally {
-      await client.end();
-    }
+        ('stray', 'task', 'queued', NULL, 3, 3, NULL, NULL, 7, NULL, 4, 4)`,
+    );
     const s = store({ schema, listen: false });
     await s.init();
     const claimed = await s.claim({ names: ['task'], workerId: 'w', limit: 10, leaseMs: 10_000 });
@@ -609,30 +588,14 @@ describe('PostgresStore', () => {
 
   it('counts per owner the jobs there before the upgrade, those of processes of the previous version, and concurrent writes', async () => {
     const schema = fresh.next();
-    const client = new pg.Client({ connectionString: pgUrl() });
-    await client.connect();
     const insert = (ids: string[], owner: string | null) =>
       adminQuery(
         `INSERT INTO "${schema}".jobs (id, name, status, input, owner, max_attempts, run_at, created_at, updated_at)
         SELECT id, 'task', 'queued', '{}', $2, 3, 0, 0, 0 FROM unnest($1::text[]) id`,
         [ids, owner],
       );
-    try {
-      // A schema of the version before the count per owner, holding jobs.
-      await client.query(`CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"`);
-      await client.query(
-        'CREATE TABLE migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
-      );
-      for (const migration of POSTGRES_MIGRATIONS.filter((m) => m.version < 9)) {
-        await client.query(migration.sql);
-        await client.query('INSERT INTO migrations (version, name) VALUES ($1, $2)', [
-          migration.version,
-          migration.name,
-        ]);
-      }
-    } finally {
-      await client.end();
-    }
+    // A schema of the version before the count per owner, holding jobs.
+    await schemaAtVersion(schema, 8);
     await insert(['a1', 'a2', 'a3'], 'ann');
     await insert(['b1', 'n1'], null);
     const s = store({ schema, listen: false });
