@@ -6,7 +6,19 @@
 // Each contender in this process, on a fresh schema: BENCH_JOBS (5000) jobs are queued with no worker running,
 // then one worker with BENCH_CONCURRENCY (10) slots drains them; only the drain is counted. Counting wraps
 // pg.Client#query and the 'notification' event, so it sees every library that uses `pg` (all three do).
-import { readdirSync, readFileSync } from 'node:fs';
+//
+// Experiments (environment):
+//   PD_CPU_PROF=<dir>  write a CPU profile of this process during each drain (<dir>/<contender>.cpuprofile), to
+//                      summarise with `npx tsx bench/profile.ts show <file>`
+//   PD_SQL='a;;b'      statements run in the schema of each contender named with a trailing `+` (e.g.
+//                      `respond-async:postgres+`), before its jobs are queued: an index or setting tried against the
+//                      same contender without `+` in the same run
+//   PD_PAUSE=<file>    wait before each drain until <file> exists (and remove it): time to attach
+//                      `perf record -p <postmaster>`, whose pid is printed
+//   BENCH_SRC          the tree to measure (default src/), built first
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { join } from 'node:path';
 import pg from 'pg';
 import { libraryDir } from './lib/build.js';
 import { type ContenderKind, openContender } from './lib/contenders.js';
@@ -77,10 +89,13 @@ function serverCpu(postmaster: number): Map<number, number> {
   return cpu;
 }
 
-/** CPU ms the server's processes used between two serverCpu() readings (processes started meanwhile from 0). */
-function cpuBetween(before: Map<number, number>, after: Map<number, number>): number {
+/**
+ * CPU ms the server's processes used between two serverCpu() readings (processes started meanwhile from 0), but
+ * for the backend of `probe`: this script's polling, which costs more the longer a drain takes.
+ */
+function cpuBetween(before: Map<number, number>, after: Map<number, number>, probe: number | undefined): number {
   let total = 0;
-  for (const [pid, ms] of after) total += ms - (before.get(pid) ?? 0);
+  for (const [pid, ms] of after) if (pid !== probe) total += ms - (before.get(pid) ?? 0);
   return total;
 }
 
@@ -103,10 +118,17 @@ async function main(): Promise<void> {
   const db = new originalClient(server.url);
   await db.connect();
   const postmaster = await postmasterPid(db);
+  const probe = (await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
   try {
-    for (const kind of kinds) {
+    for (const spec of kinds) {
+      const kind = spec.replace(/\+$/, '') as ContenderKind;
       const schema = `bench_pd_${kind.replace(/[^a-z]/g, '')}`;
       const submitter = await openContender(kind, { url: server.url, schema, concurrency: 0 });
+      if (process.env.PD_SQL && spec.endsWith('+')) {
+        await db.query(`SET search_path TO "${schema}"`);
+        for (const statement of process.env.PD_SQL.split(';;')) await db.query(statement);
+        await db.query('RESET search_path');
+      }
       for (let i = 0; i < JOBS; i += 10)
         await Promise.all(Array.from({ length: 10 }, (_, j) => submitter.submit({ i: i + j })));
       await submitter.close();
@@ -115,12 +137,24 @@ async function main(): Promise<void> {
         await db.query(`ALTER TABLE "${schema}".jobs DISABLE TRIGGER USER`);
       }
       if (process.env.PD_ANALYZE === '1') await db.query(`ANALYZE`);
+      if (process.env.PD_PAUSE) {
+        console.log(`PAUSED postmaster=${postmaster}`);
+        while (!existsSync(process.env.PD_PAUSE)) await new Promise((resolve) => setTimeout(resolve, 100));
+        rmSync(process.env.PD_PAUSE);
+      }
+      const wal0 = (await db.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]?.lsn;
       const before = await tableStats(db);
       const q0 = counts.queries;
       const n0 = counts.notifications;
       counts.byStatement.clear();
       let ran = 0;
       let started = 0;
+      const profiling = process.env.PD_CPU_PROF ? new Session() : undefined;
+      if (profiling) {
+        profiling.connect();
+        await profiling.post('Profiler.enable');
+        await profiling.post('Profiler.start');
+      }
       const cpu0 = postmaster === undefined ? undefined : serverCpu(postmaster);
       const node0 = process.cpuUsage();
       const worker = await openContender(kind, {
@@ -142,23 +176,37 @@ async function main(): Promise<void> {
       const node = process.cpuUsage(node0);
       const nodeMs = (node.user + node.system) / 1000;
       const serverMs =
-        cpu0 === undefined || postmaster === undefined ? Number.NaN : cpuBetween(cpu0, serverCpu(postmaster));
+        cpu0 === undefined || postmaster === undefined ? Number.NaN : cpuBetween(cpu0, serverCpu(postmaster), probe);
+      if (profiling) {
+        const { profile } = await profiling.post('Profiler.stop');
+        writeFileSync(
+          join(process.env.PD_CPU_PROF ?? '', `${kind.replace(/\W/g, '-')}.cpuprofile`),
+          JSON.stringify(profile),
+        );
+        profiling.disconnect();
+      }
       const queries = counts.queries - q0;
       const notifications = counts.notifications - n0;
       await worker.close();
       await new Promise((resolve) => setTimeout(resolve, 700));
       const after = await tableStats(db);
+      const walBytes = Number(
+        (await db.query<{ n: string }>('SELECT pg_current_wal_lsn() - $1::pg_lsn AS n', [wal0])).rows[0]?.n,
+      );
       const upd = after.upd - before.upd;
       const per = (n: number) => (n / JOBS).toFixed(2);
       console.log(
-        `\n== ${kind}: ${JOBS} jobs drained in ${ms.toFixed(0)} ms (${((JOBS / ms) * 1000).toFixed(0)} jobs/s)`,
+        `\n== ${spec}: ${JOBS} jobs drained in ${ms.toFixed(0)} ms (${((JOBS / ms) * 1000).toFixed(0)} jobs/s)`,
       );
       console.log(`  statements per job   ${per(queries)}   (${queries})`);
       console.log(`  notifications / job  ${per(notifications)}   (${notifications} received)`);
       console.log(`  commits per job      ${per(after.commits - before.commits)}   (whole database, polling included)`);
+      console.log(`  WAL bytes per job    ${(walBytes / JOBS).toFixed(0)}   (the drain and the probes' reads)`);
       console.log(`  row updates per job  ${per(upd)}   (${after.hot - before.hot} of ${upd} HOT)`);
       const us = (cpuMs: number) => ((cpuMs * 1000) / JOBS).toFixed(0).padStart(4);
-      console.log(`  server CPU per job   ${us(serverMs)} µs   (every process of the database server)`);
+      console.log(
+        `  server CPU per job   ${us(serverMs)} µs   (every process of the database server but this script's probe)`,
+      );
       console.log(`  client CPU per job   ${us(nodeMs)} µs   (this process: the contender and the counting)`);
       const top = [...counts.byStatement].sort((a, b) => b[1] - a[1]).slice(0, 8);
       for (const [text, n] of top) console.log(`    ${String(n).padStart(6)}  ${text}`);

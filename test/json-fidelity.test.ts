@@ -10,10 +10,9 @@ import type { NewJob } from '../src/core/types.js';
 import { createJobs, MemoryStore } from '../src/index.js';
 import { PostgresStore } from '../src/postgres.js';
 import { SqliteStore } from '../src/sqlite.js';
-import { POSTGRES_MIGRATIONS } from '../src/stores/postgres-migrations.js';
 import { startApp } from './helpers/apps.js';
 import { newJob as baseJob } from './helpers/jobs.js';
-import { adminPool, closeAdmin, eventually, pgUrl, schemas } from './helpers/postgres.js';
+import { closeAdmin, eventually, pgUrl, schemaAtVersion, schemas } from './helpers/postgres.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'json-fidelity-'));
 const fresh = schemas('jsonfid');
@@ -113,28 +112,13 @@ describe('PostgresStore: what the database still refuses is not an outage', () =
 
   it('a schema of the previous version keeps its jobs through the migration to JSON text', async () => {
     const schema = fresh.next();
-    const client = await adminPool().connect();
-    try {
-      await client.query(`CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"`);
-      await client.query(
-        'CREATE TABLE migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
-      );
-      for (const migration of POSTGRES_MIGRATIONS.filter((m) => m.version <= 2)) {
-        await client.query(migration.sql);
-        await client.query('INSERT INTO migrations (version, name) VALUES ($1, $2)', [
-          migration.version,
-          migration.name,
-        ]);
-      }
-      await client.query(
-        `INSERT INTO jobs (id, name, status, input, result, error, max_attempts, run_at, created_at, updated_at)
+    await schemaAtVersion(
+      schema,
+      2,
+      `INSERT INTO jobs (id, name, status, input, result, error, max_attempts, run_at, created_at, updated_at)
          VALUES ('old-1', 'task', 'complete', '{"a":[1,"é"]}', 'null', NULL, 3, 0, 0, 0),
                 ('old-2', 'task', 'failed', NULL, NULL, '{"message":"m","code":"E"}', 3, 0, 0, 0)`,
-      );
-    } finally {
-      await client.query('RESET search_path').catch(() => {});
-      client.release();
-    }
+    );
     const s = new PostgresStore({ connectionString: pgUrl(), schema });
     opened.push(s);
     await s.init();

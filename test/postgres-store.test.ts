@@ -8,11 +8,12 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { JobStore } from '../src/core/store.js';
 import { createJobs, type JobChange, type Jobs, StoreUnavailableError } from '../src/index.js';
 import { PostgresStore } from '../src/postgres.js';
+import { POSTGRES_STATEMENTS } from '../src/stores/postgres.js';
 import { POSTGRES_MIGRATIONS } from '../src/stores/postgres-migrations.js';
 import { describeStoreConformance } from '../src/testing/index.js';
 import { postgresSeedStatements } from './helpers/busy-day.js';
 import { newJob } from './helpers/jobs.js';
-import { adminQuery, closeAdmin, eventually, listenRaw, pgUrl, schemas } from './helpers/postgres.js';
+import { adminQuery, closeAdmin, eventually, listenRaw, pgUrl, schemaAtVersion, schemas } from './helpers/postgres.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -508,20 +509,12 @@ describe('PostgresStore', () => {
 
   it('migrates a schema made by version 1 and keeps its jobs and change feed', async () => {
     const schema = fresh.next();
-    const client = new pg.Client({ connectionString: pgUrl() });
-    await client.connect();
-    try {
-      await client.query(`CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"`);
-      await client.query(
-        'CREATE TABLE migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
-      );
-      await client.query(POSTGRES_MIGRATIONS[0].sql);
-      await client.query("INSERT INTO migrations (version, name) VALUES (1, 'jobs')");
-      await client.query(`INSERT INTO jobs (id, name, status, input, max_attempts, run_at, created_at, updated_at)
-        VALUES ('old-job', 'task', 'queued', '{"n":1}', 3, 0, 0, 0)`);
-    } finally {
-      await client.end();
-    }
+    await schemaAtVersion(
+      schema,
+      1,
+      `INSERT INTO jobs (id, name, status, input, max_attempts, run_at, created_at, updated_at)
+        VALUES ('old-job', 'task', 'queued', '{"n":1}', 3, 0, 0, 0)`,
+    );
     const s = store({ schema });
     await s.init();
     const rows = await adminQuery<{ version: number }>(`SELECT version FROM "${schema}".migrations ORDER BY version`);
@@ -545,26 +538,54 @@ describe('PostgresStore', () => {
     expect(await adminQuery(oldInsert, ['v1-b'])).toEqual([]);
   });
 
-  /** Create `schema` as the migrations before `version` left it (a store of an earlier respond-async). */
-  async function schemaBefore(schema: string, version: number): Promise<void> {
+  it('migrates a schema at version 16 holding jobs: unfinished ones are still claimed in order, lists unchanged', async () => {
+    const schema = fresh.next();
+    // Queued, processing with a lapsed lease, finished, and a queued job an operator's SQL left a finished_at on.
+    await schemaAtVersion(
+      schema,
+      15,
+      `INSERT INTO jobs (id, name, status, owner, max_attempts, run_at, lease_owner, lease_until, finished_at,
+        expires_at, created_at, updated_at) VALUES
+        ('queued', 'task', 'queued', NULL, 3, 1, NULL, NULL, NULL, NULL, 1, 1),
+        ('lapsed', 'task', 'processing', 'ann', 3, 2, 'gone', 1, NULL, NULL, 2, 2),
+        ('done', 'task', 'complete', 'ann', 3, 0, NULL, NULL, 5, 9007199254740991, 3, 3),
+        ('stray', 'task', 'queued', NULL, 3, 3, NULL, NULL, 7, NULL, 4, 4)`,
+    );
+    const s = store({ schema, listen: false });
+    await s.init();
+    const claimed = await s.claim({ names: ['task'], workerId: 'w', limit: 10, leaseMs: 10_000 });
+    expect(claimed.map((job) => job.id)).toEqual(['queued', 'lapsed', 'stray']);
+    expect((await s.list({ owner: 'ann', limit: 10 })).map((job) => job.id)).toEqual(['done', 'lapsed']);
+    expect((await s.list({ owner: null, limit: 10 })).map((job) => job.id)).toEqual(['stray', 'queued']);
+    expect(await s.countByOwner('ann', 10)).toBe(2);
+  });
+
+  it('a claim leaves every index of the job table alone (a HOT update) where the page has room', async () => {
+    const s = store({ listen: false });
+    await s.init();
+    for (let i = 0; i < 10; i++) await s.create(newJob({ name: 'task' }));
+    // The store's claim statement, in a transaction of this test's, whose own counts are readable before it ends.
     const client = new pg.Client({ connectionString: pgUrl() });
     await client.connect();
     try {
-      await client.query(`CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"`);
-      await client.query(
-        'CREATE TABLE migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
-      );
-      for (const migration of POSTGRES_MIGRATIONS.filter((m) => m.version < version)) {
-        await client.query(migration.sql);
-        await client.query('INSERT INTO migrations (version, name) VALUES ($1, $2)', [
-          migration.version,
-          migration.name,
-        ]);
-      }
+      await client.query('BEGIN');
+      const claim = POSTGRES_STATEMENTS.claim(`"${s.schema}"`);
+      const claimed = await client.query(claim, [['task'], 'w', 10, 10_000]);
+      expect(claimed.rows).toHaveLength(10);
+      const [counts] = (
+        await client.query(
+          `SELECT pg_stat_get_xact_tuples_updated(c.oid)::integer AS upd,
+            pg_stat_get_xact_tuples_hot_updated(c.oid)::integer AS hot
+          FROM pg_class c WHERE c.oid = $1::regclass`,
+          [`"${s.schema}".jobs`],
+        )
+      ).rows;
+      expect(counts).toEqual({ upd: 10, hot: 10 });
     } finally {
+      await client.query('ROLLBACK');
       await client.end();
     }
-  }
+  });
 
   it('counts per owner the jobs there before the upgrade, those of processes of the previous version, and concurrent writes', async () => {
     const schema = fresh.next();
@@ -575,7 +596,7 @@ describe('PostgresStore', () => {
         [ids, owner],
       );
     // A schema of the version before the count per owner, holding jobs.
-    await schemaBefore(schema, 9);
+    await schemaAtVersion(schema, 8);
     await insert(['a1', 'a2', 'a3'], 'ann');
     await insert(['b1', 'n1'], null);
     const s = store({ schema, listen: false });
@@ -612,7 +633,7 @@ describe('PostgresStore', () => {
   it('puts new jobs on pages of their own, not in the leftover space of the retained jobs (migration 16 on a schema with rows)', async () => {
     const schema = fresh.next();
     // A schema of the version before, holding a day of finished jobs written full and vacuumed.
-    await schemaBefore(schema, 16);
+    await schemaAtVersion(schema, 15);
     for (const statement of postgresSeedStatements(`"${schema}"`, { rows: 5000, owners: 10, live: 0 }))
       await adminQuery(statement);
     await adminQuery(`VACUUM "${schema}".jobs`);

@@ -4,14 +4,15 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ROOT_DIR } from './child.js';
 
-const dir = process.env.BENCH_SRC
-  ? isAbsolute(process.env.BENCH_SRC)
-    ? process.env.BENCH_SRC
-    : resolve(ROOT_DIR, process.env.BENCH_SRC)
-  : join(ROOT_DIR, 'src');
+/** Read at the first load, not at import: bench/profile-drain.ts sets BENCH_SRC to the build after importing this. */
+function dir(): string {
+  const src = process.env.BENCH_SRC;
+  if (!src) return join(ROOT_DIR, 'src');
+  return isAbsolute(src) ? src : resolve(ROOT_DIR, src);
+}
 
 function load<T>(file: string): Promise<T> {
-  return import(pathToFileURL(join(dir, file)).href) as Promise<T>;
+  return import(pathToFileURL(join(dir(), file)).href) as Promise<T>;
 }
 
 export const loadCore = () => load<typeof import('../../src/index.js')>('index.js');

@@ -22,3 +22,52 @@ export function raceAbort<T>(work: Promise<T> | T, signal: AbortSignal): Promise
     );
   });
 }
+
+/**
+ * The abort state of one attempt. Its AbortSignal is made only when someone asks for it (a handler that reads
+ * `ctx.signal`), and race() settles early on abort without listening on a signal: a no-op handler then costs no
+ * AbortController, and no listener added and removed.
+ */
+export class AttemptAbort {
+  #controller: AbortController | undefined;
+  #aborted = false;
+  #reason: unknown;
+  #onAbort: ((reason: unknown) => void) | undefined;
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  get reason(): unknown {
+    return this.#reason;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  /** Abort with `reason`; later calls do nothing, as with AbortController. */
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+    const onAbort = this.#onAbort;
+    this.#onAbort = undefined;
+    onAbort?.(reason);
+  }
+
+  /** raceAbort() against this attempt's abort (one race at a time). */
+  race<T>(work: Promise<T> | T): Promise<T> {
+    if (!(work instanceof Promise)) return Promise.resolve(work);
+    if (this.#aborted) return Promise.reject(this.#reason);
+    return new Promise<T>((resolve, reject) => {
+      this.#onAbort = reject;
+      work.then(resolve, reject);
+    });
+  }
+}

@@ -79,6 +79,7 @@ interface Instruments {
 export class Telemetry {
   readonly #api = loadApi();
   #instruments: Instruments | undefined;
+  #untraced: ProcessSpan | undefined;
 
   /** Start the `PRODUCER` span of a submit, in the caller's active context (the request's span, if any). */
   send(name: string, id: string): SendSpan {
@@ -109,6 +110,8 @@ export class Telemetry {
     const api = this.#api;
     if (!api) return NO_PROCESS;
     const parent = fromStored(api, job.traceContext);
+    // Nothing to record and no trace to continue: the handler runs outside any span, as under a no-op tracer.
+    if (!parent && !tracing(api)) return (this.#untraced ??= untraced(api));
     const parentContext = parent ? api.trace.setSpanContext(api.ROOT_CONTEXT, parent) : api.ROOT_CONTEXT;
     const span = api.trace.getTracer(TELEMETRY_NAME).startSpan(
       `process ${job.name}`,
@@ -235,6 +238,11 @@ export class Telemetry {
     };
     return this.#instruments;
   }
+}
+
+/** The `process` span of an attempt with no trace to continue while no tracer is registered: none, in no context. */
+function untraced(api: Api): ProcessSpan {
+  return { traceId: undefined, run: (fn) => api.context.with(api.ROOT_CONTEXT, fn), end() {} };
 }
 
 /**

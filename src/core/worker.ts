@@ -1,5 +1,5 @@
 // The worker of a Jobs runtime: the claim loop, running handlers, heartbeats, the writes that end an attempt, shutdown.
-import { raceAbort } from './abort.js';
+import { AttemptAbort } from './abort.js';
 import { backoffDelay } from './backoff.js';
 import { CanceledError, ShutdownError, TimeoutError } from './errors.js';
 import type { DefineOptions, FieldLogger, JobDefinition, LogFields } from './jobs.js';
@@ -37,7 +37,7 @@ export interface WorkerHost {
 
 interface Running {
   job: JobRecord;
-  controller: AbortController;
+  abort: AttemptAbort;
   /** Its handler still runs (holds one of `concurrency` slots); false once only the final write is left. */
   active: boolean;
   /** The attempt's `process` span. */
@@ -327,7 +327,7 @@ export class Worker {
 
   /** Abort the handler of job `id` if it runs here. */
   abort(id: string, reason: Error): void {
-    this.#running.get(id)?.controller.abort(reason);
+    this.#running.get(id)?.abort.abort(reason);
   }
 
   /** A write of this process returned job `job`: keep the running copy's `seq`, so remote changes are told apart. */
@@ -350,7 +350,7 @@ export class Worker {
       store.get(change.id).then(
         (job) => {
           outages.recovered('get');
-          if (job?.cancelRequested) running.controller.abort(new CanceledError());
+          if (job?.cancelRequested) running.abort.abort(new CanceledError());
         },
         (error: unknown) => outages.failed('get', 'respond-async: reading a changed job failed', error),
       );
@@ -378,7 +378,7 @@ export class Worker {
       const drained = new Promise<void>((resolve) => this.#idle.add(resolve));
       const deadline = new Promise<'deadline'>((resolve) => setTimeout(resolve, timeoutMs, 'deadline').unref());
       if ((await Promise.race([drained, deadline])) === 'deadline') {
-        for (const running of this.#running.values()) running.controller.abort(new ShutdownError());
+        for (const running of this.#running.values()) running.abort.abort(new ShutdownError());
         await drained;
       }
     }
@@ -457,11 +457,11 @@ export class Worker {
     // The job may still be in #running here: its previous attempt ended (the retry was claimed before that run
     // was cleaned up), or its lease lapsed unrenewed and this process claimed it back. Either way that run is
     // over: abort it as a lost lease, and let only the new run own the entry.
-    this.#running.get(job.id)?.controller.abort(new LeaseLostError());
-    const controller = new AbortController();
+    this.#running.get(job.id)?.abort.abort(new LeaseLostError());
+    const abort = new AttemptAbort();
     const { telemetry } = this.#host;
     const startedAt = Date.now();
-    const entry: Running = { job, controller, active: true, span: telemetry.process(job), startedAt };
+    const entry: Running = { job, abort, active: true, span: telemetry.process(job), startedAt };
     this.#running.set(job.id, entry);
     this.#active += 1;
     telemetry.started(job.name, startedAt - job.runAt);
@@ -540,7 +540,7 @@ export class Worker {
   }
 
   async #run(entry: Running): Promise<Ended> {
-    const { job, controller } = entry;
+    const { job, abort } = entry;
     const { store, workerId, options } = this.#host;
     const definition = this.#host.definitions.get(job.name);
     if (!definition) return { outcome: 'lost' }; // claim filters by name; unreachable
@@ -550,7 +550,7 @@ export class Worker {
       // Leases lapsed (crashed processes) until the attempts ran out.
       const error = { message: 'The job failed', code: 'ERR_RESPOND_ASYNC_ATTEMPTS_EXHAUSTED' };
       this.#handlerDone(entry);
-      await this.#settle(() => store.fail(job.id, workerId, { error, retryAt: null, retentionMs }), controller.signal);
+      await this.#settle(() => store.fail(job.id, workerId, { error, retryAt: null, retentionMs }), abort);
       return {
         outcome: 'failed',
         error: Object.assign(new Error(error.message), { code: error.code }),
@@ -559,12 +559,12 @@ export class Worker {
     }
     if (job.cancelRequested) {
       this.#handlerDone(entry);
-      await this.#settle(() => store.markCanceled(job.id, workerId, { retentionMs }), controller.signal);
+      await this.#settle(() => store.markCanceled(job.id, workerId, { retentionMs }), abort);
       return { outcome: 'canceled', event: { kind: 'canceled' } };
     }
     const result = await this.#invoke(entry, definition);
     this.#handlerDone(entry);
-    const abortReason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
+    const abortReason: unknown = abort.aborted ? abort.reason : undefined;
     const outcome = attemptOutcome({
       result,
       abortReason,
@@ -578,26 +578,28 @@ export class Worker {
 
   /** Run the handler of `entry` with its context, under its timeout; settles as soon as its signal aborts. */
   async #invoke(entry: Running, definition: JobDefinition<never, unknown>): Promise<HandlerResult> {
-    const { job, controller } = entry;
+    const { job, abort } = entry;
     const { store, workerId } = this.#host;
     const { timeoutMs } = definition.options;
     let timer: NodeJS.Timeout | undefined;
     if (timeoutMs !== undefined) {
-      timer = setTimeout(() => controller.abort(new TimeoutError(timeoutMs)), timeoutMs);
+      timer = setTimeout(() => abort.abort(new TimeoutError(timeoutMs)), timeoutMs);
     }
     // One progress write in flight per job, the latest value next: a handler that reports without awaiting
     // cannot flood the store (or exhaust a connection pool).
     const writeProgress = latestWins<{ value: number; text: string | null }>(
       ({ value, text }) => this.#write('progress', () => store.progress(job.id, workerId, value, text)),
-      () => !entry.active || controller.signal.aborted,
+      () => !entry.active || abort.aborted,
     );
     const ctx: JobContext = {
       jobId: job.id,
       attempt: job.attempt,
       owner: job.owner,
-      signal: controller.signal,
+      get signal() {
+        return abort.signal;
+      },
       progress: (percent, message) => {
-        if (controller.signal.aborted) return Promise.resolve();
+        if (abort.aborted) return Promise.resolve();
         const clamped = Math.min(100, Math.max(0, Number.isFinite(percent) ? percent : 0));
         const value = Math.round(clamped * 100) / 100;
         const text = message === undefined ? null : String(message).slice(0, 1000);
@@ -610,7 +612,7 @@ export class Worker {
     try {
       // Under the attempt's span: spans the handler starts are its children.
       const work = entry.span.run(() => definition.handler(job.input as never, ctx));
-      return { ok: true, value: await raceAbort(work, controller.signal) };
+      return { ok: true, value: await abort.race(work) };
     } catch (error) {
       return { ok: false, error };
     } finally {
@@ -620,7 +622,7 @@ export class Worker {
 
   /** Write how the attempt of `entry` ended. */
   async #record(entry: Running, outcome: Outcome, backoff: DefineOptions['backoff']): Promise<void> {
-    const { job, controller } = entry;
+    const { job, abort } = entry;
     const { store, workerId, options, logger } = this.#host;
     const { retentionMs } = options;
     switch (outcome.kind) {
@@ -630,14 +632,11 @@ export class Worker {
       case 'lost':
         return;
       case 'cancel':
-        await this.#settle(() => store.markCanceled(job.id, workerId, { retentionMs }), controller.signal);
+        await this.#settle(() => store.markCanceled(job.id, workerId, { retentionMs }), abort);
         return;
       case 'complete': {
         const { result, resultUrl } = outcome;
-        await this.#settle(
-          () => store.complete(job.id, workerId, { result, resultUrl, retentionMs }),
-          controller.signal,
-        );
+        await this.#settle(() => store.complete(job.id, workerId, { result, resultUrl, retentionMs }), abort);
         return;
       }
       default: {
@@ -661,10 +660,7 @@ export class Worker {
           error: serverError(outcome.cause, options.historyStacks),
           retried: retryAt !== null,
         };
-        await this.#settle(
-          () => store.fail(job.id, workerId, { error, retryAt, retentionMs, attempt }),
-          controller.signal,
-        );
+        await this.#settle(() => store.fail(job.id, workerId, { error, retryAt, retentionMs, attempt }), abort);
       }
     }
   }
@@ -676,7 +672,7 @@ export class Worker {
    * recorded instead of being run again. Stops at shutdown or when the heartbeat finds the lease lost; the lease
    * then lapses and the job runs again elsewhere (at least once).
    */
-  async #settle(write: () => Promise<JobRecord | undefined>, signal: AbortSignal): Promise<void> {
+  async #settle(write: () => Promise<JobRecord | undefined>, abort: AttemptAbort): Promise<void> {
     const deadline = Date.now() + this.#host.options.leaseMs;
     for (let delay = 100; ; delay = Math.min(2 * delay, 2000)) {
       try {
@@ -685,8 +681,8 @@ export class Worker {
         if (job) this.#host.publish(job);
         return;
       } catch (error) {
-        const reason: unknown = signal.reason;
-        const givenUp = signal.aborted && (reason instanceof ShutdownError || reason instanceof LeaseLostError);
+        const reason: unknown = abort.reason;
+        const givenUp = abort.aborted && (reason instanceof ShutdownError || reason instanceof LeaseLostError);
         if (givenUp || Date.now() + delay >= deadline) {
           this.#host.outages.failed(
             'settle',
@@ -709,7 +705,7 @@ export class Worker {
       this.#host.publish(job);
       // A cancel asked for elsewhere shows on the record the write returns.
       if (job.cancelRequested && job.status === 'processing') {
-        this.#running.get(job.id)?.controller.abort(new CanceledError());
+        this.#running.get(job.id)?.abort.abort(new CanceledError());
       }
     } catch (error) {
       this.#host.outages.failed(kind, `respond-async: store write (${kind}) failed; the next one tries again`, error);
@@ -728,8 +724,8 @@ export class Worker {
       for (const state of states) {
         const running = this.#running.get(state.id);
         if (!running) continue;
-        if (!state.held) running.controller.abort(new LeaseLostError());
-        else if (state.cancelRequested) running.controller.abort(new CanceledError());
+        if (!state.held) running.abort.abort(new LeaseLostError());
+        else if (state.cancelRequested) running.abort.abort(new CanceledError());
       }
     } catch (error) {
       this.#host.outages.failed('renew', 'respond-async: renewing leases failed', error);

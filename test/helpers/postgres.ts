@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { POSTGRES_MIGRATIONS } from '../../src/stores/postgres-migrations.js';
 
 /** The test server's URL; throws with the reason when globalSetup could not start one. */
 export function pgUrl(): string {
@@ -61,6 +62,28 @@ export function schemas(prefix = 'test') {
       created.clear();
     },
   };
+}
+
+/**
+ * Create `schema` as a release at migration `version` left it, then run `sql` in it (the jobs that release wrote):
+ * what an upgrade finds.
+ */
+export async function schemaAtVersion(schema: string, version: number, sql?: string): Promise<void> {
+  const client = await adminPool().connect();
+  try {
+    await client.query(`CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"`);
+    await client.query(
+      'CREATE TABLE migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+    );
+    for (const migration of POSTGRES_MIGRATIONS.filter((m) => m.version <= version)) {
+      await client.query(migration.sql);
+      await client.query('INSERT INTO migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
+    }
+    if (sql) await client.query(sql);
+  } finally {
+    await client.query('RESET search_path').catch(() => {});
+    client.release();
+  }
 }
 
 export async function closeAdmin(): Promise<void> {
