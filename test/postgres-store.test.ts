@@ -11,7 +11,6 @@ import { PostgresStore } from '../src/postgres.js';
 import { POSTGRES_STATEMENTS } from '../src/stores/postgres.js';
 import { POSTGRES_MIGRATIONS } from '../src/stores/postgres-migrations.js';
 import { describeStoreConformance } from '../src/testing/index.js';
-import { postgresSeedStatements } from './helpers/busy-day.js';
 import { newJob } from './helpers/jobs.js';
 import { adminQuery, closeAdmin, eventually, listenRaw, pgUrl, schemaAtVersion, schemas } from './helpers/postgres.js';
 
@@ -538,7 +537,7 @@ describe('PostgresStore', () => {
     expect(await adminQuery(oldInsert, ['v1-b'])).toEqual([]);
   });
 
-  it('migrates a schema at version 16 holding jobs: unfinished ones are still claimed in order, lists unchanged', async () => {
+  it('migrates a schema at version 15 holding jobs: unfinished ones are still claimed in order, lists unchanged', async () => {
     const schema = fresh.next();
     // Queued, processing with a lapsed lease, finished, and a queued job an operator's SQL left a finished_at on.
     await schemaAtVersion(
@@ -628,28 +627,6 @@ describe('PostgresStore', () => {
     const kept = await adminQuery(`SELECT owner, n::integer AS n FROM "${schema}".owner_jobs ORDER BY owner`);
     expect(kept).toEqual(counted);
     for (const { owner, n } of counted) expect(await s.countByOwner(owner, 1000)).toBe(n);
-  });
-
-  it('puts new jobs on pages of their own, not in the leftover space of the retained jobs (migration 16 on a schema with rows)', async () => {
-    const schema = fresh.next();
-    // A schema of the version before, holding a day of finished jobs written full and vacuumed.
-    await schemaAtVersion(schema, 15);
-    for (const statement of postgresSeedStatements(`"${schema}"`, { rows: 5000, owners: 10, live: 0 }))
-      await adminQuery(statement);
-    await adminQuery(`VACUUM "${schema}".jobs`);
-    const s = store({ schema, listen: false });
-    await s.init();
-    const created = [];
-    for (let i = 0; i < 20; i++) created.push((await s.create(newJob())).job.id);
-    const [{ pages, retained }] = await adminQuery<{ pages: number; retained: number }>(
-      `SELECT count(DISTINCT (ctid::text::point)[0])::integer AS pages,
-        (SELECT count(*)::integer FROM "${schema}".jobs WHERE id <> ALL($1::text[])) AS retained
-      FROM "${schema}".jobs WHERE id = ANY($1::text[])`,
-      [created],
-    );
-    // Together on the table's newest pages (one page holds about 25 of them), each changing only its own pages.
-    expect(pages).toBeLessThanOrEqual(2);
-    expect(retained).toBe(5000);
   });
 
   it('subscribe() reconnects after its connection is terminated', async () => {

@@ -360,20 +360,6 @@ ${notifyWatchedFunction(
   },
   {
     version: 16,
-    name: 'room on each page for new jobs and their updates',
-    // A table of retained jobs, written full and vacuumed, keeps a sliver of free space on nearly every page, and
-    // PostgreSQL puts a new row wherever one fits: each new job then landed on a page of its own among a day of old
-    // ones, and its claim and completion (not HOT where they change indexed columns) moved it to another such page. Each
-    // touched a different page, written in full to the WAL at its first change after a checkpoint. With fillfactor
-    // 90 an insert takes only pages with a tenth of them free (new jobs fill the newest pages together) and an update
-    // finds room on its row's page. Only future writes follow it: no rewrite, no lock that stops reads or writes,
-    // and processes of the previous version are not affected.
-    sql: `
-ALTER TABLE jobs SET (fillfactor = 90);
-`,
-  },
-  {
-    version: 17,
     name: 'fewer index entries per job',
     // An update that is not HOT adds an entry to every index of the table, and each job is updated at least twice
     // (its claim, its end): fewer indexes touched per update is less work and WAL for every job.
@@ -389,13 +375,13 @@ ALTER TABLE jobs SET (fillfactor = 90);
     // claim through claim_jobs, which this replaces.
     sql: `
 UPDATE jobs SET finished_at = NULL WHERE finished_at IS NOT NULL AND status IN ('queued', 'processing');
-CREATE INDEX jobs_owner_page_17_idx ON jobs (owner, created_at DESC, id COLLATE "C" DESC)
+CREATE INDEX jobs_owner_page_16_idx ON jobs (owner, created_at DESC, id COLLATE "C" DESC)
   INCLUDE (expires_at) WHERE owner IS NOT NULL;
 CREATE INDEX jobs_unfinished_idx ON jobs (run_at) WHERE finished_at IS NULL;
 ${claimFunction('CREATE OR REPLACE FUNCTION', 'c.finished_at IS NULL AND ')}
 DROP INDEX IF EXISTS jobs_claim_idx;
 DROP INDEX IF EXISTS jobs_owner_page_idx;
-ALTER INDEX jobs_owner_page_17_idx RENAME TO jobs_owner_page_idx;
+ALTER INDEX jobs_owner_page_16_idx RENAME TO jobs_owner_page_idx;
 `,
   },
 ];
