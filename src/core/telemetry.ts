@@ -111,7 +111,10 @@ export class Telemetry {
     if (!api) return NO_PROCESS;
     const parent = fromStored(api, job.traceContext);
     // Nothing to record and no trace to continue: the handler runs outside any span, as under a no-op tracer.
-    if (!parent && !tracing(api)) return (this.#untraced ??= untraced(api));
+    if (!parent && !tracing(api)) {
+      this.#untraced ??= untraced(api);
+      return this.#untraced;
+    }
     const parentContext = parent ? api.trace.setSpanContext(api.ROOT_CONTEXT, parent) : api.ROOT_CONTEXT;
     const span = api.trace.getTracer(TELEMETRY_NAME).startSpan(
       `process ${job.name}`,
