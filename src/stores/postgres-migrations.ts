@@ -60,36 +60,6 @@ END
 $fn$;`;
 }
 
-/**
- * claim_jobs (migrations 6 and 16): the due jobs of the given names, oldest first on the claim index, locked FOR
- * UPDATE SKIP LOCKED and taken. `unfinished`: a condition (ending in AND) matching the claim index's predicate.
- */
-function claimFunction(create: string, unfinished: string): string {
-  return `${create} claim_jobs(names text[], worker text, lim integer, lease_ms bigint, skip text[]) RETURNS SETOF jobs
-  LANGUAGE sql VOLATILE
-  SET search_path FROM CURRENT
-  SET enable_seqscan = off
-  SET enable_bitmapscan = off
-AS $fn$
-  WITH picked AS MATERIALIZED (
-    SELECT c.id FROM jobs c
-    WHERE c.name = ANY(names) AND ${unfinished}c.status IN ('queued', 'processing')
-      AND ((c.status = 'queued' AND c.run_at <= floor(extract(epoch from now()) * 1000)::bigint)
-        OR (c.status = 'processing' AND c.lease_until < floor(extract(epoch from now()) * 1000)::bigint))
-      AND c.id <> ALL(skip)
-    ORDER BY c.run_at
-    LIMIT lim
-    FOR UPDATE SKIP LOCKED
-  )
-  UPDATE jobs j SET status = 'processing', attempt = j.attempt + 1,
-    lease_owner = worker, lease_until = floor(extract(epoch from now()) * 1000)::bigint + lease_ms,
-    started_at = COALESCE(j.started_at, floor(extract(epoch from now()) * 1000)::bigint),
-    updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
-  FROM picked WHERE j.id = picked.id
-  RETURNING j.*
-$fn$;`;
-}
-
 /** @internal */
 export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
   {
@@ -236,7 +206,29 @@ ALTER TABLE jobs ADD COLUMN IF NOT EXISTS trace_context text;
     // function's own settings rule those plans out. `skip`: jobs the calling statement completes. Processes of
     // the previous version keep working during a rolling upgrade: their statements do not call it.
     sql: `
-${claimFunction('CREATE FUNCTION', '')}
+CREATE FUNCTION claim_jobs(names text[], worker text, lim integer, lease_ms bigint, skip text[]) RETURNS SETOF jobs
+  LANGUAGE sql VOLATILE
+  SET search_path FROM CURRENT
+  SET enable_seqscan = off
+  SET enable_bitmapscan = off
+AS $fn$
+  WITH picked AS MATERIALIZED (
+    SELECT c.id FROM jobs c
+    WHERE c.name = ANY(names) AND c.status IN ('queued', 'processing')
+      AND ((c.status = 'queued' AND c.run_at <= floor(extract(epoch from now()) * 1000)::bigint)
+        OR (c.status = 'processing' AND c.lease_until < floor(extract(epoch from now()) * 1000)::bigint))
+      AND c.id <> ALL(skip)
+    ORDER BY c.run_at
+    LIMIT lim
+    FOR UPDATE SKIP LOCKED
+  )
+  UPDATE jobs j SET status = 'processing', attempt = j.attempt + 1,
+    lease_owner = worker, lease_until = floor(extract(epoch from now()) * 1000)::bigint + lease_ms,
+    started_at = COALESCE(j.started_at, floor(extract(epoch from now()) * 1000)::bigint),
+    updated_at = floor(extract(epoch from now()) * 1000)::bigint, seq = j.seq + 1
+  FROM picked WHERE j.id = picked.id
+  RETURNING j.*
+$fn$;
 `,
   },
   {
@@ -360,26 +352,16 @@ ${notifyWatchedFunction(
   },
   {
     version: 16,
-    name: 'fewer index entries per job',
+    name: 'owner-less jobs out of the owner index',
     // An update that is not HOT adds an entry to every index of the table, and each job is updated at least twice
-    // (its claim, its end): fewer indexes touched per update is less work and WAL for every job.
-    // - jobs_owner_page_idx held owner-less jobs too, which list({ owner: null }) finds on jobs_no_owner_page_idx
-    //   (migration 8); every statement reading it asks for `owner = $n`, which implies the new predicate.
-    // - jobs_claim_idx's predicate read `status`, which a claim changes, so no claim could be HOT. Unfinished jobs
-    //   (queued, processing) are those with no finished_at: every statement sets it when a job ends and clears it
-    //   when one is retried, and a claim leaves it alone (the rows where an operator's SQL broke that are mended
-    //   first). claim_jobs asks for it too, so that its plan can read the index.
-    // Built inside the migration transaction: writes to jobs wait while the indexes build (seconds per million
-    // rows); reads wait only from the drops at the end, which lock the table until the migration commits.
-    // Processes of the previous version keep working during a rolling upgrade: their statements are unchanged and
-    // claim through claim_jobs, which this replaces.
+    // (its claim, its end). jobs_owner_page_idx held owner-less jobs too, which list({ owner: null }) finds on
+    // jobs_no_owner_page_idx (migration 8); every statement reading it asks for `owner = $n`, which implies the new
+    // predicate. Built inside the migration transaction: writes to jobs wait while it builds (seconds per million
+    // rows); reads wait only from the drop at the end. Processes of the previous version keep working: their
+    // statements are unchanged.
     sql: `
-UPDATE jobs SET finished_at = NULL WHERE finished_at IS NOT NULL AND status IN ('queued', 'processing');
 CREATE INDEX jobs_owner_page_16_idx ON jobs (owner, created_at DESC, id COLLATE "C" DESC)
   INCLUDE (expires_at) WHERE owner IS NOT NULL;
-CREATE INDEX jobs_unfinished_idx ON jobs (run_at) WHERE finished_at IS NULL;
-${claimFunction('CREATE OR REPLACE FUNCTION', 'c.finished_at IS NULL AND ')}
-DROP INDEX IF EXISTS jobs_claim_idx;
 DROP INDEX IF EXISTS jobs_owner_page_idx;
 ALTER INDEX jobs_owner_page_16_idx RENAME TO jobs_owner_page_idx;
 `,

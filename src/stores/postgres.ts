@@ -324,8 +324,7 @@ const SQL = {
   // waiting in this turn and the claim of the next jobs in one statement (one round trip, one commit). The jobs
   // being completed are left out of the claim: one statement may not update a row twice. The rows to complete are
   // found by id (`= ANY`, on the primary key); the status check is written `IS TRUE` (status is NOT NULL, so it
-  // means the same): while the claim index was partial on status (migrations 1 to 15), the planner otherwise also
-  // read that whole index to check it.
+  // means the same) so that the planner does not also read the whole partial claim index to check it.
   completeAndClaim: (schema: string) => `
     WITH done AS (
       UPDATE ${schema}.jobs j SET
