@@ -260,6 +260,20 @@ describe('retries and errors', () => {
     expect(signals[0].reason).toBeInstanceOf(TimeoutError);
   });
 
+  it('timeoutMs also ends a handler that returns a thenable of another promise library, one that never settles', async () => {
+    const { jobs, store } = setup();
+    const never = { then: (_resolve: (value: unknown) => void) => {} }; // a PromiseLike that is not a Promise
+    const def = jobs.define('foreign', (() => never) as unknown as () => Promise<unknown>, {
+      timeoutMs: 100,
+      attempts: 1,
+    });
+    const { job } = await jobs.submit(def, {});
+    expect(await settled(store, job.id)).toMatchObject({
+      status: 'failed',
+      error: { code: 'ERR_RESPOND_ASYNC_TIMEOUT' },
+    });
+  });
+
   it('a result over maxResultBytes fails at once with ERR_RESPOND_ASYNC_RESULT_TOO_LARGE; one at the limit completes', async () => {
     const { jobs, store } = setup({ maxResultBytes: 100 });
     const def = jobs.define('big', async (input: { length: number }) => 'x'.repeat(input.length), { attempts: 3 });

@@ -63,11 +63,11 @@ export class AttemptAbort {
 
   /** raceAbort() against this attempt's abort (one race at a time). */
   race<T>(work: Promise<T> | T): Promise<T> {
-    if (!(work instanceof Promise)) return Promise.resolve(work);
+    if (typeof (work as { then?: unknown } | null)?.then !== 'function') return Promise.resolve(work);
     if (this.#aborted) return Promise.reject(this.#reason);
     return new Promise<T>((resolve, reject) => {
       this.#onAbort = reject;
-      work.then(resolve, reject);
+      Promise.resolve(work).then(resolve, reject); // any thenable, not only this realm's Promise
     });
   }
 }
