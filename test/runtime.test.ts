@@ -262,7 +262,9 @@ describe('retries and errors', () => {
 
   it('timeoutMs also ends a handler that returns a thenable of another promise library, one that never settles', async () => {
     const { jobs, store } = setup();
-    const never = { then: (_resolve: (value: unknown) => void) => {} }; // a PromiseLike that is not a Promise
+    // A PromiseLike that is not a Promise (as another promise library returns), which never settles.
+    // biome-ignore lint/suspicious/noThenProperty: a thenable is what this test is about
+    const never = { then: (_resolve: (value: unknown) => void) => {} };
     const def = jobs.define('foreign', (() => never) as unknown as () => Promise<unknown>, {
       timeoutMs: 100,
       attempts: 1,
