@@ -1,16 +1,17 @@
-// Racing a piece of work against an AbortSignal: the worker's handlers and the replay of wrapped handlers share it.
+// Racing a piece of work against an abort: an AbortSignal (the replay of wrapped handlers) or an attempt's own abort
+// state (the worker's handlers, whose AbortSignal is made only when the handler asks for it).
 
 /**
  * Settle with `work`, or reject with the signal's reason as soon as it aborts: a handler that ignores its signal
  * (or never answers a canceled job) is abandoned rather than waited for.
  */
 export function raceAbort<T>(work: Promise<T> | T, signal: AbortSignal): Promise<T> {
-  if (!(work instanceof Promise)) return Promise.resolve(work);
+  if (!isThenable(work)) return Promise.resolve(work);
   if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
+    Promise.resolve(work).then(
       (value) => {
         signal.removeEventListener('abort', onAbort);
         resolve(value);
@@ -63,11 +64,16 @@ export class AttemptAbort {
 
   /** raceAbort() against this attempt's abort (one race at a time). */
   race<T>(work: Promise<T> | T): Promise<T> {
-    if (typeof (work as { then?: unknown } | null)?.then !== 'function') return Promise.resolve(work);
+    if (!isThenable(work)) return Promise.resolve(work);
     if (this.#aborted) return Promise.reject(this.#reason);
     return new Promise<T>((resolve, reject) => {
       this.#onAbort = reject;
-      Promise.resolve(work).then(resolve, reject); // any thenable, not only this realm's Promise
+      Promise.resolve(work).then(resolve, reject);
     });
   }
+}
+
+/** Any thenable, not only this realm's Promise: a handler may return another promise library's. */
+function isThenable<T>(work: Promise<T> | T): work is Promise<T> {
+  return typeof (work as { then?: unknown } | null)?.then === 'function';
 }
