@@ -346,9 +346,10 @@ function fullOverEmpty(unit: 'per s' | 'ms' | 'µs', empty: number, full: number
 
 /**
  * The size section's table. Each figure twice: the ratio of the two stores' medians, and the median of the rounds'
- * own ratios. The target is judged on the latter: a round's empty and full turns run seconds apart, so its ratio is
- * not moved by the machine's load drifting over the run, which moves the medians of each store's rounds apart (on
- * a loaded machine one store's median round may come from a quiet minute and the other's from a busy one).
+ * own ratios. The latter is the steadier: a round's empty and full turns run seconds apart, so its ratio is not
+ * moved by the machine's load drifting over the run, which moves the medians of each store's rounds apart (on a
+ * loaded machine one store's median round may come from a quiet minute and the other's from a busy one). The target
+ * asks for both.
  */
 function reportSize(kind: StoreKind, seconds: number, load0: string, empty: SizeFigures, full: SizeFigures): void {
   const name = kind === 'postgres' ? 'PostgreSQL' : 'SQLite';
@@ -360,12 +361,16 @@ function reportSize(kind: StoreKind, seconds: number, load0: string, empty: Size
       `Load average ${load0} at the start of the section, ${uptime()} at its end. ${ROUNDS} rounds.`,
   );
   emit();
-  let worst = Number.POSITIVE_INFINITY;
+  let worst = Number.POSITIVE_INFINITY; // of the median of the rounds' own ratios
+  let worstOfMedians = Number.POSITIVE_INFINITY;
   const rows = MEASURES.map(({ key, label, unit, target }) => {
     const show = unit === 'per s' ? int : ms;
     const ofMedians = fullOverEmpty(unit, median(empty[key]), median(full[key]));
     const paired = empty[key].map((e, round) => fullOverEmpty(unit, e, full[key][round]));
-    if (target !== false) worst = Math.min(worst, median(paired));
+    if (target !== false) {
+      worst = Math.min(worst, median(paired));
+      worstOfMedians = Math.min(worstOfMedians, ofMedians);
+    }
     return [
       label,
       show(median(empty[key])),
@@ -391,8 +396,8 @@ function reportSize(kind: StoreKind, seconds: number, load0: string, empty: Size
   emit();
   targets.push({
     name: `${name}: every figure with ${int(ROWS)} retained jobs ≥ 0.90× empty`,
-    met: worst >= 0.9,
-    figures: `worst ${ratio(worst)} (median of the rounds' own ratios)`,
+    met: worst >= 0.9 && worstOfMedians >= 0.9,
+    figures: `worst ${ratio(worstOfMedians)} by the ratio of medians, ${ratio(worst)} by the median of the rounds' own ratios`,
   });
 }
 
