@@ -849,6 +849,7 @@ const RECONNECT_MAX_MS = 5000;
  */
 export class PostgresStore implements JobStore {
   readonly kind = 'postgres';
+  readonly remoteClaims = true;
   /** The schema holding the store's tables. */
   readonly schema: string;
   /** The NOTIFY channel of this store's changes: `<schema>_changes`. */
@@ -882,6 +883,8 @@ export class PostgresStore implements JobStore {
   /** Creates and completions waiting for the end of this event-loop turn, to go in one statement each. */
   #creates: Array<Pending<CreateParams, CreateResult>> = [];
   #completes: Array<Pending<CompleteParams, JobRecord | undefined>> = [];
+  /** Claims in flight: completions wait to go with the next one. */
+  #claiming = 0;
 
   constructor(options: PostgresStoreOptions = {}) {
     const schema = options.schema ?? 'respond_async';
@@ -1126,6 +1129,18 @@ export class PostgresStore implements JobStore {
     const limit = Math.floor(options.limit);
     if (limit <= 0 || options.names.length === 0) return [];
     const claim: ClaimParams = { names: [...options.names], worker: options.workerId, limit, leaseMs: options.leaseMs };
+    this.#claiming += 1;
+    try {
+      return await this.#completeAndClaim(claim);
+    } finally {
+      // Completions that came while claims were in flight go with the worker's next claim, or alone if none comes
+      // in this turn.
+      this.#claiming -= 1;
+      if (this.#claiming === 0 && this.#completes.length > 0) setImmediate(() => this.#flushCompletesUnlessClaiming());
+    }
+  }
+
+  async #completeAndClaim(claim: ClaimParams): Promise<JobRecord[]> {
     const batch = this.#takeCompletes();
     if (batch.length === 0) {
       const rows = await this.#query('claim', claim);
@@ -1178,9 +1193,16 @@ export class PostgresStore implements JobStore {
         resultUrl: outcome.resultUrl,
         retentionMs: outcome.retentionMs,
       };
-      if (this.#completes.length === 0) setImmediate(() => this.#flushCompletes());
+      // While a claim is in flight the completions wait for the next one (the worker claims again as its slots
+      // free): one statement and one commit for both.
+      if (this.#completes.length === 0 && this.#claiming === 0)
+        setImmediate(() => this.#flushCompletesUnlessClaiming());
       this.#completes.push({ params, resolve, reject });
     });
+  }
+
+  #flushCompletesUnlessClaiming(): void {
+    if (this.#claiming === 0) this.#flushCompletes();
   }
 
   #flushCompletes(): void {
