@@ -717,3 +717,126 @@ describe('PostgresStore', () => {
     expect(Math.max(...delays)).toBeLessThan(200);
   });
 });
+
+describe('PostgresStore: a worker claims ahead of its free slots while handlers are short', () => {
+  /**
+   * 40 short jobs, then two that hold their slot until released, then four short ones ("trailing"), all queued
+   * before a worker of two slots starts. Once the two hold both slots, jobs claimed ahead wait on the worker.
+   */
+  async function backlog(leaseMs: number) {
+    const schema = fresh.next();
+    const api = createJobs({ store: store({ schema, listen: false }), worker: false });
+    runtimes.push(api);
+    const ran: string[] = [];
+    const gates: Array<() => void> = [];
+    const define = (jobs: Jobs) => {
+      jobs.define('quick', async (_input: { i: number }, ctx) => {
+        ran.push(ctx.jobId);
+      });
+      jobs.define('slow', async (_input: { i: number }, ctx) => {
+        ran.push(ctx.jobId);
+        await new Promise<void>((resolve) => gates.push(resolve));
+      });
+    };
+    define(api);
+    const queue = async (name: 'quick' | 'slow', n: number) => {
+      const ids: string[] = [];
+      for (let i = 0; i < n; i++) ids.push((await api.submit(name, { i })).job.id);
+      await new Promise((resolve) => setTimeout(resolve, 5)); // run_at: the next group comes after this one
+      return ids;
+    };
+    await api.ready();
+    const first = await queue('quick', 40);
+    const slow = await queue('slow', 2);
+    const trailing = await queue('quick', 4);
+    const rows = () =>
+      adminQuery<{ id: string; status: string; attempt: number }>(
+        `SELECT id, status, attempt FROM "${schema}".jobs WHERE id = ANY($1) ORDER BY run_at, id`,
+        [trailing],
+      );
+    // The worker starts once all are queued.
+    const worker = createJobs({ store: store({ schema }), concurrency: 2, leaseMs, pollIntervalMs: 50 });
+    runtimes.push(worker);
+    define(worker);
+    await eventually(() => gates.length === 2, 10_000, 2);
+    // Both slots held: the worker has trailing jobs leased, their handlers not started.
+    let ahead: Array<{ id: string; status: string; attempt: number }> = [];
+    await eventually(
+      async () => {
+        ahead = (await rows()).filter((row) => row.status === 'processing');
+        return ahead.length > 0;
+      },
+      2000,
+      5,
+    );
+    expect(ahead.every((row) => !ran.includes(row.id))).toBe(true);
+    return { schema, worker, ran, gates, first, slow, trailing, rows, ahead };
+  }
+
+  it('hands jobs claimed ahead back to the queue once they wait a heartbeat, and runs each job once', async () => {
+    const { worker, ran, gates, first, slow, trailing, rows } = await backlog(900);
+    // A heartbeat (a third of the lease) later, they are queued again, their attempt not counted, for any worker.
+    await eventually(async () => (await rows()).every((row) => row.status === 'queued' && row.attempt === 0), 3000);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect((await rows()).every((row) => row.status === 'queued')).toBe(true);
+    for (const release of gates) release();
+    for (const id of [...first, ...slow, ...trailing]) {
+      await eventually(async () => (await worker.get(id))?.status === 'complete', 5000);
+    }
+    expect([...ran].sort()).toEqual([...first, ...slow, ...trailing].sort());
+  });
+
+  it('close() hands jobs claimed ahead back to the queue without running them', async () => {
+    const { worker, ran, trailing, rows } = await backlog(30_000);
+    await worker.close({ timeoutMs: 100 });
+    expect(await rows()).toEqual(expect.arrayContaining(trailing.map((id) => ({ id, status: 'queued', attempt: 0 }))));
+    expect(ran.filter((id) => trailing.includes(id))).toEqual([]);
+  });
+
+  it('a job canceled while claimed ahead ends canceled without its handler running', async () => {
+    const { worker, ran, gates, ahead } = await backlog(30_000);
+    const id = ahead[0]!.id;
+    expect(await worker.cancel(id)).toMatchObject({ outcome: 'requested' });
+    for (const release of gates) release();
+    await eventually(async () => (await worker.get(id))?.status === 'canceled', 5000);
+    expect(ran).not.toContain(id);
+  });
+});
+
+describe('PostgresStore: completions and claims in flight', () => {
+  it('a completion that comes while a claim is in flight goes with the next claim, or alone once none follows', async () => {
+    const pool = new pg.Pool({ connectionString: pgUrl() });
+    const sent: string[] = [];
+    const query = pool.query.bind(pool) as (...args: unknown[]) => Promise<unknown>;
+    (pool as unknown as { query: unknown }).query = (...args: unknown[]) => {
+      const first = args[0] as { name?: string };
+      if (first?.name) sent.push(first.name.replace(/^.*_/, ''));
+      return query(...args);
+    };
+    const s = new PostgresStore({ pool, schema: fresh.next(), listen: false });
+    try {
+      await s.init();
+      for (let i = 0; i < 6; i++) await s.create(newJob());
+      const [a, b] = await s.claim({ names: ['task'], workerId: 'w', limit: 2, leaseMs: 10_000 });
+      const outcome = { result: 'r', resultUrl: null, retentionMs: 60_000 };
+      sent.length = 0;
+      const inFlight = s.claim({ names: ['task'], workerId: 'w', limit: 1, leaseMs: 10_000 });
+      const doneA = s.complete(a!.id, 'w', outcome);
+      // Another turn passes with the claim in flight: the completion waits for the next claim.
+      await new Promise((resolve) => setImmediate(resolve));
+      const next = s.claim({ names: ['task'], workerId: 'w', limit: 1, leaseMs: 10_000 });
+      await Promise.all([inFlight, next]);
+      expect(await doneA).toMatchObject({ id: a!.id, status: 'complete' });
+      expect(sent).toEqual(['claim', 'completeAndClaim']);
+      // No claim follows: the completion goes alone once the claim in flight lands.
+      const later = s.claim({ names: ['task'], workerId: 'w', limit: 1, leaseMs: 10_000 });
+      const doneB = s.complete(b!.id, 'w', outcome);
+      await later;
+      expect(await doneB).toMatchObject({ id: b!.id, status: 'complete' });
+      expect(sent).toEqual(['claim', 'completeAndClaim', 'claim', 'complete']);
+    } finally {
+      await s.close();
+      await pool.end();
+    }
+  });
+});

@@ -163,6 +163,13 @@ export interface JobStore {
   /** Short name used in error messages (`memory`, `sqlite`, `postgres`). */
   readonly kind: string;
 
+  /**
+   * Optional. Claims cross the network (a database server): while handlers are short and jobs are waiting, the
+   * worker then claims up to `concurrency` jobs ahead of its free slots, with up to two claims in flight, so that
+   * a claim's round trip overlaps running handlers. Left unset, a claim takes the free slots only.
+   */
+  readonly remoteClaims?: boolean;
+
   /** Prepare the store (schema migrations). Safe to call more than once and from many processes at once. */
   init(): Promise<void>;
 

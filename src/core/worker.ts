@@ -80,6 +80,16 @@ export class Worker {
   //   back to the queue.
   #active = 0;
   #reserved = 0;
+  // Claimed ahead (stores with `remoteClaims`): while handlers are short, a claim may take up to `concurrency` jobs
+  // more than the free slots, and a second claim may go while one is in flight, so that a claim's round trip
+  // overlaps the handlers instead of following them. Those jobs wait here, leased to this worker, oldest first,
+  // until a slot frees; the heartbeat renews their leases, and hands back any that waited a whole heartbeat.
+  #ahead: Array<{ job: JobRecord; claimedAt: number }> = [];
+  #claimsInFlight = 0;
+  /** The last claim came back full: the queue holds more than the slots take. */
+  #backlog = false;
+  /** How long handlers run, smoothed (ms; undefined until one returned): the worker claims ahead while it is short. */
+  #runMs: number | undefined;
   #queueMayHoldJobs = true;
   #pumping = false;
   #pumpAgain = false;
@@ -123,7 +133,7 @@ export class Worker {
   start(): void {
     if (this.#started || this.#stopping) return;
     this.#started = true;
-    const { pollIntervalMs, leaseMs, retentionMs } = this.#host.options;
+    const { pollIntervalMs, retentionMs } = this.#host.options;
     this.#pollTimer = setInterval(() => {
       // Jobs no notification announces (delayed retries coming due, lapsed leases) are found here.
       this.#queueMayHoldJobs = true;
@@ -131,7 +141,7 @@ export class Worker {
     }, pollIntervalMs);
     this.#pollTimer.unref();
     // #heartbeat and #purge catch every failure themselves: a timer never leaves a rejected promise behind.
-    this.#heartbeatTimer = setInterval(() => void this.#heartbeat(), Math.max(10, leaseMs / 3));
+    this.#heartbeatTimer = setInterval(() => void this.#heartbeat(), heartbeatMs(this.#host.options));
     this.#heartbeatTimer.unref();
     this.#purgeTimer = setInterval(() => void this.#purge(), Math.min(60_000, retentionMs));
     this.#purgeTimer.unref();
@@ -158,7 +168,7 @@ export class Worker {
   createClaimed(job: NewJob): Promise<{ result: CreateResult; started: boolean }> | undefined {
     const { store, workerId, options } = this.#host;
     const createClaimed = store.createClaimed;
-    if (!createClaimed || this.#stopping || this.#queueMayHoldJobs) return undefined;
+    if (!createClaimed || this.#stopping || this.#queueMayHoldJobs || this.#ahead.length > 0) return undefined;
     const { concurrency } = options;
     if (this.#active + this.#reserved >= concurrency || this.#running.size + this.#reserved >= 2 * concurrency) {
       return undefined;
@@ -206,7 +216,7 @@ export class Worker {
     const { concurrency } = options;
     if (
       this.#stopping ||
-      this.#active + this.#reserved >= concurrency ||
+      this.#active + this.#reserved + this.#ahead.length >= concurrency ||
       this.#running.size + this.#reserved >= 2 * concurrency
     ) {
       this.#handBack(id);
@@ -238,6 +248,21 @@ export class Worker {
     this.#landing.add(landed);
   }
 
+  /**
+   * Jobs claimed ahead that have waited a whole heartbeat interval (the slots stayed busy: handlers turned long) go
+   * back to the queue, for another worker or this one later.
+   */
+  #handBackStale(): void {
+    const interval = heartbeatMs(this.#host.options);
+    const before = Date.now() - interval;
+    const stale = this.#ahead.filter(({ claimedAt }) => claimedAt <= before);
+    if (stale.length === 0) return;
+    this.#ahead = this.#ahead.filter(({ claimedAt }) => claimedAt > before);
+    for (const { job } of stale) this.#handBack(job.id);
+    // The handlers run long now: claim no more ahead until short ones bring the smoothed time back down.
+    this.#runMs = Math.max(this.#runMs ?? 0, interval);
+  }
+
   /** Hand a job leased to this worker back to the queue (not counted as an attempt); on failure its lease lapses. */
   #handBack(id: string): void {
     const { store, workerId, outages } = this.#host;
@@ -256,7 +281,8 @@ export class Worker {
     if (!this.#host.store.offerSlots || this.#stopping || this.#offering || this.#queueMayHoldJobs) return;
     if (!this.#host.subscribed()) return;
     const { concurrency } = this.#host.options;
-    const free = Math.min(concurrency - this.#active, 2 * concurrency - this.#running.size) - this.#reserved;
+    const free =
+      Math.min(concurrency - this.#active, 2 * concurrency - this.#running.size) - this.#reserved - this.#ahead.length;
     if (free <= 0 || 2 * this.#offered > free) return;
     this.#offered = free;
     this.#sendOffer(free);
@@ -325,9 +351,12 @@ export class Worker {
     return true;
   }
 
-  /** Abort the handler of job `id` if it runs here. */
+  /** Abort the handler of job `id` if it runs here; a cancel of a job claimed ahead ends it when it starts. */
   abort(id: string, reason: Error): void {
     this.#running.get(id)?.abort.abort(reason);
+    if (reason instanceof CanceledError) {
+      for (const { job } of this.#ahead) if (job.id === id) job.cancelRequested = true;
+    }
   }
 
   /** A write of this process returned job `job`: keep the running copy's `seq`, so remote changes are told apart. */
@@ -362,6 +391,7 @@ export class Worker {
     this.#stopping = true;
     clearInterval(this.#pollTimer);
     clearInterval(this.#purgeTimer);
+    this.#startAhead();
   }
 
   /**
@@ -408,38 +438,111 @@ export class Worker {
   }
 
   async #claimLoop(): Promise<void> {
-    const { store, workerId, options, outages } = this.#host;
+    const { store, outages } = this.#host;
     try {
       await this.#host.ready();
-      const names = [...this.#host.definitions.keys()];
-      const { concurrency, leaseMs } = options;
-      // Where jobs can be created claimed, the store announces every queued job: a claim is needed only when one
-      // may be waiting. Elsewhere the worker looks each time a slot frees.
-      const gated = store.createClaimed !== undefined && this.#host.subscribed();
-      while (!this.#stopping) {
-        if (gated && !this.#queueMayHoldJobs) return;
-        // A slot frees when its handler returns; the final writes still in flight are bounded by `concurrency`
-        // too, so a slow store cannot make them pile up.
-        const free = Math.min(concurrency - this.#active, 2 * concurrency - this.#running.size) - this.#reserved;
-        if (free <= 0) return;
-        this.#queueMayHoldJobs = false;
-        this.#reserved += free;
-        let claimed: JobRecord[];
-        try {
-          claimed = await store.claim({ names, workerId, limit: free, leaseMs });
-        } finally {
-          this.#reserved -= free;
-        }
-        outages.recovered('claim');
-        // Busy with queued jobs: the slots on offer are no longer free.
-        if (claimed.length > 0) this.#retractOffer();
-        for (const job of claimed) this.#start(job);
-        if (claimed.length === free) this.#queueMayHoldJobs = true;
-        else return;
-      }
     } catch (error) {
       this.#queueMayHoldJobs = true;
       outages.failed('claim', 'respond-async: claiming jobs failed; will retry', error);
+      return;
+    }
+    const names = [...this.#host.definitions.keys()];
+    // Where jobs can be created claimed, the store announces every queued job: a claim is needed only when one
+    // may be waiting. Elsewhere the worker looks each time a slot frees.
+    const gated = store.createClaimed !== undefined && this.#host.subscribed();
+    for (;;) {
+      this.#startAhead();
+      const limit = this.#claimLimit();
+      // With a backlog, a second claim may go while the first (which cleared #queueMayHoldJobs) is in flight.
+      if (limit <= 0 || (gated && !this.#queueMayHoldJobs && !this.#backlog)) return;
+      this.#queueMayHoldJobs = false;
+      this.#claim(names, limit);
+    }
+  }
+
+  /**
+   * How many jobs the next claim may take (at most `concurrency`): the free slots, plus up to `concurrency` claimed
+   * ahead (see `#ahead`) while handlers are short and the queue holds more; 0 while closing or with a claim in
+   * flight (two, claiming ahead). A slot frees when its handler returns; the final writes still in flight are
+   * bounded too, so that a slow store cannot make them pile up: the jobs this worker holds in any state, at most
+   * twice `concurrency`, five times claiming ahead (where a batch's completions wait for the next claim while
+   * another batch's ride on the claim in flight).
+   */
+  #claimLimit(): number {
+    const { concurrency } = this.#host.options;
+    const ahead = this.#claimsAhead();
+    if (this.#stopping || this.#claimsInFlight >= (ahead ? 2 : 1)) return 0;
+    // Claimed (or being claimed) and not started yet.
+    const waiting = this.#reserved + this.#ahead.length;
+    const slots = (ahead ? 2 : 1) * concurrency - this.#active - waiting;
+    // #running holds the running handlers and the jobs whose final write is in flight.
+    const writes = (ahead ? 5 : 2) * concurrency - this.#running.size - waiting;
+    return Math.min(concurrency, slots, writes);
+  }
+
+  /** Whether to claim ahead of the free slots: a store whose claims cross the network, short handlers, a backlog. */
+  #claimsAhead(): boolean {
+    return (
+      this.#host.store.remoteClaims === true &&
+      this.#backlog &&
+      this.#runMs !== undefined &&
+      this.#runMs < CLAIM_AHEAD_MAX_RUN_MS
+    );
+  }
+
+  /** Claim up to `limit` jobs; they start as slots free (`#startAhead`), and the loop looks again. */
+  #claim(names: string[], limit: number): void {
+    const { store, workerId, options, outages } = this.#host;
+    this.#reserved += limit;
+    this.#claimsInFlight += 1;
+    // The slots it held are counted again in the same turn as its jobs, so that no other claim takes them between.
+    const landed = (): void => {
+      this.#reserved -= limit;
+      this.#claimsInFlight -= 1;
+    };
+    const claiming: Promise<void> = store
+      .claim({ names, workerId, limit, leaseMs: options.leaseMs })
+      .then(
+        (claimed) => {
+          landed();
+          outages.recovered('claim');
+          // Busy with queued jobs: the slots on offer are no longer free.
+          if (claimed.length > 0) this.#retractOffer();
+          this.#backlog = claimed.length === limit;
+          if (this.#backlog) this.#queueMayHoldJobs = true;
+          const claimedAt = Date.now();
+          for (const job of claimed) this.#ahead.push({ job, claimedAt });
+          this.#startAhead();
+          // Look again when the queue may hold more (a full claim, or news of a job queued meanwhile); otherwise
+          // the slots still free are offered, where the store hands new jobs to idle workers.
+          if (this.#queueMayHoldJobs) this.wake();
+          else if (!this.#pumping) this.#offerSlots();
+        },
+        (error: unknown) => {
+          landed();
+          // The poll timer (or the next slot to free) tries again.
+          this.#backlog = false;
+          this.#queueMayHoldJobs = true;
+          outages.failed('claim', 'respond-async: claiming jobs failed; will retry', error);
+        },
+      )
+      .catch((error: unknown) => outages.failed('claim', 'respond-async: starting claimed jobs failed', error))
+      .finally(() => this.#landing.delete(claiming));
+    this.#landing.add(claiming);
+  }
+
+  /** Start the jobs claimed ahead while slots are free; closing, hand them back instead. */
+  #startAhead(): void {
+    if (this.#stopping) {
+      for (const { job } of this.#ahead) this.#handBack(job.id);
+      this.#ahead = [];
+      return;
+    }
+    const { concurrency } = this.#host.options;
+    while (this.#active < concurrency) {
+      const next = this.#ahead.shift();
+      if (!next) return;
+      this.#start(next.job);
     }
   }
 
@@ -531,6 +634,8 @@ export class Worker {
     if (!entry.active) return;
     entry.active = false;
     this.#active -= 1;
+    const ms = Date.now() - entry.startedAt;
+    this.#runMs = this.#runMs === undefined ? ms : this.#runMs + (ms - this.#runMs) / 8;
     if (this.#wakeScheduled) return;
     this.#wakeScheduled = true;
     setImmediate(() => {
@@ -716,22 +821,38 @@ export class Worker {
     this.#renewOffer();
     const forgetBefore = Date.now() - this.#host.options.leaseMs;
     for (const [id, at] of this.#handoffsSeen) if (at < forgetBefore) this.#handoffsSeen.delete(id);
-    if (this.#running.size === 0) return;
-    const ids = [...this.#running.keys()];
+    this.#handBackStale();
+    if (this.#running.size === 0 && this.#ahead.length === 0) return;
+    const ids = [...this.#running.keys(), ...this.#ahead.map(({ job }) => job.id)];
     try {
       const states = await this.#host.store.renew(ids, this.#host.workerId, this.#host.options.leaseMs);
       this.#host.outages.recovered('renew');
+      const lost = new Set<string>();
       for (const state of states) {
         const running = this.#running.get(state.id);
+        if (!state.held) lost.add(state.id);
         if (!running) continue;
         if (!state.held) running.abort.abort(new LeaseLostError());
         else if (state.cancelRequested) running.abort.abort(new CanceledError());
       }
+      // A job claimed ahead whose lease is gone (another worker took it after a lapse) is not started here.
+      if (lost.size > 0) this.#ahead = this.#ahead.filter(({ job }) => !lost.has(job.id));
     } catch (error) {
       this.#host.outages.failed('renew', 'respond-async: renewing leases failed', error);
     }
   }
 }
+
+/** How often the worker renews its leases (and offer): three times a lease. */
+function heartbeatMs(options: { leaseMs: number }): number {
+  return Math.max(10, options.leaseMs / 3);
+}
+
+/**
+ * Handlers that run longer than this (smoothed) are not claimed ahead of: a claim's round trip is small beside them,
+ * and a job claimed ahead would wait that long on this worker while another might run it.
+ */
+const CLAIM_AHEAD_MAX_RUN_MS = 20;
 
 /**
  * How long an offer of free slots holds unless the heartbeat (every third of a lease) renews it: a worker that dies
