@@ -169,8 +169,15 @@ export function sendNode(res: ServerResponse, response: HttpResponse): (() => vo
 
 function writeNode(res: ServerResponse, response: HttpResponse): (() => void) | undefined {
   if (!response.stream) {
-    res.writeHead(response.status, response.headers);
-    res.end(response.bytes ?? response.body);
+    const body = response.bytes ?? response.body;
+    // A body that is all here goes with its length, as Fastify and Koa send it, rather than in chunks; 204 and 304
+    // carry none.
+    const sized = body !== undefined && response.status !== 204 && response.status !== 304;
+    res.writeHead(
+      response.status,
+      sized ? { 'content-length': String(Buffer.byteLength(body)), ...response.headers } : response.headers,
+    );
+    res.end(body);
     return undefined;
   }
   res.writeHead(response.status, response.headers);
