@@ -428,6 +428,24 @@ describe('PostgresStore', () => {
     expect(await s.get(b.id)).toMatchObject({ status: 'processing', leaseOwner: 'w1' });
   });
 
+  it('a create whose idempotency key is bound already takes no slot an idle worker offers', async () => {
+    const s = store({ listen: false });
+    await s.init();
+    const free = async () =>
+      (await adminQuery<{ free: number }>(`SELECT free FROM "${s.schema}".workers WHERE id = 'w'`))[0]?.free;
+    await s.offerSlots({ workerId: 'w', names: ['task'], free: 2, leaseMs: 10_000, ttlMs: 10_000 });
+    const first = await s.create(newJob({ owner: 'u', idempotencyKey: 'k' }));
+    expect(first).toMatchObject({ created: true, job: { status: 'processing', leaseOwner: 'w' } });
+    expect(await free()).toBe(1);
+    // A client's resubmit finds its job, and the slot stays on offer for the next new job.
+    const again = await s.create(newJob({ owner: 'u', idempotencyKey: 'k' }));
+    expect(again).toMatchObject({ created: false, job: { id: first.job.id } });
+    expect(await free()).toBe(1);
+    const other = await s.create(newJob({ owner: 'u', idempotencyKey: 'k2' }));
+    expect(other).toMatchObject({ created: true, job: { status: 'processing', leaseOwner: 'w' } });
+    expect(await free()).toBe(0);
+  });
+
   it('claims from a large backlog on a table never analyzed by reading a few pages, not every queued row', async () => {
     // One connection: the store's prepared statements are then visible to this test's own queries.
     const pool = new pg.Pool({ connectionString: pgUrl(), max: 1 });

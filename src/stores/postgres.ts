@@ -135,14 +135,16 @@ const SQL = {
   // (migration 14), if any, and inserts the job already leased to that worker for the worker's lease length; queued
   // otherwise. A locked offer is skipped, not waited for. A handed job is announced to its worker in the same
   // transaction, ahead of the trigger's notification, as [[id, status, seq, lease_owner, row]]: the worker starts
-  // it without a claim, or a read where the row would not fit in a notification (row null). A create that finds its
-  // key bound has used the slot for nothing: the worker offers again when idle.
+  // it without a claim, or a read where the row would not fit in a notification (row null). A create whose key is
+  // bound already (a client's resubmit) takes no slot; one that loses a race for its key has used the slot for
+  // nothing, and the worker offers again when idle.
   insertHanded: (schema: string) => `
     WITH offer AS (
       UPDATE ${schema}.workers w SET free = w.free - 1
       WHERE w.id = (
         SELECT o.id FROM ${schema}.workers o
         WHERE o.free > 0 AND o.until > floor(extract(epoch from now()) * 1000)::bigint AND $2::text = ANY(o.names)
+          AND NOT EXISTS (SELECT 1 FROM ${schema}.jobs k WHERE k.idem_scope = $6)
         ORDER BY o.free DESC
         LIMIT 1
         FOR UPDATE SKIP LOCKED)
