@@ -738,8 +738,10 @@ describe('PostgresStore', () => {
 
 describe('PostgresStore: a worker claims ahead of its free slots while handlers are short', () => {
   /**
-   * 40 short jobs, then two that hold their slot until released, then four short ones ("trailing"), all queued
-   * before a worker of two slots starts. Once the two hold both slots, jobs claimed ahead wait on the worker.
+   * 40 short jobs, then two that hold their slot until released, then 12 short ones ("trailing"), all queued
+   * before a worker of two slots starts. Once the two hold both slots, jobs claimed ahead wait on the worker: the
+   * short jobs seen leased and not run (`ahead`). (With two claims in flight, one may land before the other: the
+   * jobs waiting may be the last of the first 40 or trailing ones, and a trailing one may start before a slow one.)
    */
   async function backlog(leaseMs: number) {
     const schema = fresh.next();
@@ -766,11 +768,11 @@ describe('PostgresStore: a worker claims ahead of its free slots while handlers 
     await api.ready();
     const first = await queue('quick', 40);
     const slow = await queue('slow', 2);
-    const trailing = await queue('quick', 4);
-    const rows = () =>
+    const trailing = await queue('quick', 12);
+    const rows = (ids = [...first, ...trailing]) =>
       adminQuery<{ id: string; status: string; attempt: number }>(
         `SELECT id, status, attempt FROM "${schema}".jobs WHERE id = ANY($1) ORDER BY run_at, id`,
-        [trailing],
+        [ids],
       );
     // The worker starts once all are queued.
     const worker = createJobs({ store: store({ schema }), concurrency: 2, leaseMs, pollIntervalMs: 50 });
@@ -778,25 +780,31 @@ describe('PostgresStore: a worker claims ahead of its free slots while handlers 
     define(worker);
     await eventually(() => gates.length === 2, 10_000, 2);
     // Both slots held: the worker has trailing jobs leased, their handlers not started.
-    let ahead: Array<{ id: string; status: string; attempt: number }> = [];
+    let ahead: string[] = [];
     await eventually(
       async () => {
-        ahead = (await rows()).filter((row) => row.status === 'processing');
+        const held = (await rows()).filter((row) => row.status === 'processing' && !ran.includes(row.id));
+        ahead = held.map((row) => row.id);
         return ahead.length > 0;
       },
-      2000,
+      5000,
       5,
     );
-    expect(ahead.every((row) => !ran.includes(row.id))).toBe(true);
     return { schema, worker, ran, gates, first, slow, trailing, rows, ahead };
   }
 
   it('hands jobs claimed ahead back to the queue once they wait a heartbeat, and runs each job once', async () => {
-    const { worker, ran, gates, first, slow, trailing, rows } = await backlog(900);
+    const { worker, ran, gates, first, slow, trailing, rows, ahead } = await backlog(900);
     // A heartbeat (a third of the lease) later, they are queued again, their attempt not counted, for any worker.
-    await eventually(async () => (await rows()).every((row) => row.status === 'queued' && row.attempt === 0), 3000);
+    await eventually(
+      async () => (await rows(ahead)).every((row) => row.status === 'queued' && row.attempt === 0),
+      3000,
+    );
+    // And the worker claims no more ahead while its slots stay busy: every short job not run yet stays queued.
     await new Promise((resolve) => setTimeout(resolve, 400));
-    expect((await rows()).every((row) => row.status === 'queued')).toBe(true);
+    const waiting = (await rows()).filter((row) => !ran.includes(row.id));
+    expect(waiting.length).toBeGreaterThanOrEqual(ahead.length);
+    expect(waiting.every((row) => row.status === 'queued')).toBe(true);
     for (const release of gates) release();
     for (const id of [...first, ...slow, ...trailing]) {
       await eventually(async () => (await worker.get(id))?.status === 'complete', 5000);
@@ -805,15 +813,15 @@ describe('PostgresStore: a worker claims ahead of its free slots while handlers 
   });
 
   it('close() hands jobs claimed ahead back to the queue without running them', async () => {
-    const { worker, ran, trailing, rows } = await backlog(30_000);
+    const { worker, ran, rows, ahead } = await backlog(30_000);
     await worker.close({ timeoutMs: 100 });
-    expect(await rows()).toEqual(expect.arrayContaining(trailing.map((id) => ({ id, status: 'queued', attempt: 0 }))));
-    expect(ran.filter((id) => trailing.includes(id))).toEqual([]);
+    expect(await rows(ahead)).toEqual(ahead.map((id) => ({ id, status: 'queued', attempt: 0 })));
+    expect(ran.filter((id) => ahead.includes(id))).toEqual([]);
   });
 
   it('a job canceled while claimed ahead ends canceled without its handler running', async () => {
     const { worker, ran, gates, ahead } = await backlog(30_000);
-    const id = ahead[0]!.id;
+    const id = ahead[0]!;
     expect(await worker.cancel(id)).toMatchObject({ outcome: 'requested' });
     for (const release of gates) release();
     await eventually(async () => (await worker.get(id))?.status === 'canceled', 5000);

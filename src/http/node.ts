@@ -159,7 +159,9 @@ export function sendNode(res: ServerResponse, response: HttpResponse): (() => vo
       res.destroy();
       return undefined;
     }
+    // writeHead may have set some of the answer's headers (its length among them) before it threw.
     for (const name in response.headers) res.removeHeader(name);
+    res.removeHeader('content-length');
     const fallback = unwritableResponse();
     res.writeHead(fallback.status, fallback.headers);
     res.end(fallback.body);
