@@ -1138,7 +1138,7 @@ export class PostgresStore implements JobStore {
       // Completions that came while claims were in flight go with the worker's next claim, or alone if none comes
       // in this turn.
       this.#claiming -= 1;
-      if (this.#claiming === 0 && this.#completes.length > 0) setImmediate(() => this.#flushCompletesUnlessClaiming());
+      if (this.#claiming === 0 && this.#completes.length > 0) setImmediate(() => this.#flushCompletes());
     }
   }
 
@@ -1197,17 +1197,14 @@ export class PostgresStore implements JobStore {
       };
       // While a claim is in flight the completions wait for the next one (the worker claims again as its slots
       // free): one statement and one commit for both.
-      if (this.#completes.length === 0 && this.#claiming === 0)
-        setImmediate(() => this.#flushCompletesUnlessClaiming());
+      if (this.#completes.length === 0 && this.#claiming === 0) setImmediate(() => this.#flushCompletes());
       this.#completes.push({ params, resolve, reject });
     });
   }
 
-  #flushCompletesUnlessClaiming(): void {
-    if (this.#claiming === 0) this.#flushCompletes();
-  }
-
+  /** Send the waiting completions, unless a claim is in flight (they go with the next claim then). */
   #flushCompletes(): void {
+    if (this.#claiming > 0) return;
     const batch = this.#takeCompletes();
     if (batch.length === 0) return;
     if (batch.length === 1) {
