@@ -439,24 +439,24 @@ export class Worker {
 
   async #claimLoop(): Promise<void> {
     const { store, outages } = this.#host;
+    // Starting a job (its span, its events) runs here too: whatever throws is logged, never left unhandled.
     try {
       await this.#host.ready();
+      const names = [...this.#host.definitions.keys()];
+      // Where jobs can be created claimed, the store announces every queued job: a claim is needed only when one
+      // may be waiting. Elsewhere the worker looks each time a slot frees.
+      const gated = store.createClaimed !== undefined && this.#host.subscribed();
+      for (;;) {
+        this.#startAhead();
+        const limit = this.#claimLimit();
+        // With a backlog, a second claim may go while the first (which cleared #queueMayHoldJobs) is in flight.
+        if (limit <= 0 || (gated && !this.#queueMayHoldJobs && !this.#backlog)) return;
+        this.#queueMayHoldJobs = false;
+        this.#claim(names, limit);
+      }
     } catch (error) {
       this.#queueMayHoldJobs = true;
       outages.failed('claim', 'respond-async: claiming jobs failed; will retry', error);
-      return;
-    }
-    const names = [...this.#host.definitions.keys()];
-    // Where jobs can be created claimed, the store announces every queued job: a claim is needed only when one
-    // may be waiting. Elsewhere the worker looks each time a slot frees.
-    const gated = store.createClaimed !== undefined && this.#host.subscribed();
-    for (;;) {
-      this.#startAhead();
-      const limit = this.#claimLimit();
-      // With a backlog, a second claim may go while the first (which cleared #queueMayHoldJobs) is in flight.
-      if (limit <= 0 || (gated && !this.#queueMayHoldJobs && !this.#backlog)) return;
-      this.#queueMayHoldJobs = false;
-      this.#claim(names, limit);
     }
   }
 
